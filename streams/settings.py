@@ -1,0 +1,161 @@
+"""Settings, one class per concern, read from ``LOOPLINE_*`` environment variables.
+
+Each class is passed into the constructors that need it; nothing reads settings from globals.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field, SecretStr
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+__all__ = [
+    "BrokerSettings",
+    "ClickHouseSettings",
+    "DriftSettings",
+    "InferenceSettings",
+    "KafkaSettings",
+    "MetricsSettings",
+    "TrainerSettings",
+    "all_settings_classes",
+]
+
+DEFAULT_DATA_DIR = Path(".loopline")
+
+
+class KafkaSettings(BaseSettings):
+    """How every loopline client reaches Kafka (confluent-kafka and aiokafka/Faust alike)."""
+
+    model_config = SettingsConfigDict(env_prefix="LOOPLINE_KAFKA_", extra="ignore")
+
+    bootstrap_servers: str = "127.0.0.1:9092"
+    """Comma-separated host:port list of brokers."""
+    topic_prefix: str = "loopline."
+    """Prefix of every topic name, so that tenants and tests never collide."""
+    partitions: int = Field(default=4, ge=1)
+    """Partitions of the data topics (features, predictions, labels, outcomes)."""
+    replication_factor: int = Field(default=1, ge=1)
+    """Replication factor of every topic loopline creates."""
+    retention_ms: int = 7 * 24 * 3600 * 1000
+    """Retention of the non-compacted topics."""
+    max_message_bytes: int = 16 * 1024 * 1024
+    """Largest record on the model-versions topic (inline artifacts)."""
+    client_id: str = "loopline"
+    """Client id reported to the brokers."""
+    security_protocol: Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"] = "PLAINTEXT"
+    """Kafka security protocol."""
+    sasl_mechanism: Literal["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"] | None = None
+    """SASL mechanism, when the protocol is SASL_*."""
+    sasl_username: str | None = None
+    """SASL user name."""
+    sasl_password: SecretStr | None = None
+    """SASL password."""
+    ssl_cafile: Path | None = None
+    """CA bundle that signs the brokers' certificates."""
+    ssl_certfile: Path | None = None
+    """Client certificate, for mutual TLS."""
+    ssl_keyfile: Path | None = None
+    """Client private key, for mutual TLS."""
+    ssl_key_password: SecretStr | None = None
+    """Password of the client private key."""
+
+    def topic(self, name: str) -> str:
+        """Full name of a catalogue topic, e.g. ``features`` → ``loopline.features``."""
+        return f"{self.topic_prefix}{name}"
+
+
+class BrokerSettings(BaseSettings):
+    """The local single-node Kafka broker that tests and the demo start (not for production)."""
+
+    model_config = SettingsConfigDict(env_prefix="LOOPLINE_BROKER_", extra="ignore")
+
+    data_dir: Path = DEFAULT_DATA_DIR / "kafka"
+    """Where the broker keeps its log segments, config, pid file and log."""
+    port: int = Field(default=9092, ge=0, le=65535)
+    """Port of the broker listener on 127.0.0.1; 0 picks a free one."""
+    heap: str = "512m"
+    """Maximum JVM heap of the broker."""
+    start_timeout_s: float = 90.0
+    """How long to wait for the broker to answer a metadata request after start."""
+
+
+class ClickHouseSettings(BaseSettings):
+    """Where the analytics tables live."""
+
+    model_config = SettingsConfigDict(env_prefix="LOOPLINE_CLICKHOUSE_", extra="ignore")
+
+    dsn: SecretStr = SecretStr(f"chdb:///{DEFAULT_DATA_DIR / 'clickhouse'}")
+    """``chdb:///<dir>`` for the embedded engine, or ``http(s)://user:password@host:8123/db``."""
+    password: SecretStr | None = None
+    """Server password, when it is not in the DSN."""
+
+
+class InferenceSettings(BaseSettings):
+    """The inference agent."""
+
+    model_config = SettingsConfigDict(env_prefix="LOOPLINE_INFERENCE_", extra="ignore")
+
+    model_name: str = "default"
+    """Name of the model this worker serves."""
+    max_batch_size: int = Field(default=1024, ge=1)
+    """Largest micro-batch handed to the model."""
+    max_wait_ms: float = Field(default=5.0, ge=0)
+    """Longest time the first event of a batch waits for the batch to fill."""
+    backend: Literal["auto", "onnxruntime", "torch"] = "auto"
+    """Runtime backend; auto picks the fastest available."""
+    device: Literal["auto", "cpu", "cuda"] = "auto"
+    """Device; auto uses a GPU when one is present."""
+
+
+class DriftSettings(BaseSettings):
+    """The drift agent."""
+
+    model_config = SettingsConfigDict(env_prefix="LOOPLINE_DRIFT_", extra="ignore")
+
+    min_samples: int = Field(default=500, ge=1)
+    """Outcomes a detector must see before it may raise a drift."""
+    cooldown_samples: int = Field(default=2000, ge=0)
+    """Outcomes after a retrain request during which no new request is raised."""
+    adwin_delta: float = Field(default=0.002, gt=0, lt=1)
+    """ADWIN confidence for concept drift on the per-outcome error."""
+
+
+class TrainerSettings(BaseSettings):
+    """The trainer agent."""
+
+    model_config = SettingsConfigDict(env_prefix="LOOPLINE_TRAINER_", extra="ignore")
+
+    window_events: int = Field(default=20000, ge=1)
+    """Most recent outcomes read for a training run."""
+    holdout_fraction: float = Field(default=0.2, gt=0, lt=1)
+    """Most recent share of the window held out for the gate."""
+    min_improvement: float = 0.0
+    """Margin by which a candidate must beat the serving model on the held-out slice."""
+    seed: int = 0
+    """Seed of every random choice in training."""
+
+
+class MetricsSettings(BaseSettings):
+    """Prometheus exposition of each worker."""
+
+    model_config = SettingsConfigDict(env_prefix="LOOPLINE_METRICS_", extra="ignore")
+
+    port: int = Field(default=9300, ge=0, le=65535)
+    """Port of the /metrics HTTP endpoint; 0 disables it."""
+    host: str = "0.0.0.0"
+    """Interface the /metrics endpoint listens on."""
+
+
+def all_settings_classes() -> list[type[BaseSettings]]:
+    """Every settings class, for documentation and configuration checks."""
+    return [
+        KafkaSettings,
+        BrokerSettings,
+        ClickHouseSettings,
+        InferenceSettings,
+        DriftSettings,
+        TrainerSettings,
+        MetricsSettings,
+    ]
