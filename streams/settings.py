@@ -86,10 +86,13 @@ class ClickHouseSettings(BaseSettings):
 
     model_config = SettingsConfigDict(env_prefix="LOOPLINE_CLICKHOUSE_", extra="ignore")
 
-    dsn: SecretStr = SecretStr(f"chdb:///{DEFAULT_DATA_DIR / 'clickhouse'}")
-    """``chdb:///<dir>`` for the embedded engine, or ``http(s)://user:password@host:8123/db``."""
+    dsn: SecretStr = SecretStr(f"chdb://{DEFAULT_DATA_DIR / 'clickhouse'}")
+    """``chdb://<dir>`` (``chdb:///<absolute dir>``) for the embedded engine, or
+    ``http(s)://user:password@host:8123/db`` for a server."""
     password: SecretStr | None = None
     """Server password, when it is not in the DSN."""
+    database: str | None = Field(default=None, pattern=r"^[A-Za-z_][A-Za-z0-9_]*$")
+    """Database of the loopline tables, created if missing; by default the DSN's own."""
 
 
 class InferenceSettings(BaseSettings):

@@ -21,7 +21,7 @@ def _secret(value: Any) -> str | None:
     return None if value is None else str(value.get_secret_value())
 
 
-def confluent_config(settings: KafkaSettings, **extra: Any) -> dict[str, Any]:
+def confluent_config(settings: KafkaSettings, extra: dict[str, Any] | None = None) -> dict[str, Any]:
     """librdkafka configuration for confluent-kafka clients; ``extra`` keys are added on top."""
     config: dict[str, Any] = {
         "bootstrap.servers": settings.bootstrap_servers,
@@ -38,7 +38,7 @@ def confluent_config(settings: KafkaSettings, **extra: Any) -> dict[str, Any]:
         "ssl.key.password": _secret(settings.ssl_key_password),
     }
     config.update({key: str(value) for key, value in optional.items() if value is not None})
-    return config | extra
+    return config | (extra or {})
 
 
 def ssl_context(settings: KafkaSettings) -> ssl.SSLContext | None:

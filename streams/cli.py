@@ -1,0 +1,110 @@
+"""The ``loopline`` command line."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+from pydantic import ValidationError
+
+from streams.kafka.broker import KAFKA_OPS, Broker, BrokerError, fetch_classpath
+from streams.settings import BrokerSettings, ClickHouseSettings, KafkaSettings
+from streams.store import ConfigError
+
+__all__ = ["main"]
+
+
+def _broker_settings(args: argparse.Namespace) -> BrokerSettings:
+    overrides = {}
+    if args.data_dir is not None:
+        overrides["data_dir"] = args.data_dir
+    if args.port is not None:
+        overrides["port"] = args.port
+    return BrokerSettings(**overrides)
+
+
+def cmd_kafka(args: argparse.Namespace) -> int:
+    if args.action == "fetch":
+        classpath = fetch_classpath(KAFKA_OPS / "target", refresh=True)
+        print(f"resolved {len(classpath.split(':'))} jars")
+        return 0
+    broker = Broker(_broker_settings(args))
+    if args.action == "start":
+        print(f"kafka running on {broker.start()} (data and log in {broker.data_dir})")
+    elif args.action == "stop":
+        print("kafka stopped" if broker.stop() else "kafka was not running")
+    else:
+        status = broker.status()
+        where = status.bootstrap_servers or "not configured"
+        print(f"kafka {'running' if status.running else 'stopped'} ({where}, pid {status.pid}, data {status.data_dir})")
+        return 0 if status.running else 1
+    return 0
+
+
+def cmd_topics(args: argparse.Namespace) -> int:
+    from streams.kafka.topics import create_topics
+
+    for name, state in create_topics(KafkaSettings()).items():
+        print(f"{name}: {state}")
+    return 0
+
+
+def cmd_db(args: argparse.Namespace) -> int:
+    from streams.store import connect, migrate
+
+    client = connect(ClickHouseSettings())
+    try:
+        for name in migrate(client):
+            print(f"applied {name}")
+    finally:
+        client.close()
+    return 0
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    from streams.demo import run_demo
+
+    run_demo(KafkaSettings(), BrokerSettings(), ClickHouseSettings(), events=args.events)
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser of every ``loopline`` command."""
+    parser = argparse.ArgumentParser(prog="loopline", description="Closed-loop machine learning on Kafka.")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    kafka = sub.add_parser("kafka", help="the local single-node Kafka broker (tests, demo)")
+    kafka.add_argument("action", choices=["fetch", "start", "stop", "status"])
+    kafka.add_argument("--data-dir", type=Path, help="broker data dir (LOOPLINE_BROKER_DATA_DIR)")
+    kafka.add_argument("--port", type=int, help="listener port, 0 for a free one (LOOPLINE_BROKER_PORT)")
+    kafka.set_defaults(func=cmd_kafka)
+
+    topics = sub.add_parser("topics", help="the topic catalogue")
+    topics.add_argument("action", choices=["create"])
+    topics.set_defaults(func=cmd_topics)
+
+    db = sub.add_parser("db", help="the ClickHouse tables")
+    db.add_argument("action", choices=["migrate"])
+    db.set_defaults(func=cmd_db)
+
+    demo = sub.add_parser("demo", help="start the local stack and send a few events through it")
+    demo.add_argument("--events", type=int, default=5)
+    demo.set_defaults(func=cmd_demo)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the ``loopline`` console script."""
+    args = build_parser().parse_args(argv)
+    func: Callable[[argparse.Namespace], int] = args.func
+    try:
+        return func(args)
+    except (BrokerError, ConfigError, ValidationError) as exc:
+        print(f"loopline: {exc}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

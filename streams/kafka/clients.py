@@ -1,0 +1,80 @@
+"""Plain confluent-kafka helpers for the CLI, the demo and tests: send records, read them back."""
+
+from __future__ import annotations
+
+import time
+import uuid
+from collections.abc import Callable, Iterable
+
+from confluent_kafka import Consumer, KafkaError, KafkaException, Message, Producer
+
+from streams.kafka.config import confluent_config
+from streams.settings import KafkaSettings
+
+__all__ = ["read_topic", "send_all"]
+
+
+def send_all(settings: KafkaSettings, topic: str, records: Iterable[tuple[bytes | str | None, bytes]]) -> int:
+    """Produce ``(key, value)`` records to ``topic`` and wait until the broker acknowledged each.
+
+    Raises:
+        KafkaException: a record was not acknowledged.
+    """
+    producer = Producer(confluent_config(settings, {"acks": "all", "linger.ms": 5, "enable.idempotence": True}))
+    failures: list[KafkaError] = []
+
+    def on_delivery(err: KafkaError | None, _msg: Message) -> None:
+        if err is not None:
+            failures.append(err)
+
+    count = 0
+    for key, value in records:
+        while True:
+            try:
+                producer.produce(topic, value=value, key=key, on_delivery=on_delivery)
+                break
+            except BufferError:
+                producer.poll(0.1)
+        producer.poll(0)
+        count += 1
+    remaining = producer.flush(60)
+    if failures or remaining:
+        raise KafkaException(failures[0] if failures else KafkaError(KafkaError._MSG_TIMED_OUT))
+    return count
+
+
+def read_topic(
+    settings: KafkaSettings,
+    topic: str,
+    *,
+    until: Callable[[list[Message]], bool],
+    timeout_s: float = 30.0,
+    group_id: str | None = None,
+) -> list[Message]:
+    """Read ``topic`` from the beginning until ``until(messages)`` holds or ``timeout_s`` passes.
+
+    Uses a throw-away consumer group unless ``group_id`` is given.
+    """
+    consumer = Consumer(
+        confluent_config(
+            settings,
+            {
+                "group.id": group_id or f"loopline-reader-{uuid.uuid4().hex}",
+                "auto.offset.reset": "earliest",
+                "enable.auto.commit": False,
+            },
+        )
+    )
+    consumer.subscribe([topic])
+    messages: list[Message] = []
+    deadline = time.monotonic() + timeout_s
+    try:
+        while not until(messages) and time.monotonic() < deadline:
+            for msg in consumer.consume(num_messages=1000, timeout=0.5):
+                if msg.error() is None:
+                    messages.append(msg)
+                elif msg.error().code() != KafkaError._PARTITION_EOF:
+                    raise KafkaException(msg.error())
+    finally:
+        consumer.close()
+    return messages
