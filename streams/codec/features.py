@@ -88,10 +88,8 @@ class FeatureDecoder:
             raise CodecError(
                 "wrong-length", f"feature vector has {len(values)} values, the model takes {self.width}"
             )
-        event_time = record["event_time"]
-        millis = event_time if isinstance(event_time, int) else int(event_time.timestamp() * 1000)
         floats = np.asarray(values, dtype="<f4").tobytes()
-        return record["event_id"], millis, record["entity_id"], floats
+        return record["event_id"], record["event_time"], record["entity_id"], floats
 
     def decode(self, messages: Sequence[bytes]) -> FeatureBatch:
         """Decode ``messages`` into one batch; invalid records land in ``errors``.

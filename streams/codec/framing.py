@@ -2,6 +2,10 @@
 
 The fingerprint names the writer schema, so a reader can resolve records written with an older or
 newer version of its schema, and reject bytes written with a schema it does not know.
+
+Timestamps stay plain integers (epoch milliseconds) in loopline's records: the codec reads and
+writes ``timestamp-millis`` fields as longs. The logical type is still declared in the schema
+files for other readers; it does not change the fingerprint (the canonical form drops it).
 """
 
 from __future__ import annotations
@@ -37,6 +41,19 @@ def schema_names() -> list[str]:
     return sorted(p.stem for p in SCHEMAS_DIR.glob("*.avsc"))
 
 
+def _without_logical_types(schema: Any) -> Any:
+    if isinstance(schema, dict):
+        return {k: _without_logical_types(v) for k, v in schema.items() if k != "logicalType"}
+    if isinstance(schema, list):
+        return [_without_logical_types(item) for item in schema]
+    return schema
+
+
+def _parse(schema: Schema) -> Schema:
+    parsed: Schema = fastavro.parse_schema(_without_logical_types(schema))
+    return parsed
+
+
 def header_of(parsed: Schema) -> bytes:
     """The 10-byte single-object header of a parsed schema."""
     canonical = to_parsing_canonical_form(parsed)
@@ -52,7 +69,7 @@ class Codec:
     """
 
     def __init__(self, schema: Schema, writers: Iterable[Schema] = ()) -> None:
-        self.schema = fastavro.parse_schema(schema)
+        self.schema = _parse(schema)
         self.header = header_of(self.schema)
         self._writers: dict[bytes, Schema] = {self.header: self.schema}
         for writer in writers:
@@ -65,7 +82,7 @@ class Codec:
 
     def add_writer(self, schema: Schema) -> None:
         """Accept records written with ``schema`` (resolved to this codec's schema on read)."""
-        parsed = fastavro.parse_schema(schema)
+        parsed = _parse(schema)
         self._writers[header_of(parsed)] = parsed
 
     def encode(self, record: dict[str, Any]) -> bytes:

@@ -135,6 +135,7 @@ class Broker:
         self.log_file = self.data_dir / "kafka.log"
         self.state_file = self.data_dir / "broker.json"
         self.config_file = self.data_dir / "server.properties"
+        self._proc: subprocess.Popen[bytes] | None = None  # set when this object started it
 
     # -- state -------------------------------------------------------------------------------
 
@@ -235,6 +236,7 @@ class Broker:
                 stdin=subprocess.DEVNULL,
                 start_new_session=True,
             )
+        self._proc = proc
         self.pid_file.write_text(str(proc.pid))
         servers = f"127.0.0.1:{state['port']}"
         if not self._wait_ready(self.settings.start_timeout_s, proc):
@@ -277,6 +279,9 @@ class Broker:
                 _reap(pid)
                 time.sleep(0.05)
         _reap(pid)
+        if self._proc is not None and self._proc.pid == pid:
+            self._proc.wait()
+            self._proc = None
         self.pid_file.unlink(missing_ok=True)
         return True
 

@@ -1,0 +1,92 @@
+import io
+import math
+
+import fastavro
+import numpy as np
+import pytest
+
+from streams.codec import Codec, FeatureDecoder, load_schema
+from streams.codec.varint import read_long, write_long
+
+
+@pytest.fixture(scope="module")
+def codec():
+    return Codec.load("features")
+
+
+def features(i, values):
+    return {"event_id": f"event-{i}", "event_time": 1_795_000_000_000 + i, "entity_id": f"e{i % 3}", "values": values}
+
+
+def test_varints_round_trip():
+    for value in [0, 1, -1, 63, 64, -65, 300, 2**31, 1_795_000_000_000, -(2**62)]:
+        data = write_long(value) + b"\xff"
+        assert read_long(data, 0) == (value, len(data) - 1)
+
+
+def test_a_batch_becomes_one_float32_matrix_in_input_order(codec):
+    rng = np.random.default_rng(1)
+    values = rng.normal(size=(50, 8)).astype(np.float32)
+    batch = FeatureDecoder(codec, 8).decode([codec.encode(features(i, row.tolist())) for i, row in enumerate(values)])
+    assert batch.matrix.dtype == np.float32 and batch.matrix.shape == (50, 8)
+    np.testing.assert_array_equal(batch.matrix, values)
+    assert batch.event_ids == [f"event-{i}" for i in range(50)]
+    assert batch.entity_ids == [f"e{i % 3}" for i in range(50)]
+    assert batch.event_times.tolist() == [1_795_000_000_000 + i for i in range(50)]
+    assert batch.index == list(range(50)) and batch.errors == []
+
+
+def test_arrays_written_in_several_blocks_take_the_full_codec(codec):
+    # fastavro writes one block; Avro allows several (here 2 + 1 items, with the block byte size).
+    body = io.BytesIO()
+    fastavro.schemaless_writer(body, codec.schema, features(0, []))
+    head = body.getvalue()[:-1]  # drop the empty array's end marker
+    floats = np.array([1.0, 2.0, 3.0], dtype="<f4").tobytes()
+    blocks = write_long(-2) + write_long(8) + floats[:8] + write_long(1) + floats[8:] + b"\x00"
+    batch = FeatureDecoder(codec, 3).decode([codec.header + head + blocks])
+    assert batch.errors == []
+    np.testing.assert_array_equal(batch.matrix, [[1.0, 2.0, 3.0]])
+
+
+def test_records_of_a_newer_writer_schema_decode():
+    newer = load_schema("features")
+    newer["fields"].append({"name": "region", "type": "string", "default": ""})
+    reader = Codec.load("features")
+    reader.add_writer(newer)
+    data = Codec(newer).encode(features(0, [0.5, 2.0]) | {"region": "eu"})
+    batch = FeatureDecoder(reader, 2).decode([data])
+    np.testing.assert_array_equal(batch.matrix, [[0.5, 2.0]])
+    assert batch.event_ids == ["event-0"]
+
+
+def test_bad_records_are_reported_and_the_rest_of_the_batch_is_served(codec):
+    good = [codec.encode(features(i, [float(i), 1.0])) for i in range(4)]
+    messages = [
+        good[0],
+        b"garbage",
+        codec.encode(features(9, [1.0, 2.0, 3.0])),
+        good[1],
+        codec.encode(features(8, [math.nan, 1.0])),
+        Codec(load_schema("features") | {"name": "Other"}).encode(features(7, [1.0, 1.0])),
+        good[2][:-5],
+        codec.encode(features(6, [math.inf, 1.0])),
+        good[3],
+    ]
+    batch = FeatureDecoder(codec, 2).decode(messages)
+    assert batch.index == [0, 3, 8]
+    assert batch.event_ids == ["event-0", "event-1", "event-3"]
+    np.testing.assert_array_equal(batch.matrix, [[0.0, 1.0], [1.0, 1.0], [3.0, 1.0]])
+    assert [(i, e.reason) for i, e in batch.errors] == [
+        (1, "corrupt"),
+        (2, "wrong-length"),
+        (4, "non-finite"),
+        (5, "unknown-schema"),
+        (6, "corrupt"),
+        (7, "non-finite"),
+    ]
+    assert len(batch) + len(batch.errors) == len(messages)
+
+
+def test_an_empty_batch_is_an_empty_matrix(codec):
+    batch = FeatureDecoder(codec, 4).decode([])
+    assert batch.matrix.shape == (0, 4) and len(batch) == 0

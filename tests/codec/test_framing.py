@@ -1,0 +1,79 @@
+import copy
+
+import pytest
+
+from streams.codec import Codec, CodecError, load_schema, schema_names
+from streams.codec.framing import MAGIC
+from tests.samples import SAMPLES
+
+
+def test_every_schema_has_a_sample():
+    assert set(schema_names()) == set(SAMPLES)
+
+
+@pytest.mark.parametrize("name", sorted(SAMPLES))
+def test_every_schema_round_trips(name):
+    codec = Codec.load(name)
+    data = codec.encode(SAMPLES[name])
+    assert data[:2] == MAGIC
+    assert codec.decode(data) == SAMPLES[name]
+
+
+@pytest.mark.parametrize("name", sorted(SAMPLES))
+def test_every_record_has_an_event_id_and_a_millisecond_event_time(name):
+    fields = {f["name"]: f["type"] for f in load_schema(name)["fields"]}
+    assert fields["event_id"] == "string"
+    assert fields["event_time"] == {"type": "long", "logicalType": "timestamp-millis"}
+
+
+def _with_new_field(schema):
+    newer = copy.deepcopy(schema)
+    newer["fields"].append({"name": "source", "type": "string", "default": "unknown"})
+    return newer
+
+
+def test_added_field_with_default_is_readable_by_old_and_new_readers():
+    old_schema = load_schema("label")
+    new_schema = _with_new_field(old_schema)
+    old = Codec(old_schema, writers=[new_schema])
+    new = Codec(new_schema, writers=[old_schema])
+    record = SAMPLES["label"]
+
+    from_new = new.encode(record | {"source": "crm"})
+    assert old.decode(from_new) == record
+    assert new.decode(old.encode(record)) == record | {"source": "unknown"}
+
+
+def test_a_reader_rejects_a_writer_schema_it_was_not_told_about():
+    newer = Codec(_with_new_field(load_schema("label")))
+    data = newer.encode(SAMPLES["label"] | {"source": "crm"})
+    with pytest.raises(CodecError) as err:
+        Codec.load("label").decode(data)
+    assert err.value.reason == "unknown-schema"
+    assert newer.header[2:].hex() in str(err.value)
+
+
+@pytest.mark.parametrize(
+    "data",
+    [b"", b"\x00\x01", b"{\"event_id\": 1}", MAGIC + b"\x00" * 3],
+    ids=["empty", "no-marker", "json", "short-header"],
+)
+def test_bytes_that_are_not_a_framed_record_are_corrupt(data):
+    with pytest.raises(CodecError) as err:
+        Codec.load("label").decode(data)
+    assert err.value.reason == "corrupt"
+
+
+def test_truncated_and_padded_bodies_are_corrupt():
+    codec = Codec.load("prediction")
+    data = codec.encode(SAMPLES["prediction"])
+    for broken in (data[:-3], data + b"\x00\x00"):
+        with pytest.raises(CodecError) as err:
+            codec.decode(broken)
+        assert err.value.reason == "corrupt"
+
+
+def test_a_record_that_does_not_match_the_schema_is_refused_on_encode():
+    with pytest.raises(CodecError) as err:
+        Codec.load("label").encode({"event_id": "e-1"})
+    assert err.value.reason == "invalid-record"

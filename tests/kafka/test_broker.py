@@ -1,0 +1,63 @@
+import os
+import socket
+import uuid
+
+import pytest
+
+from streams.kafka.broker import Broker, BrokerError
+from streams.kafka.clients import read_topic, send_all
+from streams.kafka.topics import create_topics
+from streams.settings import BrokerSettings, KafkaSettings
+
+
+def test_the_session_broker_answers(broker):
+    status = broker.status()
+    assert status.running and status.pid is not None
+    assert status.bootstrap_servers == broker.bootstrap_servers
+
+
+def test_starting_a_running_broker_is_a_no_op(broker):
+    pid = broker.status().pid
+    assert broker.start() == broker.bootstrap_servers
+    assert broker.status().pid == pid
+
+
+def test_a_stop_and_start_keeps_produced_records(tmp_path):
+    local = Broker(BrokerSettings(data_dir=tmp_path / "kafka", port=0))
+    servers = local.start()
+    try:
+        kafka = KafkaSettings(bootstrap_servers=servers, topic_prefix="restart.", partitions=1)
+        create_topics(kafka)
+        send_all(kafka, kafka.topic("labels"), [(b"k", b"kept across restarts")])
+        assert local.stop() is True
+        assert not local.status().running
+        assert local.start() == servers  # same port, same data
+        messages = read_topic(kafka, kafka.topic("labels"), until=lambda m: len(m) >= 1)
+        assert [m.value() for m in messages] == [b"kept across restarts"]
+    finally:
+        local.stop()
+    assert local.stop() is False
+
+
+def test_a_port_in_use_is_a_clear_error(tmp_path):
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        with pytest.raises(BrokerError, match=f"port {port} .* already in use"):
+            Broker(BrokerSettings(data_dir=tmp_path, port=port)).start()
+
+
+def test_missing_java_says_what_to_install(tmp_path, monkeypatch):
+    monkeypatch.setenv("PATH", str(tmp_path))
+    with pytest.raises(BrokerError, match="`java` was not found.*openjdk"):
+        Broker(BrokerSettings(data_dir=tmp_path / str(uuid.uuid4()), port=0)).start()
+
+
+def test_missing_maven_says_what_to_install(tmp_path, monkeypatch):
+    from streams.kafka.broker import fetch_classpath
+
+    monkeypatch.setenv("PATH", str(tmp_path))
+    with pytest.raises(BrokerError, match="`mvn` was not found.*maven"):
+        fetch_classpath(tmp_path, refresh=True)
+    assert not os.listdir(tmp_path)

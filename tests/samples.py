@@ -1,0 +1,55 @@
+"""One valid sample record of every schema, for round-trip tests."""
+
+from __future__ import annotations
+
+from typing import Any
+
+T0 = 1_795_000_000_000
+EVIDENCE = {
+    "kind": "covariate",
+    "detector": "ADWIN",
+    "feature": "amount",
+    "statistics": {"mean_before": 0.1, "mean_after": 0.9},
+    "window_start": T0,
+    "window_end": T0 + 60_000,
+    "samples": 1200,
+    "offsets": [{"topic": "loopline.outcomes", "partition": 0, "start": 10, "end": 1210}],
+}
+
+SAMPLES: dict[str, dict[str, Any]] = {
+    "features": {"event_id": "e-1", "event_time": T0, "entity_id": "user-7", "values": [0.5, -1.25, 3.0]},
+    "prediction": {
+        "event_id": "e-1", "event_time": T0, "prediction_time": T0 + 3, "entity_id": "user-7",
+        "model_name": "fraud", "model_version": 2, "shadow": False, "scores": [0.25, 0.75],
+        "predicted_class": "yes", "queue_wait_ms": 1.5, "inference_ms": 0.25,
+    },
+    "label": {"event_id": "e-1", "event_time": T0 + 3_600_000, "label": "yes"},
+    "outcome": {
+        "event_id": "e-1", "event_time": T0, "entity_id": "user-7", "values": [0.5, -1.25, 3.0],
+        "model_name": "fraud", "model_version": 2, "shadow": False, "scores": [0.25, 0.75],
+        "predicted_class": "yes", "label": "yes", "label_time": T0 + 3_600_000,
+        "prediction_delay_ms": 3, "label_delay_ms": 3_600_000,
+    },
+    "drift_event": {"event_id": "d-1", "event_time": T0, "model_name": "fraud", "model_version": 2, "evidence": EVIDENCE},
+    "retrain_request": {
+        "event_id": "r-1", "event_time": T0, "model_name": "fraud", "reason": "covariate drift on amount",
+        "requested_by": "drift", "evidence": EVIDENCE,
+    },
+    "model_version": {
+        "event_id": "v-1", "event_time": T0, "model_name": "fraud", "version": 2, "status": "serving",
+        "reason": "beat v1 by 0.04 accuracy", "created_time": T0 - 1000, "artifact_format": "onnx",
+        "artifact": b"\x08\x07onnx-bytes", "artifact_uri": None, "sha256": "ab" * 32,
+        "feature_names": ["amount", "age", "hour"], "classes": ["no", "yes"], "metrics": {"accuracy": 0.93},
+        "lineage": {
+            "parent_version": 1,
+            "data": [{"topic": "loopline.outcomes", "partition": 0, "start": 0, "end": 20000}],
+            "code_version": "0.1.0", "hyperparameters": {"epochs": "5"}, "seed": 0,
+            "packages": {"torch": "2.x"}, "device": "cpu", "duration_ms": 5200,
+        },
+    },
+    "dead_letter": {
+        "event_id": "loopline.features/0/17", "event_time": T0, "agent": "inference", "reason": "corrupt",
+        "error": "not an Avro single-object record (bad marker)", "source_topic": "loopline.features",
+        "source_partition": 0, "source_offset": 17, "key": b"e-9", "value": b"\x00garbage",
+    },
+}  # fmt: skip

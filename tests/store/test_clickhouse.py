@@ -1,0 +1,75 @@
+import datetime as dt
+
+import pytest
+
+from streams.settings import ClickHouseSettings
+from streams.store import ConfigError, connect, migrate
+from streams.store.clickhouse import migration_files
+
+TABLES = {"predictions", "labels", "outcomes", "drift_events", "retrain_requests", "model_versions", "dead_letters"}
+
+
+@pytest.fixture
+def client(clickhouse):
+    client = connect(clickhouse)
+    yield client
+    client.close()
+
+
+def test_migrate_twice_is_fine(client):
+    assert migrate(client) == [p.stem for p in migration_files()]
+    migrate(client)
+    tables = {row[0] for row in client.query("SHOW TABLES").result_rows}
+    assert tables == TABLES
+
+
+def test_tables_are_partitioned_by_day_and_replacing(client):
+    migrate(client)
+    rows = client.query(
+        "SELECT name, engine, partition_key FROM system.tables WHERE database = currentDatabase()"
+    ).result_rows
+    assert {name for name, _, _ in rows} == TABLES
+    for name, engine, partition_key in rows:
+        assert engine == "ReplacingMergeTree", name
+        assert partition_key == "toYYYYMMDD(event_time)", name
+
+
+def prediction_rows(n):
+    t0 = dt.datetime(2026, 11, 22, 12, 0, tzinfo=dt.timezone.utc)
+    return [
+        [f"e{i}", t0 + dt.timedelta(seconds=i), t0 + dt.timedelta(seconds=i, milliseconds=4), f"u{i}",
+         "fraud", 1, False, [0.3, 0.7], "yes", 1.0, 0.5]
+        for i in range(n)
+    ]  # fmt: skip
+
+
+COLUMNS = [
+    "event_id", "event_time", "prediction_time", "entity_id", "model_name", "model_version", "shadow",
+    "scores", "predicted_class", "queue_wait_ms", "inference_ms",
+]  # fmt: skip
+
+
+def test_insert_and_query_round_trip(client):
+    migrate(client)
+    client.insert("predictions", prediction_rows(3), column_names=COLUMNS)
+    result = client.query(
+        "SELECT event_id, model_version, scores FROM predictions FINAL WHERE model_name = {m:String} ORDER BY event_id",
+        parameters={"m": "fraud"},
+    ).result_rows
+    assert [(r[0], r[1], [round(x, 3) for x in r[2]]) for r in result] == [
+        ("e0", 1, [0.3, 0.7]), ("e1", 1, [0.3, 0.7]), ("e2", 1, [0.3, 0.7]),
+    ]  # fmt: skip
+
+
+def test_a_duplicate_insert_is_not_double_counted(client):
+    migrate(client)
+    rows = prediction_rows(5)
+    client.insert("predictions", rows, column_names=COLUMNS)
+    client.insert("predictions", rows[2:], column_names=COLUMNS)  # a retried batch
+    assert client.query("SELECT count() FROM predictions FINAL").result_rows == [(5,)]
+    assert client.query("SELECT uniqExact(event_id) FROM predictions").result_rows == [(5,)]
+
+
+def test_an_unknown_dsn_scheme_is_a_clear_error():
+    with pytest.raises(ConfigError, match=r"unknown ClickHouse DSN scheme 'postgres'.*chdb://"):
+        connect(ClickHouseSettings(dsn="postgres://localhost/db"))
