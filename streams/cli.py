@@ -38,7 +38,8 @@ def cmd_kafka(args: argparse.Namespace) -> int:
     else:
         status = broker.status()
         where = status.bootstrap_servers or "not configured"
-        print(f"kafka {'running' if status.running else 'stopped'} ({where}, pid {status.pid}, data {status.data_dir})")
+        state = "running" if status.running else "stopped"
+        print(f"kafka {state} ({where}, pid {status.pid}, data {status.data_dir})")
         return 0 if status.running else 1
     return 0
 
@@ -70,6 +71,13 @@ def cmd_demo(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_config(args: argparse.Namespace) -> int:
+    from streams.settings import settings_table
+
+    print(settings_table())
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of every ``loopline`` command."""
     parser = argparse.ArgumentParser(prog="loopline", description="Closed-loop machine learning on Kafka.")
@@ -88,6 +96,9 @@ def build_parser() -> argparse.ArgumentParser:
     db = sub.add_parser("db", help="the ClickHouse tables")
     db.add_argument("action", choices=["migrate"])
     db.set_defaults(func=cmd_db)
+
+    config = sub.add_parser("config", help="print every LOOPLINE_* setting as a markdown table")
+    config.set_defaults(func=cmd_config)
 
     demo = sub.add_parser("demo", help="start the local stack and send a few events through it")
     demo.add_argument("--events", type=int, default=5)

@@ -6,6 +6,7 @@ import time
 import uuid
 
 import numpy as np
+from confluent_kafka import Message
 
 from streams.codec import Codec, FeatureDecoder
 from streams.kafka.broker import Broker, metadata_answers
@@ -55,11 +56,12 @@ def run_demo(
     send_all(kafka, topic, ((key, value) for key, value in sent.items()))
     print(f"sent      {len(sent)} feature events to {topic}")
 
-    def all_back(messages: list) -> bool:  # type: ignore[type-arg]
-        return sent.keys() <= {m.key().decode() for m in messages}
+    def received(messages: list[Message]) -> dict[str, bytes]:
+        by_key = {(m.key() or b"").decode(): m.value() or b"" for m in messages}
+        return {key: value for key, value in by_key.items() if key in sent}
 
-    messages = [m for m in read_topic(kafka, topic, until=all_back) if m.key().decode() in sent]
-    batch = FeatureDecoder(codec, width=4).decode([m.value() for m in messages])
+    messages = read_topic(kafka, topic, until=lambda messages: len(received(messages)) == len(sent))
+    batch = FeatureDecoder(codec, width=4).decode(list(received(messages).values()))
     for event_id, entity_id, row in zip(batch.event_ids, batch.entity_ids, batch.matrix, strict=True):
-        print(f"read back {event_id} {entity_id} {np.round(row, 3).tolist()}")
+        print(f"read back {event_id} {entity_id} {np.round(row.astype(float), 3).tolist()}")
     print(f"round trip: {len(batch)}/{len(sent)} events read back, {len(batch.errors)} errors")

@@ -20,6 +20,7 @@ __all__ = [
     "MetricsSettings",
     "TrainerSettings",
     "all_settings_classes",
+    "settings_table",
 ]
 
 DEFAULT_DATA_DIR = Path(".loopline")
@@ -28,7 +29,9 @@ DEFAULT_DATA_DIR = Path(".loopline")
 class KafkaSettings(BaseSettings):
     """How every loopline client reaches Kafka (confluent-kafka and aiokafka/Faust alike)."""
 
-    model_config = SettingsConfigDict(env_prefix="LOOPLINE_KAFKA_", extra="ignore")
+    model_config = SettingsConfigDict(
+        env_prefix="LOOPLINE_KAFKA_", extra="ignore", use_attribute_docstrings=True
+    )
 
     bootstrap_servers: str = "127.0.0.1:9092"
     """Comma-separated host:port list of brokers."""
@@ -69,7 +72,9 @@ class KafkaSettings(BaseSettings):
 class BrokerSettings(BaseSettings):
     """The local single-node Kafka broker that tests and the demo start (not for production)."""
 
-    model_config = SettingsConfigDict(env_prefix="LOOPLINE_BROKER_", extra="ignore")
+    model_config = SettingsConfigDict(
+        env_prefix="LOOPLINE_BROKER_", extra="ignore", use_attribute_docstrings=True
+    )
 
     data_dir: Path = DEFAULT_DATA_DIR / "kafka"
     """Where the broker keeps its log segments, config, pid file and log."""
@@ -84,7 +89,9 @@ class BrokerSettings(BaseSettings):
 class ClickHouseSettings(BaseSettings):
     """Where the analytics tables live."""
 
-    model_config = SettingsConfigDict(env_prefix="LOOPLINE_CLICKHOUSE_", extra="ignore")
+    model_config = SettingsConfigDict(
+        env_prefix="LOOPLINE_CLICKHOUSE_", extra="ignore", use_attribute_docstrings=True
+    )
 
     dsn: SecretStr = SecretStr(f"chdb://{DEFAULT_DATA_DIR / 'clickhouse'}")
     """``chdb://<dir>`` (``chdb:///<absolute dir>``) for the embedded engine, or
@@ -98,7 +105,9 @@ class ClickHouseSettings(BaseSettings):
 class InferenceSettings(BaseSettings):
     """The inference agent."""
 
-    model_config = SettingsConfigDict(env_prefix="LOOPLINE_INFERENCE_", extra="ignore")
+    model_config = SettingsConfigDict(
+        env_prefix="LOOPLINE_INFERENCE_", extra="ignore", use_attribute_docstrings=True
+    )
 
     model_name: str = "default"
     """Name of the model this worker serves."""
@@ -115,7 +124,9 @@ class InferenceSettings(BaseSettings):
 class DriftSettings(BaseSettings):
     """The drift agent."""
 
-    model_config = SettingsConfigDict(env_prefix="LOOPLINE_DRIFT_", extra="ignore")
+    model_config = SettingsConfigDict(
+        env_prefix="LOOPLINE_DRIFT_", extra="ignore", use_attribute_docstrings=True
+    )
 
     min_samples: int = Field(default=500, ge=1)
     """Outcomes a detector must see before it may raise a drift."""
@@ -128,7 +139,9 @@ class DriftSettings(BaseSettings):
 class TrainerSettings(BaseSettings):
     """The trainer agent."""
 
-    model_config = SettingsConfigDict(env_prefix="LOOPLINE_TRAINER_", extra="ignore")
+    model_config = SettingsConfigDict(
+        env_prefix="LOOPLINE_TRAINER_", extra="ignore", use_attribute_docstrings=True
+    )
 
     window_events: int = Field(default=20000, ge=1)
     """Most recent outcomes read for a training run."""
@@ -143,12 +156,30 @@ class TrainerSettings(BaseSettings):
 class MetricsSettings(BaseSettings):
     """Prometheus exposition of each worker."""
 
-    model_config = SettingsConfigDict(env_prefix="LOOPLINE_METRICS_", extra="ignore")
+    model_config = SettingsConfigDict(
+        env_prefix="LOOPLINE_METRICS_", extra="ignore", use_attribute_docstrings=True
+    )
 
     port: int = Field(default=9300, ge=0, le=65535)
     """Port of the /metrics HTTP endpoint; 0 disables it."""
     host: str = "0.0.0.0"
     """Interface the /metrics endpoint listens on."""
+
+
+def settings_table() -> str:
+    """A markdown table of every ``LOOPLINE_*`` variable, its default and meaning."""
+    lines = ["| variable | default | meaning |", "|---|---|---|"]
+    for cls in all_settings_classes():
+        prefix = cls.model_config.get("env_prefix", "")
+        for name, field in cls.model_fields.items():
+            default = field.get_default(call_default_factory=True)
+            if isinstance(default, SecretStr):
+                default = default.get_secret_value()
+            shown = "" if default is None else f"`{default}`"
+            description = " ".join((field.description or "").split())
+            variable = f"{prefix}{name}".upper()
+            lines.append(f"| `{variable}` | {shown} | {description} |")
+    return "\n".join(lines)
 
 
 def all_settings_classes() -> list[type[BaseSettings]]:

@@ -30,7 +30,9 @@ SAMPLES: dict[str, dict[str, Any]] = {
         "predicted_class": "yes", "label": "yes", "label_time": T0 + 3_600_000,
         "prediction_delay_ms": 3, "label_delay_ms": 3_600_000,
     },
-    "drift_event": {"event_id": "d-1", "event_time": T0, "model_name": "fraud", "model_version": 2, "evidence": EVIDENCE},
+    "drift_event": {
+        "event_id": "d-1", "event_time": T0, "model_name": "fraud", "model_version": 2, "evidence": EVIDENCE,
+    },
     "retrain_request": {
         "event_id": "r-1", "event_time": T0, "model_name": "fraud", "reason": "covariate drift on amount",
         "requested_by": "drift", "evidence": EVIDENCE,

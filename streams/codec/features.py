@@ -70,11 +70,7 @@ class FeatureDecoder:
         if size < 0 or size2 < 0:
             return None
         head_end = pos + len(self._block_head)
-        if (
-            len(data) - pos != self._tail_size
-            or data[pos:head_end] != self._block_head
-            or data[-1] != 0
-        ):
+        if len(data) - pos != self._tail_size or data[pos:head_end] != self._block_head or data[-1] != 0:
             return None
         try:
             return event_id.decode(), event_time, entity_id.decode(), data[head_end:-1]

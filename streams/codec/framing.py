@@ -50,7 +50,8 @@ def _without_logical_types(schema: Any) -> Any:
 
 
 def _parse(schema: Schema) -> Schema:
-    parsed: Schema = fastavro.parse_schema(_without_logical_types(schema))
+    parsed = fastavro.parse_schema(_without_logical_types(schema))
+    assert isinstance(parsed, dict)
     return parsed
 
 
@@ -118,9 +119,10 @@ class Codec:
         body = io.BytesIO(data)
         body.seek(HEADER_SIZE)
         try:
-            record: dict[str, Any] = fastavro.schemaless_reader(body, writer, self.schema)  # type: ignore[call-arg,assignment]
+            record = fastavro.schemaless_reader(body, writer, self.schema)
         except Exception as exc:  # fastavro raises many types on garbage
             raise CodecError("corrupt", f"{self.schema['name']} body does not parse: {exc!r}") from exc
         if body.tell() != len(data):
             raise CodecError("corrupt", f"{len(data) - body.tell()} trailing bytes after the record")
+        assert isinstance(record, dict)
         return record

@@ -8,6 +8,7 @@ recorded there too, so that a restart comes back on the same address with the sa
 from __future__ import annotations
 
 import base64
+import contextlib
 import json
 import os
 import shutil
@@ -294,7 +295,5 @@ class Broker:
 
 def _reap(pid: int) -> None:
     """Collect the exit status of ``pid`` if it is our child, so it does not linger as a zombie."""
-    try:
+    with contextlib.suppress(ChildProcessError):
         os.waitpid(pid, os.WNOHANG)
-    except ChildProcessError:
-        pass

@@ -20,7 +20,9 @@ def send_all(settings: KafkaSettings, topic: str, records: Iterable[tuple[bytes 
     Raises:
         KafkaException: a record was not acknowledged.
     """
-    producer = Producer(confluent_config(settings, {"acks": "all", "linger.ms": 5, "enable.idempotence": True}))
+    producer = Producer(
+        confluent_config(settings, {"acks": "all", "linger.ms": 5, "enable.idempotence": True})
+    )
     failures: list[KafkaError] = []
 
     def on_delivery(err: KafkaError | None, _msg: Message) -> None:
@@ -71,10 +73,11 @@ def read_topic(
     try:
         while not until(messages) and time.monotonic() < deadline:
             for msg in consumer.consume(num_messages=1000, timeout=0.5):
-                if msg.error() is None:
+                error = msg.error()
+                if error is None:
                     messages.append(msg)
-                elif msg.error().code() != KafkaError._PARTITION_EOF:
-                    raise KafkaException(msg.error())
+                elif error.code() != KafkaError._PARTITION_EOF:
+                    raise KafkaException(error)
     finally:
         consumer.close()
     return messages

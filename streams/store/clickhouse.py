@@ -1,8 +1,8 @@
 """A ClickHouse client from a DSN, and the idempotent migrations in ``ops/clickhouse``.
 
-``chdb://<dir>`` (``chdb:///<absolute dir>``) opens the embedded engine of the chdb package in this process (one directory is
-open in one process at a time); ``http(s)://user:password@host:8123/db`` reaches a server. Both
-return the same clickhouse-connect client API.
+``chdb://<dir>`` (``chdb:///<absolute dir>``) opens the embedded engine of the chdb package in this
+process (one directory is open in one process at a time); ``http(s)://user:password@host:8123/db``
+reaches a server. Both return the same clickhouse-connect client API.
 """
 
 from __future__ import annotations
@@ -38,9 +38,10 @@ def connect(settings: ClickHouseSettings) -> Client:
         path.mkdir(parents=True, exist_ok=True)
         client = clickhouse_connect.get_client(dsn=f"chdb://{path.resolve()}")
     elif scheme in ("http", "https"):
-        password = settings.password.get_secret_value() if settings.password else None
-        extra = {} if password is None else {"password": password}
-        client = clickhouse_connect.get_client(dsn=dsn, **extra)
+        if settings.password is None:
+            client = clickhouse_connect.get_client(dsn=dsn)
+        else:
+            client = clickhouse_connect.get_client(dsn=dsn, password=settings.password.get_secret_value())
     else:
         raise ConfigError(
             f"unknown ClickHouse DSN scheme {scheme!r} in LOOPLINE_CLICKHOUSE_DSN: use "

@@ -55,7 +55,7 @@ def test_a_reader_rejects_a_writer_schema_it_was_not_told_about():
 
 @pytest.mark.parametrize(
     "data",
-    [b"", b"\x00\x01", b"{\"event_id\": 1}", MAGIC + b"\x00" * 3],
+    [b"", b"\x00\x01", b'{"event_id": 1}', MAGIC + b"\x00" * 3],
     ids=["empty", "no-marker", "json", "short-header"],
 )
 def test_bytes_that_are_not_a_framed_record_are_corrupt(data):

@@ -50,7 +50,7 @@ def test_a_port_in_use_is_a_clear_error(tmp_path):
 
 def test_missing_java_says_what_to_install(tmp_path, monkeypatch):
     monkeypatch.setenv("PATH", str(tmp_path))
-    with pytest.raises(BrokerError, match="`java` was not found.*openjdk"):
+    with pytest.raises(BrokerError, match=r"`java` was not found.*openjdk"):
         Broker(BrokerSettings(data_dir=tmp_path / str(uuid.uuid4()), port=0)).start()
 
 
@@ -58,6 +58,6 @@ def test_missing_maven_says_what_to_install(tmp_path, monkeypatch):
     from streams.kafka.broker import fetch_classpath
 
     monkeypatch.setenv("PATH", str(tmp_path))
-    with pytest.raises(BrokerError, match="`mvn` was not found.*maven"):
+    with pytest.raises(BrokerError, match=r"`mvn` was not found.*maven"):
         fetch_classpath(tmp_path, refresh=True)
     assert not os.listdir(tmp_path)

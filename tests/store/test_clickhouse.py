@@ -6,7 +6,15 @@ from streams.settings import ClickHouseSettings
 from streams.store import ConfigError, connect, migrate
 from streams.store.clickhouse import migration_files
 
-TABLES = {"predictions", "labels", "outcomes", "drift_events", "retrain_requests", "model_versions", "dead_letters"}
+TABLES = {
+    "predictions",
+    "labels",
+    "outcomes",
+    "drift_events",
+    "retrain_requests",
+    "model_versions",
+    "dead_letters",
+}
 
 
 @pytest.fixture
@@ -35,7 +43,7 @@ def test_tables_are_partitioned_by_day_and_replacing(client):
 
 
 def prediction_rows(n):
-    t0 = dt.datetime(2026, 11, 22, 12, 0, tzinfo=dt.timezone.utc)
+    t0 = dt.datetime(2026, 11, 22, 12, 0, tzinfo=dt.UTC)
     return [
         [f"e{i}", t0 + dt.timedelta(seconds=i), t0 + dt.timedelta(seconds=i, milliseconds=4), f"u{i}",
          "fraud", 1, False, [0.3, 0.7], "yes", 1.0, 0.5]
@@ -53,7 +61,8 @@ def test_insert_and_query_round_trip(client):
     migrate(client)
     client.insert("predictions", prediction_rows(3), column_names=COLUMNS)
     result = client.query(
-        "SELECT event_id, model_version, scores FROM predictions FINAL WHERE model_name = {m:String} ORDER BY event_id",
+        "SELECT event_id, model_version, scores FROM predictions FINAL"
+        " WHERE model_name = {m:String} ORDER BY event_id",
         parameters={"m": "fraud"},
     ).result_rows
     assert [(r[0], r[1], [round(x, 3) for x in r[2]]) for r in result] == [

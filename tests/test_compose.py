@@ -1,0 +1,54 @@
+"""docker-compose.yml can't run here: check that what it asks of loopline exists."""
+
+from pathlib import Path
+
+import pytest
+import yaml
+
+from streams.cli import build_parser
+from streams.paths import REPO_ROOT
+from streams.settings import all_settings_classes
+
+COMPOSE = yaml.safe_load((REPO_ROOT / "docker-compose.yml").read_text())
+
+
+def loopline_services():
+    return {name: svc for name, svc in COMPOSE["services"].items() if svc.get("image") == "loopline:latest"}
+
+
+def setting_names():
+    names = set()
+    for cls in all_settings_classes():
+        prefix = cls.model_config["env_prefix"]
+        names |= {f"{prefix}{field}".upper() for field in cls.model_fields}
+    return names
+
+
+def test_there_are_loopline_services():
+    assert {"topics", "db-migrate"} <= set(loopline_services())
+
+
+@pytest.mark.parametrize("name", sorted(loopline_services()))
+def test_each_service_runs_a_real_loopline_command(name):
+    command = loopline_services()[name]["command"]
+    assert command[0] == "loopline"
+    build_parser().parse_args(command[1:])  # exits (fails the test) on an unknown command
+
+
+def test_each_loopline_variable_is_a_real_setting():
+    names = setting_names()
+    variables = {
+        var for svc in COMPOSE["services"].values() for var in (svc.get("environment") or {})
+        if var.startswith("LOOPLINE_")
+    }  # fmt: skip
+    assert variables
+    assert variables <= names, variables - names
+
+
+def test_mounted_config_files_exist():
+    for svc in COMPOSE["services"].values():
+        for volume in svc.get("volumes", []):
+            source = volume.split(":")[0]
+            if source.startswith("./"):
+                assert (REPO_ROOT / source).exists(), source
+    assert Path(REPO_ROOT / "Dockerfile").exists()

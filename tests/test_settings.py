@@ -1,0 +1,50 @@
+import pytest
+from pydantic import ValidationError
+
+from streams.cli import main
+from streams.paths import REPO_ROOT
+from streams.settings import ClickHouseSettings, InferenceSettings, KafkaSettings, all_settings_classes
+
+
+def test_settings_come_from_prefixed_environment_variables(monkeypatch):
+    monkeypatch.setenv("LOOPLINE_KAFKA_BOOTSTRAP_SERVERS", "k1:9092,k2:9092")
+    monkeypatch.setenv("LOOPLINE_KAFKA_TOPIC_PREFIX", "tenant-a.")
+    monkeypatch.setenv("LOOPLINE_INFERENCE_MAX_BATCH_SIZE", "256")
+    kafka = KafkaSettings()
+    assert kafka.bootstrap_servers == "k1:9092,k2:9092"
+    assert kafka.topic("features") == "tenant-a.features"
+    assert InferenceSettings().max_batch_size == 256
+
+
+def test_every_field_is_documented():
+    for cls in all_settings_classes():
+        assert cls.model_config["env_prefix"].startswith("LOOPLINE_")
+        for name, field in cls.model_fields.items():
+            assert field.description, f"{cls.__name__}.{name} has no docstring"
+
+
+def test_the_readme_lists_every_variable():
+    readme = (REPO_ROOT / "README.md").read_text()
+    for cls in all_settings_classes():
+        for name in cls.model_fields:
+            variable = f"{cls.model_config['env_prefix']}{name}".upper()
+            assert f"`{variable}`" in readme, variable
+
+
+def test_a_bad_value_is_a_clear_error(monkeypatch, capsys):
+    monkeypatch.setenv("LOOPLINE_KAFKA_PARTITIONS", "zero")
+    with pytest.raises(ValidationError, match="partitions"):
+        KafkaSettings()
+    assert main(["topics", "create"]) == 2
+    assert "partitions" in capsys.readouterr().err
+
+
+def test_a_bad_database_name_is_refused():
+    with pytest.raises(ValidationError, match="database"):
+        ClickHouseSettings(database="x; DROP TABLE predictions")
+
+
+def test_an_unknown_dsn_scheme_fails_the_command_with_the_fix(monkeypatch, capsys):
+    monkeypatch.setenv("LOOPLINE_CLICKHOUSE_DSN", "mysql://db")
+    assert main(["db", "migrate"]) == 2
+    assert "chdb://<dir>" in capsys.readouterr().err
