@@ -36,9 +36,7 @@ def rate(func: Callable[[], object], records: int, seconds: float) -> float:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--width", type=int, default=32, help="floats per feature vector")
     parser.add_argument("--seconds", type=float, default=0.3, help="minimum time per measurement")
     args = parser.parse_args()

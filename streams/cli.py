@@ -9,7 +9,10 @@ from pathlib import Path
 
 from pydantic import ValidationError
 
+from models import ArtifactError, RegistryError
+from streams.inference.loader import ModelRejected
 from streams.kafka.broker import KAFKA_OPS, Broker, BrokerError, fetch_classpath
+from streams.models_cli import add_models_parser
 from streams.settings import BrokerSettings, ClickHouseSettings, KafkaSettings
 from streams.store import ConfigError
 
@@ -78,6 +81,17 @@ def cmd_config(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_worker(args: argparse.Namespace) -> int:
+    from streams.agents.app import run
+    from streams.agents.inference import build_inference_app
+    from streams.metrics import serve_metrics
+    from streams.settings import InferenceSettings, MetricsSettings
+
+    serve_metrics(MetricsSettings())
+    run(build_inference_app(KafkaSettings(), InferenceSettings()), loglevel=args.loglevel)
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of every ``loopline`` command."""
     parser = argparse.ArgumentParser(prog="loopline", description="Closed-loop machine learning on Kafka.")
@@ -97,6 +111,13 @@ def build_parser() -> argparse.ArgumentParser:
     db.add_argument("action", choices=["migrate"])
     db.set_defaults(func=cmd_db)
 
+    worker = sub.add_parser("worker", help="run an agent in this process until SIGTERM")
+    worker.add_argument("agent", choices=["inference"])
+    worker.add_argument("--loglevel", default="info", choices=["debug", "info", "warning", "error"])
+    worker.set_defaults(func=cmd_worker)
+
+    add_models_parser(sub)
+
     config = sub.add_parser("config", help="print every LOOPLINE_* setting as a markdown table")
     config.set_defaults(func=cmd_config)
 
@@ -112,7 +133,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     func: Callable[[argparse.Namespace], int] = args.func
     try:
         return func(args)
-    except (BrokerError, ConfigError, ValidationError) as exc:
+    except (BrokerError, ConfigError, ValidationError, ModelRejected, RegistryError, ArtifactError) as exc:
         print(f"loopline: {exc}", file=sys.stderr)
         return 2
 

@@ -28,9 +28,7 @@ def ensure_broker(kafka: KafkaSettings, broker: BrokerSettings) -> KafkaSettings
     return kafka.model_copy(update={"bootstrap_servers": servers})
 
 
-def run_demo(
-    kafka: KafkaSettings, broker: BrokerSettings, clickhouse: ClickHouseSettings, events: int = 5
-) -> None:
+def run_demo(kafka: KafkaSettings, broker: BrokerSettings, clickhouse: ClickHouseSettings, events: int = 5) -> None:
     """Start the broker, create the topics and tables, send ``events`` features and read them back."""
     kafka = ensure_broker(kafka, broker)
     for name, state in create_topics(kafka).items():

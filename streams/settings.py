@@ -18,6 +18,7 @@ __all__ = [
     "InferenceSettings",
     "KafkaSettings",
     "MetricsSettings",
+    "RegistrySettings",
     "TrainerSettings",
     "all_settings_classes",
     "settings_table",
@@ -29,9 +30,7 @@ DEFAULT_DATA_DIR = Path(".loopline")
 class KafkaSettings(BaseSettings):
     """How every loopline client reaches Kafka (confluent-kafka and aiokafka/Faust alike)."""
 
-    model_config = SettingsConfigDict(
-        env_prefix="LOOPLINE_KAFKA_", extra="ignore", use_attribute_docstrings=True
-    )
+    model_config = SettingsConfigDict(env_prefix="LOOPLINE_KAFKA_", extra="ignore", use_attribute_docstrings=True)
 
     bootstrap_servers: str = "127.0.0.1:9092"
     """Comma-separated host:port list of brokers."""
@@ -72,9 +71,7 @@ class KafkaSettings(BaseSettings):
 class BrokerSettings(BaseSettings):
     """The local single-node Kafka broker that tests and the demo start (not for production)."""
 
-    model_config = SettingsConfigDict(
-        env_prefix="LOOPLINE_BROKER_", extra="ignore", use_attribute_docstrings=True
-    )
+    model_config = SettingsConfigDict(env_prefix="LOOPLINE_BROKER_", extra="ignore", use_attribute_docstrings=True)
 
     data_dir: Path = DEFAULT_DATA_DIR / "kafka"
     """Where the broker keeps its log segments, config, pid file and log."""
@@ -89,9 +86,7 @@ class BrokerSettings(BaseSettings):
 class ClickHouseSettings(BaseSettings):
     """Where the analytics tables live."""
 
-    model_config = SettingsConfigDict(
-        env_prefix="LOOPLINE_CLICKHOUSE_", extra="ignore", use_attribute_docstrings=True
-    )
+    model_config = SettingsConfigDict(env_prefix="LOOPLINE_CLICKHOUSE_", extra="ignore", use_attribute_docstrings=True)
 
     dsn: SecretStr = SecretStr(f"chdb://{DEFAULT_DATA_DIR / 'clickhouse'}")
     """``chdb://<dir>`` (``chdb:///<absolute dir>``) for the embedded engine, or
@@ -102,12 +97,21 @@ class ClickHouseSettings(BaseSettings):
     """Database of the loopline tables, created if missing; by default the DSN's own."""
 
 
+class RegistrySettings(BaseSettings):
+    """Where model artifacts live."""
+
+    model_config = SettingsConfigDict(env_prefix="LOOPLINE_REGISTRY_", extra="ignore", use_attribute_docstrings=True)
+
+    artifact_dir: Path = DEFAULT_DATA_DIR / "artifacts"
+    """Directory of artifacts too large to travel inline (shared by every worker in production)."""
+    inline_limit_bytes: int = Field(default=4 * 1024 * 1024, ge=0)
+    """Largest artifact carried inline in its model-versions record."""
+
+
 class InferenceSettings(BaseSettings):
     """The inference agent."""
 
-    model_config = SettingsConfigDict(
-        env_prefix="LOOPLINE_INFERENCE_", extra="ignore", use_attribute_docstrings=True
-    )
+    model_config = SettingsConfigDict(env_prefix="LOOPLINE_INFERENCE_", extra="ignore", use_attribute_docstrings=True)
 
     model_name: str = "default"
     """Name of the model this worker serves."""
@@ -116,17 +120,17 @@ class InferenceSettings(BaseSettings):
     max_wait_ms: float = Field(default=5.0, ge=0)
     """Longest time the first event of a batch waits for the batch to fill."""
     backend: Literal["auto", "onnxruntime", "torch"] = "auto"
-    """Runtime backend; auto picks the fastest available."""
+    """Runtime backend; auto picks the one that reads the artifact (ONNX: onnxruntime, state dict: torch)."""
     device: Literal["auto", "cpu", "cuda"] = "auto"
     """Device; auto uses a GPU when one is present."""
+    probe_rows: int = Field(default=64, ge=1)
+    """Rows of the probe batch a new version must pass before it is swapped in."""
 
 
 class DriftSettings(BaseSettings):
     """The drift agent."""
 
-    model_config = SettingsConfigDict(
-        env_prefix="LOOPLINE_DRIFT_", extra="ignore", use_attribute_docstrings=True
-    )
+    model_config = SettingsConfigDict(env_prefix="LOOPLINE_DRIFT_", extra="ignore", use_attribute_docstrings=True)
 
     min_samples: int = Field(default=500, ge=1)
     """Outcomes a detector must see before it may raise a drift."""
@@ -139,9 +143,7 @@ class DriftSettings(BaseSettings):
 class TrainerSettings(BaseSettings):
     """The trainer agent."""
 
-    model_config = SettingsConfigDict(
-        env_prefix="LOOPLINE_TRAINER_", extra="ignore", use_attribute_docstrings=True
-    )
+    model_config = SettingsConfigDict(env_prefix="LOOPLINE_TRAINER_", extra="ignore", use_attribute_docstrings=True)
 
     window_events: int = Field(default=20000, ge=1)
     """Most recent outcomes read for a training run."""
@@ -156,9 +158,7 @@ class TrainerSettings(BaseSettings):
 class MetricsSettings(BaseSettings):
     """Prometheus exposition of each worker."""
 
-    model_config = SettingsConfigDict(
-        env_prefix="LOOPLINE_METRICS_", extra="ignore", use_attribute_docstrings=True
-    )
+    model_config = SettingsConfigDict(env_prefix="LOOPLINE_METRICS_", extra="ignore", use_attribute_docstrings=True)
 
     port: int = Field(default=9300, ge=0, le=65535)
     """Port of the /metrics HTTP endpoint; 0 disables it."""
@@ -188,6 +188,7 @@ def all_settings_classes() -> list[type[BaseSettings]]:
         KafkaSettings,
         BrokerSettings,
         ClickHouseSettings,
+        RegistrySettings,
         InferenceSettings,
         DriftSettings,
         TrainerSettings,

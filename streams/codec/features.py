@@ -81,9 +81,7 @@ class FeatureDecoder:
         record = self.codec.decode(data)
         values = record["values"]
         if len(values) != self.width:
-            raise CodecError(
-                "wrong-length", f"feature vector has {len(values)} values, the model takes {self.width}"
-            )
+            raise CodecError("wrong-length", f"feature vector has {len(values)} values, the model takes {self.width}")
         floats = np.asarray(values, dtype="<f4").tobytes()
         return record["event_id"], record["event_time"], record["entity_id"], floats
 

@@ -36,9 +36,7 @@ class PredictionEncoder:
         shadow: whether these are shadow predictions.
     """
 
-    def __init__(
-        self, codec: Codec, model_name: str, model_version: int, classes: Sequence[str], shadow: bool
-    ) -> None:
+    def __init__(self, codec: Codec, model_name: str, model_version: int, classes: Sequence[str], shadow: bool) -> None:
         self.header = codec.header
         self.classes = list(classes)
         if not self.classes:

@@ -6,12 +6,12 @@ import time
 import uuid
 from collections.abc import Callable, Iterable
 
-from confluent_kafka import Consumer, KafkaError, KafkaException, Message, Producer
+from confluent_kafka import Consumer, KafkaError, KafkaException, Message, Producer, TopicPartition
 
 from streams.kafka.config import confluent_config
 from streams.settings import KafkaSettings
 
-__all__ = ["read_topic", "send_all"]
+__all__ = ["read_to_end", "read_topic", "send_all"]
 
 
 def send_all(settings: KafkaSettings, topic: str, records: Iterable[tuple[bytes | str | None, bytes]]) -> int:
@@ -20,9 +20,7 @@ def send_all(settings: KafkaSettings, topic: str, records: Iterable[tuple[bytes 
     Raises:
         KafkaException: a record was not acknowledged.
     """
-    producer = Producer(
-        confluent_config(settings, {"acks": "all", "linger.ms": 5, "enable.idempotence": True})
-    )
+    producer = Producer(confluent_config(settings, {"acks": "all", "linger.ms": 5, "enable.idempotence": True}))
     failures: list[KafkaError] = []
 
     def on_delivery(err: KafkaError | None, _msg: Message) -> None:
@@ -81,3 +79,43 @@ def read_topic(
     finally:
         consumer.close()
     return messages
+
+
+def read_to_end(settings: KafkaSettings, topic: str, timeout_s: float = 30.0) -> list[Message]:
+    """Every record of ``topic`` from its start to its end as of now, in offset order per partition.
+
+    Reads without a consumer group, so that every caller sees the whole topic.
+    """
+    consumer = Consumer(confluent_config(settings, {"group.id": "loopline-unused", "enable.auto.commit": False}))
+    try:
+        metadata = consumer.list_topics(topic, timeout=timeout_s).topics[topic]
+        if metadata.error is not None:
+            raise KafkaException(metadata.error)
+        ends: dict[int, int] = {}
+        starts = []
+        for partition in metadata.partitions:
+            low, high = consumer.get_watermark_offsets(TopicPartition(topic, partition), timeout=timeout_s)
+            if high > low:
+                ends[partition] = high
+                starts.append(TopicPartition(topic, partition, low))
+        messages: list[Message] = []
+        if not starts:
+            return messages
+        consumer.assign(starts)
+        deadline = time.monotonic() + timeout_s
+        while ends and time.monotonic() < deadline:
+            for msg in consumer.consume(num_messages=1000, timeout=0.5):
+                error = msg.error()
+                if error is not None:
+                    if error.code() != KafkaError._PARTITION_EOF:
+                        raise KafkaException(error)
+                    continue
+                messages.append(msg)
+                partition, offset = msg.partition(), msg.offset()
+                if partition is not None and offset is not None and offset + 1 >= ends.get(partition, 0):
+                    ends.pop(partition, None)
+        if ends:
+            raise KafkaException(KafkaError(KafkaError._TIMED_OUT, f"reading {topic} to its end timed out"))
+        return messages
+    finally:
+        consumer.close()

@@ -27,6 +27,7 @@ class TopicSpec:
 TOPICS: dict[str, tuple[bool, bool]] = {
     "features": (True, False),
     "predictions": (True, False),
+    "shadow-predictions": (True, False),
     "labels": (True, False),
     "outcomes": (True, False),
     "drift-events": (False, False),

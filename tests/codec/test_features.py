@@ -32,9 +32,7 @@ def test_varints_round_trip():
 def test_a_batch_becomes_one_float32_matrix_in_input_order(codec):
     rng = np.random.default_rng(1)
     values = rng.normal(size=(50, 8)).astype(np.float32)
-    batch = FeatureDecoder(codec, 8).decode(
-        [codec.encode(features(i, row.tolist())) for i, row in enumerate(values)]
-    )
+    batch = FeatureDecoder(codec, 8).decode([codec.encode(features(i, row.tolist())) for i, row in enumerate(values)])
     assert batch.matrix.dtype == np.float32 and batch.matrix.shape == (50, 8)
     np.testing.assert_array_equal(batch.matrix, values)
     assert batch.event_ids == [f"event-{i}" for i in range(50)]

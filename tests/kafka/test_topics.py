@@ -27,5 +27,5 @@ def test_creating_topics_twice_is_fine(kafka):
 
 def test_the_data_topics_are_co_partitioned(kafka):
     counts = {spec.name: spec.partitions for spec in topic_specs(kafka)}
-    data = [kafka.topic(name) for name in ("features", "predictions", "labels", "outcomes")]
+    data = [kafka.topic(name) for name in ("features", "predictions", "shadow-predictions", "labels", "outcomes")]
     assert {counts[name] for name in data} == {kafka.partitions}

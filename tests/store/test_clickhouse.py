@@ -61,8 +61,7 @@ def test_insert_and_query_round_trip(client):
     migrate(client)
     client.insert("predictions", prediction_rows(3), column_names=COLUMNS)
     result = client.query(
-        "SELECT event_id, model_version, scores FROM predictions FINAL"
-        " WHERE model_name = {m:String} ORDER BY event_id",
+        "SELECT event_id, model_version, scores FROM predictions FINAL WHERE model_name = {m:String} ORDER BY event_id",
         parameters={"m": "fraud"},
     ).result_rows
     assert [(r[0], r[1], [round(x, 3) for x in r[2]]) for r in result] == [

@@ -1,0 +1,51 @@
+"""Prometheus metrics of the workers, and the /metrics endpoint."""
+
+from __future__ import annotations
+
+from prometheus_client import Counter, Gauge, Histogram, start_http_server
+
+from streams.settings import MetricsSettings
+
+__all__ = [
+    "BATCH_SIZE",
+    "DEAD_LETTERS",
+    "EVENTS_IN",
+    "INFERENCE_SECONDS",
+    "LATENCY_SECONDS",
+    "MODEL_REJECTIONS",
+    "MODEL_SWAPS",
+    "PREDICTIONS_OUT",
+    "SERVING_VERSION",
+    "serve_metrics",
+]
+
+EVENTS_IN = Counter("loopline_events_in", "Records consumed by an agent", ["agent"])
+PREDICTIONS_OUT = Counter("loopline_predictions_out", "Predictions emitted", ["model", "version", "shadow"])
+DEAD_LETTERS = Counter("loopline_dead_letters", "Records sent to dead-letters", ["agent", "reason"])
+BATCH_SIZE = Histogram(
+    "loopline_batch_size",
+    "Records per micro-batch",
+    ["agent"],
+    buckets=[1, 4, 16, 64, 256, 1024, 4096, 16384],
+)
+INFERENCE_SECONDS = Histogram(
+    "loopline_inference_seconds",
+    "Model time per batch",
+    ["model", "shadow"],
+    buckets=[1e-4, 3e-4, 1e-3, 3e-3, 0.01, 0.03, 0.1, 0.3, 1.0],
+)
+LATENCY_SECONDS = Histogram(
+    "loopline_event_to_prediction_seconds",
+    "Event time to prediction time",
+    ["model"],
+    buckets=[0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60],
+)
+SERVING_VERSION = Gauge("loopline_serving_version", "Model version this worker serves", ["model", "role"])
+MODEL_SWAPS = Counter("loopline_model_swaps", "Versions swapped in", ["model", "role"])
+MODEL_REJECTIONS = Counter("loopline_model_rejections", "Versions that failed their checks", ["model", "reason"])
+
+
+def serve_metrics(settings: MetricsSettings) -> None:
+    """Serve /metrics on ``settings.host:settings.port`` in a background thread (port 0: off)."""
+    if settings.port:
+        start_http_server(settings.port, addr=settings.host)
