@@ -40,6 +40,8 @@ def make_app(agent: str, kafka: KafkaSettings) -> faust.App:
         producer_acks=-1,
         producer_max_request_size=kafka.max_message_bytes,
         datadir=tempfile.mkdtemp(prefix=f"loopline-{agent}-"),
+        # On shutdown, don't wait for in-flight batches: unacked records are re-read after restart.
+        stream_wait_empty=False,
     )
 
 

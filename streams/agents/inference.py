@@ -10,12 +10,12 @@ import asyncio
 import logging
 
 import faust
-from aiokafka import AIOKafkaConsumer, ConsumerRecord, TopicPartition
+from aiokafka import AIOKafkaConsumer, ConsumerRecord
 
 from models import ModelVersion, Registry
 from streams.agents.app import Outgoing, deliver, make_app
 from streams.codec import Codec, CodecError
-from streams.deadletters import DeadLetters, SourceRecord
+from streams.deadletters import DeadLetters, SourceRecord, source_record
 from streams.inference.core import BatchOutput, InferenceCore
 from streams.inference.loader import LoadedModel, ModelRejected, load_model
 from streams.kafka.config import aiokafka_config
@@ -49,8 +49,20 @@ class VersionFollower:
         self.sources: dict[str, SourceRecord] = {}  # event_id → the record it came in
 
     async def run(self) -> None:
-        topic = self.kafka.topic("model-versions")
+        """Follow the topic for as long as the worker runs; errors are logged and the reading restarts."""
+        while True:
+            try:
+                await self._read()
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                log.exception("following model-versions failed; starting over in 2s")
+                await asyncio.sleep(2)
+
+    async def _read(self) -> None:
+        # No group: this worker gets every partition, from the start of the topic.
         consumer = AIOKafkaConsumer(
+            self.kafka.topic("model-versions"),
             **aiokafka_config(self.kafka),
             group_id=None,
             enable_auto_commit=False,
@@ -58,9 +70,7 @@ class VersionFollower:
         )
         await consumer.start()
         try:
-            partitions = consumer.partitions_for_topic(topic) or set()
-            consumer.assign([TopicPartition(topic, p) for p in sorted(partitions)])
-            await consumer.seek_to_beginning()
+            self.registry = Registry()
             while True:
                 batches = await consumer.getmany(timeout_ms=500)
                 for messages in batches.values():
@@ -171,24 +181,23 @@ def build_inference_app(kafka: KafkaSettings, settings: InferenceSettings) -> fa
 
     @app.agent(features)
     async def infer(stream: faust.StreamT) -> None:
-        batches = stream.take_events(settings.max_batch_size, within=settings.max_wait_ms / 1000)  # type: ignore[attr-defined]
+        # noack_take: events are acked below, only once everything they produced is acknowledged.
+        batches = stream.noack_take(settings.max_batch_size, within=settings.max_wait_ms / 1000)  # type: ignore[attr-defined]
         async for events in batches:
             while not core.ready:
-                await asyncio.sleep(0.05)  # hold the batch (unacked) until a version serves
-            records = [
-                SourceRecord(e.message.key, e.message.value or b"", e.message.topic, e.message.partition,
-                             e.message.offset, int(e.message.timestamp * 1000))
-                for e in events
-            ]  # fmt: skip
+                await asyncio.sleep(0.05)  # hold the batch until a version serves
+            records = [source_record(event.message) for event in events]
             try:
                 out = core.process(records)
-            except Exception as exc:  # a bug must not ack the batch silently: dead-letter it with the cause
+            except Exception as exc:  # a bug must not lose the batch: dead-letter it with the cause
                 log.exception("batch of %d failed", len(records))
                 out = BatchOutput(
                     dead_letters=[dead.encode(r, "internal-error", repr(exc)) for r in records],
                     dead_reasons=["internal-error"] * len(records),
                 )
             await deliver(app, _outgoing(kafka, out))
+            for event in events:
+                await stream.ack(event)
             _record_metrics(settings.model_name, len(records), out)
 
     return app
