@@ -20,7 +20,13 @@ def send_all(settings: KafkaSettings, topic: str, records: Iterable[tuple[bytes 
     Raises:
         KafkaException: a record was not acknowledged.
     """
-    producer = Producer(confluent_config(settings, {"acks": "all", "linger.ms": 5, "enable.idempotence": True}))
+    # murmur2 is the Java client's (and aiokafka's) partitioner: the data topics are co-partitioned
+    # by event_id only if every producer hashes keys the same way.
+    producer = Producer(
+        confluent_config(
+            settings, {"acks": "all", "linger.ms": 5, "enable.idempotence": True, "partitioner": "murmur2_random"}
+        )
+    )
     failures: list[KafkaError] = []
 
     def on_delivery(err: KafkaError | None, _msg: Message) -> None:

@@ -1,0 +1,167 @@
+"""The inference worker as a real process against the session broker."""
+
+import threading
+import time
+import uuid
+from collections import defaultdict
+
+import pytest
+
+from models import ArtifactStore, Status
+from streams.kafka.clients import read_to_end, send_all
+from streams.kafka.topics import create_topics
+from streams.kafka.versions import publish_versions
+from tests.helpers import FEATURES, features_record, nan_model, rows, small_model, tampered, version_of
+from tests.workers import decoded, wait_for, wait_records, worker
+
+MODEL = {"LOOPLINE_INFERENCE_MODEL_NAME": "m", "LOOPLINE_INFERENCE_MAX_WAIT_MS": "20"}
+
+
+@pytest.fixture
+def setup(kafka, tmp_path):
+    create_topics(kafka)
+    store = ArtifactStore(tmp_path / "artifacts", inline_limit=1 << 20)
+    return kafka, store, tmp_path
+
+
+def send_features(kafka, count, seed=0, start_time=1_795_000_000_000):
+    sent = [(str(uuid.uuid4()), values) for values in rows(count, seed)]
+    send_all(kafka, kafka.topic("features"),
+             [(eid, features_record(v, eid, start_time + i)) for i, (eid, v) in enumerate(sent)])  # fmt: skip
+    return [eid for eid, _ in sent]
+
+
+def served(kafka):
+    return decoded(kafka, "predictions", "prediction")
+
+
+def test_n_events_give_exactly_n_predictions(setup):
+    kafka, store, tmp = setup
+    publish_versions(kafka, [version_of(small_model(), 1, store)])
+    ids = send_features(kafka, 300)
+    with worker("inference", kafka, tmp, **MODEL) as w:
+        wait_records(kafka, "predictions", "prediction", 300)
+        wait_for(lambda: w.metric("loopline_predictions_out_total") == 300, what="metrics")
+        assert w.metric("loopline_serving_version", model="m", role="serving") == 1
+    predictions = served(kafka)
+    assert sorted(p["event_id"] for p in predictions) == sorted(ids)
+    assert {(p["model_version"], p["shadow"]) for p in predictions} == {(1, False)}
+
+
+def test_malformed_events_are_dead_lettered_and_the_rest_served(setup):
+    kafka, store, tmp = setup
+    publish_versions(kafka, [version_of(small_model(), 1, store)])
+    good = rows(4)
+    batch = [("g0", features_record(good[0], "g0")), ("bad-bytes", b"\x00\x01garbage"),
+             ("g1", features_record(good[1], "g1")), ("short", features_record([1.0, 2.0], "short")),
+             ("g2", features_record(good[2], "g2")), ("nan", features_record([float("nan")] * 6, "nan")),
+             ("g3", features_record(good[3], "g3"))]  # fmt: skip
+    send_all(kafka, kafka.topic("features"), batch)
+    with worker("inference", kafka, tmp, **MODEL):
+        letters = wait_records(kafka, "dead-letters", "dead_letter", 3)
+        predictions = wait_records(kafka, "predictions", "prediction", 4)
+    assert sorted(p["event_id"] for p in predictions) == ["g0", "g1", "g2", "g3"]
+    reasons = {d["key"].decode(): d["reason"] for d in letters}
+    assert reasons == {"bad-bytes": "corrupt", "short": "wrong-length", "nan": "non-finite"}
+    assert all(d["source_topic"] == kafka.topic("features") and d["agent"] == "inference" for d in letters)
+
+
+def test_a_swap_under_load_predicts_every_event_once_and_changes_version_at_a_batch_boundary(setup):
+    kafka, store, tmp = setup
+    publish_versions(kafka, [version_of(small_model(0), 1, store)])
+    sent: list[str] = []
+    stop = threading.Event()
+
+    def produce():
+        chunk = 0
+        while not stop.is_set():
+            sent.extend(send_features(kafka, 40, seed=chunk, start_time=1_795_000_000_000 + chunk * 100))
+            chunk += 1
+            time.sleep(0.03)
+
+    with worker("inference", kafka, tmp, **MODEL):
+        producer = threading.Thread(target=produce)
+        producer.start()
+        try:
+            wait_for(lambda: len(read_to_end(kafka, kafka.topic("predictions"))) > 400, what="v1 predictions")
+            publish_versions(kafka, [version_of(small_model(1), 2, store)])
+            wait_for(lambda: any(p["model_version"] == 2 for p in served(kafka)), what="v2 predictions")
+            time.sleep(1)
+        finally:
+            stop.set()
+            producer.join()
+        wait_records(kafka, "predictions", "prediction", len(sent))
+    predictions = served(kafka)
+    assert sorted(p["event_id"] for p in predictions) == sorted(sent)  # each event exactly once
+    assert not any(p["shadow"] for p in predictions)
+
+    version_of_event = {p["event_id"]: p["model_version"] for p in predictions}
+    for partition_versions in _versions_by_partition(kafka, version_of_event).values():
+        assert partition_versions == sorted(partition_versions)  # 1 … 1, 2 … 2 in offset order
+    assert {v for v in version_of_event.values()} == {1, 2}
+    batches = defaultdict(set)
+    for p in predictions:
+        batches[(p["prediction_time"], p["inference_ms"])].add(p["model_version"])
+    assert all(len(versions) == 1 for versions in batches.values())  # no batch mixes versions
+
+
+def _versions_by_partition(kafka, version_of_event):
+    by_partition = defaultdict(list)
+    for message in read_to_end(kafka, kafka.topic("features")):
+        event_id = FEATURES.decode(message.value())["event_id"]
+        by_partition[message.partition()].append((message.offset(), version_of_event[event_id]))
+    return {p: [v for _, v in sorted(items)] for p, items in by_partition.items()}
+
+
+def test_a_corrupted_artifact_and_a_nan_model_are_rejected_and_the_old_version_keeps_serving(setup):
+    kafka, store, tmp = setup
+    publish_versions(kafka, [version_of(small_model(), 1, store)])
+    with worker("inference", kafka, tmp, **MODEL) as w:
+        send_features(kafka, 20, seed=1)
+        wait_records(kafka, "predictions", "prediction", 20)
+        publish_versions(kafka, [tampered(version_of(small_model(1), 2, store))])
+        publish_versions(kafka, [version_of(nan_model(), 3, store)])
+        letters = wait_records(kafka, "dead-letters", "dead_letter", 2)
+        send_features(kafka, 20, seed=2)
+        predictions = wait_records(kafka, "predictions", "prediction", 40)
+        assert w.metric("loopline_model_rejections_total", reason="artifact") == 1
+        assert w.metric("loopline_model_rejections_total", reason="non-finite-output") == 1
+    assert {p["model_version"] for p in predictions} == {1}
+    assert [d["reason"] for d in letters] == ["model-rejected", "model-rejected"]
+    assert "sha256 mismatch" in letters[0]["error"] and "version 2" in letters[0]["error"]
+    assert "NaN" in letters[1]["error"] and "version 3" in letters[1]["error"]
+    assert {d["source_topic"] for d in letters} == {kafka.topic("model-versions")}
+
+
+def test_a_shadow_version_runs_on_the_same_events_but_is_never_served(setup):
+    kafka, store, tmp = setup
+    publish_versions(kafka, [version_of(small_model(0), 1, store), version_of(small_model(1), 2, store, Status.SHADOW)])
+    with worker("inference", kafka, tmp, **MODEL):
+        wait_for(lambda: send_features(kafka, 1) and decoded(kafka, "shadow-predictions", "prediction"),
+                 what="the shadow version to load")  # fmt: skip
+        ids = send_features(kafka, 50, seed=3)
+        shadow = wait_records(kafka, "shadow-predictions", "prediction", 50)
+        predictions = wait_records(kafka, "predictions", "prediction", 50)
+    assert {(p["model_version"], p["shadow"]) for p in predictions} == {(1, False)}
+    assert {(p["model_version"], p["shadow"]) for p in shadow} == {(2, True)}
+    assert set(ids) <= {p["event_id"] for p in shadow}
+
+
+def test_two_workers_split_the_partitions_and_one_serves_all_after_the_other_stops(setup):
+    kafka, store, tmp = setup
+    publish_versions(kafka, [version_of(small_model(), 1, store)])
+    with worker("inference", kafka, tmp, **MODEL) as first, worker("inference", kafka, tmp, **MODEL) as second:
+        ids = set(send_features(kafka, 10, seed=0))
+
+        def both_busy():
+            more = send_features(kafka, 20, seed=len(ids))
+            ids.update(more)
+            return first.metric("loopline_events_in_total") > 0 and second.metric("loopline_events_in_total") > 0
+
+        wait_for(both_busy, what="both workers to get partitions")
+        wait_for(lambda: {p["event_id"] for p in served(kafka)} >= ids, what="the first wave")
+        second.stop()
+        before = first.metric("loopline_events_in_total")
+        later = set(send_features(kafka, 100, seed=99))
+        wait_for(lambda: {p["event_id"] for p in served(kafka)} >= later, what="the second wave")
+        assert first.metric("loopline_events_in_total") >= before + 100

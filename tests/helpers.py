@@ -1,0 +1,55 @@
+"""Builders shared by tests: feature records, model versions."""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import replace
+
+import numpy as np
+import torch
+
+from models import ArtifactFormat, ArtifactStore, ModelVersion, Status, TabularMLP, TrainConfig, make_version, train_mlp
+from models.datasets import Concept, feature_names, sample
+from streams.codec import Codec
+
+FEATURES = Codec.load("features")
+N_FEATURES = 6
+
+
+def features_record(values, event_id=None, event_time=1_795_000_000_000):
+    return FEATURES.encode(
+        {"event_id": event_id or str(uuid.uuid4()), "event_time": event_time, "entity_id": "e", "values": list(values)}
+    )
+
+
+def small_model(seed=0, concept_seed=1):
+    x, y = sample(Concept(seed=concept_seed, n_features=N_FEATURES), rows=2000, seed=seed)
+    return train_mlp(x, y, 2, TrainConfig(hidden=(8,), epochs=2, seed=seed))
+
+
+def nan_model():
+    model = TabularMLP(N_FEATURES, 2, (8,))
+    with torch.no_grad():
+        model.layers[0].weight.fill_(float("nan"))
+    return model
+
+
+def version_of(model, number, store: ArtifactStore, status=Status.SERVING, name="m", fmt=ArtifactFormat.ONNX):
+    version = make_version(
+        model, model_name=name, version=number, feature_names=feature_names(N_FEATURES), classes=["no", "yes"],
+        store=store, artifact_format=fmt, status=status,
+    )  # fmt: skip
+    if fmt == ArtifactFormat.TORCH:
+        lineage = version.lineage | {"hyperparameters": {"hidden": ",".join(map(str, model.hidden))}}
+        version = replace(version, lineage=lineage)
+    return version
+
+
+def tampered(version: ModelVersion) -> ModelVersion:
+    """The same version whose inline artifact no longer matches its sha256."""
+    assert version.artifact is not None
+    return replace(version, artifact=version.artifact[:-1] + bytes([version.artifact[-1] ^ 1]))
+
+
+def rows(n, seed=0):
+    return np.random.default_rng(seed).normal(size=(n, N_FEATURES)).astype(np.float32)
