@@ -35,6 +35,7 @@ format: setup ## format the code
 
 bench: setup ## run the benchmarks in bench/
 	$(BIN)/python bench/codec.py
+	$(BIN)/python bench/inference.py
 
 kafka-stop: ## stop the local broker started by the demo
 	$(BIN)/loopline kafka stop

@@ -11,28 +11,15 @@ from __future__ import annotations
 import argparse
 import io
 import platform
-import time
 import uuid
-from collections.abc import Callable
 
 import fastavro
 import numpy as np
+from timing import best_rate
 
 from streams.codec import Codec, FeatureDecoder, PredictionEncoder
 
 BATCH_SIZES = [1, 4, 16, 64, 256, 1024, 4096]
-
-
-def rate(func: Callable[[], object], records: int, seconds: float) -> float:
-    """Best records/s of three runs of at least ``seconds`` each."""
-    best = 0.0
-    for _ in range(3):
-        calls, start = 0, time.perf_counter()
-        while (elapsed := time.perf_counter() - start) < seconds:
-            func()
-            calls += 1
-        best = max(best, calls * records / elapsed)
-    return best
 
 
 def main() -> None:
@@ -80,14 +67,14 @@ def main() -> None:
     print("|---:|---:|---:|---:|---:|---:|---:|")
     for size in BATCH_SIZES:
         batch = messages[:size]
-        ours_dec = rate(lambda b=batch: decoder.decode(b), size, args.seconds)
-        raw_dec = rate(lambda b=batch: fastavro_decode(b), size, args.seconds)
-        ours_enc = rate(
+        ours_dec = best_rate(lambda b=batch: decoder.decode(b), size, args.seconds)
+        raw_dec = best_rate(lambda b=batch: fastavro_decode(b), size, args.seconds)
+        ours_enc = best_rate(
             lambda s=size: encoder.encode(full.event_ids[:s], full.event_times[:s], full.entity_ids[:s],
                                           scores[:s], 1_795_000_000_500, waits[:s], 0.5),
             size, args.seconds,
         )  # fmt: skip
-        raw_enc = rate(lambda s=size: fastavro_encode(s), size, args.seconds)
+        raw_enc = best_rate(lambda s=size: fastavro_encode(s), size, args.seconds)
         print(f"| {size} | {ours_dec:,.0f} | {raw_dec:,.0f} | {ours_dec / raw_dec:.1f}x "
               f"| {ours_enc:,.0f} | {raw_enc:,.0f} | {ours_enc / raw_enc:.1f}x |")  # fmt: skip
 

@@ -3,11 +3,10 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
 
 from streams.codec import Codec
 
-__all__ = ["DeadLetters", "SourceRecord", "source_record"]
+__all__ = ["DeadLetters", "SourceRecord"]
 
 
 @dataclass(frozen=True)
@@ -20,18 +19,6 @@ class SourceRecord:
     partition: int
     offset: int
     timestamp_ms: int
-
-
-def source_record(message: Any) -> SourceRecord:
-    """A :class:`SourceRecord` from a Faust message (timestamp in seconds)."""
-    return SourceRecord(
-        message.key,
-        message.value or b"",
-        message.topic,
-        message.partition,
-        message.offset,
-        int(message.timestamp * 1000),
-    )
 
 
 class DeadLetters:

@@ -25,7 +25,21 @@ def setting_names():
 
 
 def test_there_are_loopline_services():
-    assert {"topics", "db-migrate"} <= set(loopline_services())
+    assert {"topics", "db-migrate", "inference"} <= set(loopline_services())
+
+
+def test_the_gpu_override_only_touches_loopline_services():
+    override = yaml.safe_load((REPO_ROOT / "ops" / "compose" / "gpu.yml").read_text())
+    for name, service in override["services"].items():
+        assert name in loopline_services()
+        assert set(service["environment"]) <= setting_names()
+
+
+def test_prometheus_scrapes_every_worker_service():
+    config = yaml.safe_load((REPO_ROOT / "ops" / "prometheus" / "prometheus.yml").read_text())
+    scraped = {name for job in config["scrape_configs"] for sd in job.get("dns_sd_configs", []) for name in sd["names"]}
+    workers = {name for name, svc in loopline_services().items() if svc["command"][1] == "worker"}
+    assert workers and workers <= scraped
 
 
 @pytest.mark.parametrize("name", sorted(loopline_services()))

@@ -37,6 +37,8 @@ class TorchBackend:
 
     def predict(self, batch: np.ndarray) -> np.ndarray:
         """Class probabilities for a float32 batch."""
+        if not batch.flags.writeable:  # torch wants writable memory (decoded batches are read-only views)
+            batch = batch.copy()
         with torch.inference_mode():
             if self.device.type == "cpu":
                 return self.model(torch.from_numpy(batch)).numpy()

@@ -10,12 +10,13 @@ import asyncio
 import logging
 
 import faust
-from aiokafka import AIOKafkaConsumer, ConsumerRecord
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord
 
 from models import ModelVersion, Registry
-from streams.agents.app import Outgoing, deliver, make_app
+from streams.agents.app import make_app
+from streams.agents.batches import BatchConsumer, Outgoing, deliver, make_producer, to_source
 from streams.codec import Codec, CodecError
-from streams.deadletters import DeadLetters, SourceRecord, source_record
+from streams.deadletters import DeadLetters, SourceRecord
 from streams.inference.core import BatchOutput, InferenceCore
 from streams.inference.loader import LoadedModel, ModelRejected, load_model
 from streams.kafka.config import aiokafka_config
@@ -40,8 +41,10 @@ log = logging.getLogger("loopline.inference")
 class VersionFollower:
     """Reads model-versions from the start, and loads and stages every new serving or shadow version."""
 
-    def __init__(self, app: faust.App, core: InferenceCore, kafka: KafkaSettings, settings: InferenceSettings) -> None:
-        self.app, self.core, self.kafka, self.settings = app, core, kafka, settings
+    def __init__(
+        self, producer: AIOKafkaProducer, core: InferenceCore, kafka: KafkaSettings, settings: InferenceSettings
+    ) -> None:
+        self.producer, self.core, self.kafka, self.settings = producer, core, kafka, settings
         self.registry = Registry()
         self.codec = Codec.load("model_version")
         self.dead = DeadLetters("inference")
@@ -81,20 +84,13 @@ class VersionFollower:
             await consumer.stop()
 
     async def _apply(self, message: ConsumerRecord[bytes, bytes]) -> None:
-        source = SourceRecord(
-            message.key,
-            message.value or b"",
-            message.topic,
-            message.partition,
-            message.offset,
-            message.timestamp,
-        )
+        source = to_source(message)
         try:
             version = ModelVersion.from_record(self.codec.decode(source.value))
         except CodecError as exc:
             log.error("model-versions offset %d is not a version record: %s", source.offset, exc)
             await deliver(
-                self.app,
+                self.producer,
                 [(self.kafka.topic("dead-letters"), *self.dead.encode(source, exc.reason, str(exc)))],
             )
             return
@@ -135,7 +131,7 @@ class VersionFollower:
                       version.model_name, role, exc)  # fmt: skip
             source = self.sources[version.event_id]
             record = self.dead.encode(source, "model-rejected", f"{role} version {version.version}: {exc}")
-            await deliver(self.app, [(self.kafka.topic("dead-letters"), *record)])
+            await deliver(self.producer, [(self.kafka.topic("dead-letters"), *record)])
             return
         self.core.stage(role, loaded)
         MODEL_SWAPS.labels(version.model_name, role).inc()
@@ -168,36 +164,49 @@ def _record_metrics(model: str, size: int, out: BatchOutput) -> None:
 
 
 def build_inference_app(kafka: KafkaSettings, settings: InferenceSettings) -> faust.App:
-    """The Faust app of an inference worker."""
+    """The Faust app of an inference worker: the version follower and the batch loop."""
     app = make_app("inference", kafka)
-    core = InferenceCore()
-    follower = VersionFollower(app, core, kafka, settings)
-    features = app.topic(kafka.topic("features"))
-    dead = DeadLetters("inference")
 
     @app.task
-    async def follow_model_versions() -> None:
-        await follower.run()
-
-    @app.agent(features)
-    async def infer(stream: faust.StreamT) -> None:
-        # noack_take: events are acked below, only once everything they produced is acknowledged.
-        batches = stream.noack_take(settings.max_batch_size, within=settings.max_wait_ms / 1000)  # type: ignore[attr-defined]
-        async for events in batches:
-            while not core.ready:
-                await asyncio.sleep(0.05)  # hold the batch until a version serves
-            records = [source_record(event.message) for event in events]
-            try:
-                out = core.process(records)
-            except Exception as exc:  # a bug must not lose the batch: dead-letter it with the cause
-                log.exception("batch of %d failed", len(records))
-                out = BatchOutput(
-                    dead_letters=[dead.encode(r, "internal-error", repr(exc)) for r in records],
-                    dead_reasons=["internal-error"] * len(records),
-                )
-            await deliver(app, _outgoing(kafka, out))
-            for event in events:
-                await stream.ack(event)
-            _record_metrics(settings.model_name, len(records), out)
+    async def serve() -> None:
+        producer = make_producer(kafka)
+        await producer.start()
+        core = InferenceCore()
+        follower = asyncio.create_task(VersionFollower(producer, core, kafka, settings).run())
+        try:
+            consumer = BatchConsumer(
+                kafka, kafka.topic("features"), f"{kafka.topic_prefix}inference",
+                settings.max_batch_size, settings.max_wait_ms / 1000,
+            )  # fmt: skip
+            async with consumer:
+                await serve_batches(consumer, producer, core, kafka, settings)
+        finally:
+            follower.cancel()
+            await producer.stop()
 
     return app
+
+
+async def serve_batches(
+    consumer: BatchConsumer,
+    producer: AIOKafkaProducer,
+    core: InferenceCore,
+    kafka: KafkaSettings,
+    settings: InferenceSettings,
+) -> None:
+    """The agent loop: a batch in, the core's outputs sent and acknowledged, then the commit."""
+    dead = DeadLetters("inference")
+    async for records in consumer.batches():
+        while not core.ready:
+            await asyncio.sleep(0.05)  # hold the batch until a version serves
+        try:
+            out = core.process(records)
+        except Exception as exc:  # a bug must not lose the batch: dead-letter it with the cause
+            log.exception("batch of %d failed", len(records))
+            out = BatchOutput(
+                dead_letters=[dead.encode(r, "internal-error", repr(exc)) for r in records],
+                dead_reasons=["internal-error"] * len(records),
+            )
+        await deliver(producer, _outgoing(kafka, out))
+        await consumer.commit(records)
+        _record_metrics(settings.model_name, len(records), out)

@@ -1,0 +1,125 @@
+"""Micro-batches from a consumer group, committed only after their outputs are acknowledged.
+
+Faust's stream path handles records one at a time (about 110 µs each here: 9k records/s for a
+consume-and-ack loop, see docs/benchmarks.md), which caps a batched agent far below what its core
+can do. The batch agents therefore read their input partitions with aiokafka directly, inside the
+Faust worker: ``getmany`` fills a batch up to ``max_batch`` records or ``max_wait_s`` after its
+first record, and offsets are committed explicitly, batch by batch, after delivery. A crash or a
+rebalance before the commit re-reads the batch (at-least-once).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import AsyncIterator, Sequence
+
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord, TopicPartition
+from aiokafka.errors import CommitFailedError, KafkaError
+
+from streams.deadletters import SourceRecord
+from streams.kafka.config import aiokafka_config
+from streams.settings import KafkaSettings
+
+__all__ = ["BatchConsumer", "Outgoing", "deliver", "make_producer"]
+
+log = logging.getLogger(__name__)
+
+Outgoing = tuple[str, bytes | None, bytes]
+
+
+def make_producer(kafka: KafkaSettings) -> AIOKafkaProducer:
+    """A producer that waits for all in-sync replicas and never reorders retried batches."""
+    return AIOKafkaProducer(
+        **aiokafka_config(kafka),
+        acks="all",
+        enable_idempotence=True,
+        linger_ms=2,
+        max_request_size=kafka.max_message_bytes,
+    )
+
+
+async def deliver(producer: AIOKafkaProducer, records: Sequence[Outgoing], max_backoff_s: float = 5.0) -> None:
+    """Send ``records`` and return once the broker acknowledged every one.
+
+    Failed sends are retried with backoff for as long as it takes: the agent holds its batch (and
+    its offsets stay uncommitted) rather than move on without its outputs.
+    """
+    pending = list(records)
+    backoff = 0.1
+    while pending:
+        futures = [await producer.send(topic, value, key=key) for topic, key, value in pending]
+        results = await asyncio.gather(*futures, return_exceptions=True)
+        failed = [record for record, result in zip(pending, results, strict=True) if isinstance(result, BaseException)]
+        if failed:
+            error = next(r for r in results if isinstance(r, BaseException))
+            log.warning("%d of %d sends failed (%r); retrying in %.1fs", len(failed), len(pending), error, backoff)
+            await asyncio.sleep(backoff)
+            backoff = min(backoff * 2, max_backoff_s)
+        pending = failed
+
+
+def to_source(record: ConsumerRecord[bytes, bytes]) -> SourceRecord:
+    """The core's view of a consumed record."""
+    return SourceRecord(
+        record.key, record.value or b"", record.topic, record.partition, record.offset, record.timestamp
+    )
+
+
+class BatchConsumer:
+    """Reads ``topic`` in the consumer group ``group_id`` as micro-batches of :class:`SourceRecord`.
+
+    Args:
+        max_batch: most records in a batch.
+        max_wait_s: longest time a batch waits to fill after its first record arrived.
+    """
+
+    def __init__(self, kafka: KafkaSettings, topic: str, group_id: str, max_batch: int, max_wait_s: float) -> None:
+        self.max_batch = max_batch
+        self.max_wait_s = max_wait_s
+        self.consumer = AIOKafkaConsumer(
+            topic,
+            **aiokafka_config(kafka),
+            group_id=group_id,
+            enable_auto_commit=False,
+            auto_offset_reset="earliest",
+            max_partition_fetch_bytes=4 * 1024 * 1024,
+        )
+
+    async def __aenter__(self) -> BatchConsumer:
+        await self.consumer.start()
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.consumer.stop()
+
+    async def batches(self) -> AsyncIterator[list[SourceRecord]]:
+        """Batches forever; the caller commits each with :meth:`commit` once it is done with it."""
+        while True:
+            records = await self._take(self.max_batch, timeout_ms=1000)
+            if not records:
+                continue
+            deadline = time.monotonic() + self.max_wait_s
+            while len(records) < self.max_batch and (left := deadline - time.monotonic()) > 0:
+                records += await self._take(self.max_batch - len(records), timeout_ms=int(left * 1000))
+            yield [to_source(record) for record in records]
+
+    async def _take(self, count: int, timeout_ms: int) -> list[ConsumerRecord[bytes, bytes]]:
+        fetched = await self.consumer.getmany(timeout_ms=timeout_ms, max_records=count)
+        return [record for records in fetched.values() for record in records]
+
+    async def commit(self, batch: Sequence[SourceRecord]) -> None:
+        """Commit the offsets after ``batch``. A partition lost to a rebalance is left to its new owner."""
+        ends: dict[TopicPartition, int] = {}
+        for record in batch:
+            tp = TopicPartition(record.topic, record.partition)
+            ends[tp] = max(ends.get(tp, 0), record.offset + 1)
+        owned = self.consumer.assignment()
+        mine = {tp: offset for tp, offset in ends.items() if tp in owned}
+        if not mine:
+            return
+        try:
+            await self.consumer.commit(mine)
+        except (CommitFailedError, KafkaError) as exc:
+            log.warning("commit of %d partitions failed (%r); their records will be read again", len(mine), exc)
