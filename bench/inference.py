@@ -26,6 +26,7 @@ import uuid
 from pathlib import Path
 
 import numpy as np
+from confluent_kafka import Producer
 from timing import best_rate
 
 from models import ArtifactFormat, ArtifactStore, Status, TrainConfig, make_version, train_mlp
@@ -36,6 +37,7 @@ from streams.inference.core import InferenceCore
 from streams.inference.loader import load_model
 from streams.kafka.broker import Broker, free_port
 from streams.kafka.clients import read_topic, send_all
+from streams.kafka.config import confluent_config
 from streams.kafka.topics import create_topics
 from streams.kafka.versions import publish_versions
 from streams.settings import BrokerSettings, InferenceSettings, KafkaSettings
@@ -129,14 +131,17 @@ def run_case(kafka: KafkaSettings, name: str, batch: int, events: int, rate: int
 
 def _paced(kafka: KafkaSettings, rate: int, seconds: float) -> dict[str, int]:
     """Send ``rate`` events/s in 20 ms ticks for ``seconds``; return event_id → event time."""
+    producer = Producer(confluent_config(kafka, {"linger.ms": 0, "partitioner": "murmur2_random"}))
     sent: dict[str, int] = {}
     tick, start = 0.02, time.monotonic()
     while time.monotonic() - start < seconds:
         now = int(time.time() * 1000)
-        chunk = feature_messages(max(1, int(rate * tick)), event_time=now)
-        send_all(kafka, kafka.topic("features"), chunk)
-        sent.update({key: now for key, _ in chunk})
+        for key, value in feature_messages(max(1, int(rate * tick)), event_time=now):
+            producer.produce(kafka.topic("features"), value=value, key=key)
+            sent[key] = now
+        producer.poll(0)
         time.sleep(max(0.0, tick - (time.monotonic() - start) % tick))
+    producer.flush(30)
     return sent
 
 

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass
 
-from confluent_kafka import KafkaException
+from confluent_kafka import KafkaError, KafkaException
 from confluent_kafka.admin import AdminClient, NewTopic
 
 from streams.kafka.config import confluent_config
@@ -77,4 +78,22 @@ def create_topics(settings: KafkaSettings, timeout_s: float = 30.0) -> dict[str,
             if exc.args[0].name() != "TOPIC_ALREADY_EXISTS":
                 raise
             result[name] = "exists"
+    _wait_for_leaders(admin, [topic.topic for topic in new], timeout_s)
     return result
+
+
+def _wait_for_leaders(admin: AdminClient, names: list[str], timeout_s: float) -> None:
+    """Return once every partition of ``names`` has a leader, so the topics are usable right away."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        topics = admin.list_topics(timeout=timeout_s).topics
+        if all(
+            name in topics
+            and topics[name].error is None
+            and topics[name].partitions
+            and all(p.leader >= 0 for p in topics[name].partitions.values())
+            for name in names
+        ):
+            return
+        time.sleep(0.1)
+    raise KafkaException(KafkaError(KafkaError._TIMED_OUT, f"topics without a leader after {timeout_s:.0f}s"))

@@ -165,3 +165,17 @@ def test_two_workers_split_the_partitions_and_one_serves_all_after_the_other_sto
         later = set(send_features(kafka, 100, seed=99))
         wait_for(lambda: {p["event_id"] for p in served(kafka)} >= later, what="the second wave")
         assert first.metric("loopline_events_in_total") >= before + 100
+
+
+def test_a_killed_worker_loses_no_event(setup):
+    kafka, store, tmp = setup
+    publish_versions(kafka, [version_of(small_model(), 1, store)])
+    ids = set(send_features(kafka, 20000))
+    with worker("inference", kafka, tmp, LOOPLINE_INFERENCE_MAX_BATCH_SIZE="16", **MODEL) as first:
+        wait_for(lambda: len(read_to_end(kafka, kafka.topic("predictions"))) >= 200, what="some predictions")
+        first.proc.kill()  # no clean shutdown: whatever was not committed is read again
+        first.proc.wait()
+    assert len(read_to_end(kafka, kafka.topic("predictions"))) < len(ids)
+    with worker("inference", kafka, tmp, **MODEL):
+        wait_for(lambda: {p["event_id"] for p in served(kafka)} >= ids, timeout_s=90, what="every event")
+    assert {p["event_id"] for p in served(kafka)} == ids
