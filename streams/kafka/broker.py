@@ -213,7 +213,7 @@ class Broker:
             return
         cmd = self._java(
             classpath, "kafka.tools.StorageTool", "format",
-            "-t", cluster_id, "-c", str(self.config_file), "--ignore-formatted",
+            f"--cluster-id={cluster_id}", "--config", str(self.config_file), "--ignore-formatted",
         )  # fmt: skip
         done = subprocess.run(cmd, capture_output=True, text=True)
         if done.returncode != 0:
