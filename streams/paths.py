@@ -5,4 +5,3 @@ from pathlib import Path
 REPO_ROOT = Path(__file__).resolve().parents[1]
 SCHEMAS_DIR = REPO_ROOT / "schemas"
 OPS_DIR = REPO_ROOT / "ops"
-MODELS_DIR = REPO_ROOT / "models"

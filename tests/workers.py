@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import os
 import subprocess
 import sys
@@ -105,7 +104,3 @@ def wait_records(kafka: KafkaSettings, topic: str, schema: str, count: int, time
     """Wait until ``topic`` holds at least ``count`` records, then return all of them decoded."""
     read_topic(kafka, kafka.topic(topic), until=lambda m: len(m) >= count, timeout_s=timeout_s)
     return decoded(kafka, topic, schema)
-
-
-def dumps(records: list[dict]) -> str:
-    return json.dumps(records, default=str)[:2000]

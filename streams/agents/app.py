@@ -42,4 +42,8 @@ def make_app(agent: str, kafka: KafkaSettings) -> faust.App:
 
 def run(app: faust.App, loglevel: str = "info") -> None:
     """Run ``app`` in this process until SIGTERM or SIGINT, then stop its tasks cleanly."""
-    faust.Worker(app, loglevel=loglevel, quiet=True).execute_from_commandline()
+    worker = faust.Worker(app, loglevel=loglevel, quiet=True)
+    # Faust's terminal spinner sets the root logger to DEBUG so that it can spin on every record:
+    # every debug line of every library would then be formatted (a quarter of a relay's CPU).
+    worker.spinner = None
+    worker.execute_from_commandline()

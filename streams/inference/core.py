@@ -63,13 +63,11 @@ class InferenceCore:
             raise ValueError(f"can't stage {model!r} as {role}")
         self._staged[role] = model
 
-    def swap(self) -> list[tuple[str, LoadedModel | None]]:
-        """Apply the staged versions now (done at the start of every batch); return what changed."""
-        changed = list(self._staged.items())
-        for role, model in changed:
+    def swap(self) -> None:
+        """Apply the staged versions now (done at the start of every batch)."""
+        for role, model in self._staged.items():
             setattr(self, role, model)
         self._staged.clear()
-        return changed
 
     @property
     def ready(self) -> bool:
