@@ -69,8 +69,16 @@ def cmd_db(args: argparse.Namespace) -> int:
 
 def cmd_demo(args: argparse.Namespace) -> int:
     from streams.demo import run_demo
+    from streams.settings import InferenceSettings, RegistrySettings
 
-    run_demo(KafkaSettings(), BrokerSettings(), ClickHouseSettings(), events=args.events)
+    run_demo(
+        KafkaSettings(),
+        BrokerSettings(),
+        ClickHouseSettings(),
+        RegistrySettings(),
+        InferenceSettings(),
+        events=args.events,
+    )
     return 0
 
 
@@ -121,8 +129,8 @@ def build_parser() -> argparse.ArgumentParser:
     config = sub.add_parser("config", help="print every LOOPLINE_* setting as a markdown table")
     config.set_defaults(func=cmd_config)
 
-    demo = sub.add_parser("demo", help="start the local stack and send a few events through it")
-    demo.add_argument("--events", type=int, default=5)
+    demo = sub.add_parser("demo", help="start the local stack, serve a model and score a few events")
+    demo.add_argument("--events", type=int, default=1000)
     demo.set_defaults(func=cmd_demo)
     return parser
 

@@ -107,8 +107,10 @@ class Codec:
             CodecError: the bytes are not a framed record (``corrupt``), name a writer schema this
                 codec does not know (``unknown-schema``), or their body does not parse (``corrupt``).
         """
-        if len(data) < HEADER_SIZE or data[:2] != MAGIC:
+        if data[:2] != MAGIC:
             raise CodecError("corrupt", "not an Avro single-object record (bad marker)")
+        if len(data) < HEADER_SIZE:
+            raise CodecError("corrupt", f"{len(data)} bytes, shorter than the single-object header")
         writer = self._writers.get(bytes(data[:HEADER_SIZE]))
         if writer is None:
             raise CodecError(
