@@ -17,8 +17,8 @@ class ModelRejected(Exception):
     """A version failed a check and must not serve.
 
     Attributes:
-        reason: short cause: ``artifact``, ``load``, ``feature-mismatch``, ``output-shape`` or
-            ``non-finite-output``.
+        reason: short cause: ``artifact``, ``feature-mismatch``, ``load``, ``probe``,
+            ``output-shape`` or ``non-finite-output``.
     """
 
     def __init__(self, reason: str, message: str) -> None:
@@ -54,9 +54,9 @@ def load_model(
 ) -> LoadedModel:
     """Fetch, check and load ``version``.
 
-    Checks, in order: the artifact's sha256, that the backend loads it with the declared widths,
-    that its feature names equal ``expected_features`` (the serving version's, if any), and
-    that a probe batch gives one finite score row per input row.
+    Checks, in order: the artifact's sha256, that its feature names equal ``expected_features``
+    (the serving version's, if any), that the backend loads it with the declared widths, and that
+    a probe batch runs and gives one finite score row per input row.
 
     Raises:
         ModelRejected: a check failed; the message says which and why.
@@ -84,7 +84,10 @@ def load_model(
     except BackendError as exc:
         raise ModelRejected("load", str(exc)) from exc
     probe = probe_batch(settings.probe_rows, len(version.feature_names))
-    scores = backend.predict(probe)
+    try:
+        scores = backend.predict(probe)
+    except Exception as exc:  # any runtime's failure on the probe batch keeps the version out
+        raise ModelRejected("probe", f"the probe batch failed: {exc!r}") from exc
     if scores.shape != (len(probe), len(version.classes)):
         raise ModelRejected(
             "output-shape",
