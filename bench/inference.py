@@ -49,11 +49,8 @@ ROOT = Path(__file__).resolve().parents[1]
 def bench_model(fmt: ArtifactFormat, store: ArtifactStore):  # type: ignore[no-untyped-def]
     x, y = sample(Concept(seed=0, n_features=WIDTH), rows=4000, seed=0)
     model = train_mlp(x, y, 2, TrainConfig(hidden=(64, 32), epochs=1))
-    version = make_version(model, model_name="bench", version=1, feature_names=feature_names(WIDTH),
-                           classes=["no", "yes"], store=store, artifact_format=fmt, status=Status.SERVING)  # fmt: skip
-    if fmt == ArtifactFormat.TORCH:
-        version.lineage["hyperparameters"] = {"hidden": "64,32"}
-    return version
+    return make_version(model, model_name="bench", version=1, feature_names=feature_names(WIDTH),
+                        classes=["no", "yes"], store=store, artifact_format=fmt, status=Status.SERVING)  # fmt: skip
 
 
 def feature_messages(count: int, event_time: int | None = None) -> list[tuple[str, bytes]]:

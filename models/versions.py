@@ -46,10 +46,17 @@ def make_version(
     status: Status = Status.CANDIDATE,
     reason: str = "",
 ) -> ModelVersion:
-    """A version of ``model`` with its artifact attached (inline or in the store's directory)."""
+    """A version of ``model`` with its artifact attached (inline or in the store's directory).
+
+    The lineage's hyper-parameters always carry the hidden widths: a state dict can't be loaded
+    without them.
+    """
     if len(feature_names) != model.n_features or len(classes) != model.n_classes:
         raise ValueError("feature names and classes must match the model's input and output widths")
     data = to_onnx(model) if artifact_format == ArtifactFormat.ONNX else state_dict_bytes(model)
+    lineage = lineage or empty_lineage()
+    widths = ",".join(str(width) for width in model.hidden)
+    lineage = lineage | {"hyperparameters": {"hidden": widths, **lineage["hyperparameters"]}}
     draft = ModelVersion(
         model_name=model_name,
         version=version,
@@ -59,7 +66,7 @@ def make_version(
         feature_names=list(feature_names),
         classes=list(classes),
         metrics=dict(metrics or {}),
-        lineage=lineage or empty_lineage(),
+        lineage=lineage,
         reason=reason,
     )
     return store.attach(draft, data)

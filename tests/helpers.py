@@ -35,14 +35,10 @@ def nan_model():
 
 
 def version_of(model, number, store: ArtifactStore, status=Status.SERVING, name="m", fmt=ArtifactFormat.ONNX):
-    version = make_version(
+    return make_version(
         model, model_name=name, version=number, feature_names=feature_names(N_FEATURES), classes=["no", "yes"],
         store=store, artifact_format=fmt, status=status,
     )  # fmt: skip
-    if fmt == ArtifactFormat.TORCH:
-        lineage = version.lineage | {"hyperparameters": {"hidden": ",".join(map(str, model.hidden))}}
-        version = replace(version, lineage=lineage)
-    return version
 
 
 def tampered(version: ModelVersion) -> ModelVersion:

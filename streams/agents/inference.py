@@ -89,13 +89,13 @@ class VersionFollower:
             version = ModelVersion.from_record(self.codec.decode(source.value))
         except CodecError as exc:
             log.error("model-versions offset %d is not a version record: %s", source.offset, exc)
-            await deliver(
-                self.producer,
-                [(self.kafka.topic("dead-letters"), *self.dead.encode(source, exc.reason, str(exc)))],
-            )
+            await self._dead_letter(source, exc.reason, str(exc))
             return
         self.sources[version.event_id] = source
         self.registry.apply(version)
+
+    async def _dead_letter(self, source: SourceRecord, reason: str, error: str) -> None:
+        await deliver(self.producer, [(self.kafka.topic("dead-letters"), *self.dead.encode(source, reason, error))])
 
     async def _follow(self) -> None:
         name = self.settings.model_name
@@ -129,9 +129,9 @@ class VersionFollower:
             MODEL_REJECTIONS.labels(version.model_name, exc.reason).inc()
             log.error("rejected version %d of %s as %s, keeping the current one: %s", version.version,
                       version.model_name, role, exc)  # fmt: skip
-            source = self.sources[version.event_id]
-            record = self.dead.encode(source, "model-rejected", f"{role} version {version.version}: {exc}")
-            await deliver(self.producer, [(self.kafka.topic("dead-letters"), *record)])
+            await self._dead_letter(
+                self.sources[version.event_id], "model-rejected", f"{role} version {version.version}: {exc}"
+            )
             return
         self.core.stage(role, loaded)
         MODEL_SWAPS.labels(version.model_name, role).inc()
@@ -195,7 +195,6 @@ async def serve_batches(
     settings: InferenceSettings,
 ) -> None:
     """The agent loop: a batch in, the core's outputs sent and acknowledged, then the commit."""
-    dead = DeadLetters("inference")
     async for records in consumer.batches():
         while not core.ready:
             await asyncio.sleep(0.05)  # hold the batch until a version serves
@@ -204,7 +203,7 @@ async def serve_batches(
         except Exception as exc:  # a bug must not lose the batch: dead-letter it with the cause
             log.exception("batch of %d failed", len(records))
             out = BatchOutput(
-                dead_letters=[dead.encode(r, "internal-error", repr(exc)) for r in records],
+                dead_letters=[core.dead.encode(r, "internal-error", repr(exc)) for r in records],
                 dead_reasons=["internal-error"] * len(records),
             )
         await deliver(producer, _outgoing(kafka, out))

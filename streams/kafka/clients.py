@@ -76,12 +76,7 @@ def read_topic(
     deadline = time.monotonic() + timeout_s
     try:
         while not until(messages) and time.monotonic() < deadline:
-            for msg in consumer.consume(num_messages=1000, timeout=0.5):
-                error = msg.error()
-                if error is None:
-                    messages.append(msg)
-                elif error.code() != KafkaError._PARTITION_EOF:
-                    raise KafkaException(error)
+            messages += _consume(consumer)
     finally:
         consumer.close()
     return messages
@@ -110,12 +105,7 @@ def read_to_end(settings: KafkaSettings, topic: str, timeout_s: float = 30.0) ->
         consumer.assign(starts)
         deadline = time.monotonic() + timeout_s
         while ends and time.monotonic() < deadline:
-            for msg in consumer.consume(num_messages=1000, timeout=0.5):
-                error = msg.error()
-                if error is not None:
-                    if error.code() != KafkaError._PARTITION_EOF:
-                        raise KafkaException(error)
-                    continue
+            for msg in _consume(consumer):
                 messages.append(msg)
                 partition, offset = msg.partition(), msg.offset()
                 if partition is not None and offset is not None and offset + 1 >= ends.get(partition, 0):
@@ -125,6 +115,22 @@ def read_to_end(settings: KafkaSettings, topic: str, timeout_s: float = 30.0) ->
         return messages
     finally:
         consumer.close()
+
+
+def _consume(consumer: Consumer) -> list[Message]:
+    """The records of one poll (up to half a second); end-of-partition events are skipped.
+
+    Raises:
+        KafkaException: the poll returned an error.
+    """
+    records = []
+    for msg in consumer.consume(num_messages=1000, timeout=0.5):
+        error = msg.error()
+        if error is None:
+            records.append(msg)
+        elif error.code() != KafkaError._PARTITION_EOF:
+            raise KafkaException(error)
+    return records
 
 
 RETRIABLE = {KafkaError.NOT_LEADER_FOR_PARTITION, KafkaError.LEADER_NOT_AVAILABLE, KafkaError.UNKNOWN_TOPIC_OR_PART}

@@ -62,10 +62,11 @@ def create_topics(settings: KafkaSettings, timeout_s: float = 30.0) -> dict[str,
     """
     admin = AdminClient(confluent_config(settings))
     existing = set(admin.list_topics(timeout=timeout_s).topics)
-    result = {spec.name: "exists" for spec in topic_specs(settings) if spec.name in existing}
+    specs = topic_specs(settings)
+    result = {spec.name: "exists" for spec in specs if spec.name in existing}
     new = [
         NewTopic(spec.name, spec.partitions, settings.replication_factor, config=spec.config)
-        for spec in topic_specs(settings)
+        for spec in specs
         if spec.name not in existing
     ]
     if not new:
