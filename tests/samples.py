@@ -28,7 +28,7 @@ SAMPLES: dict[str, dict[str, Any]] = {
         "event_id": "e-1", "event_time": T0, "entity_id": "user-7", "values": [0.5, -1.25, 3.0],
         "model_name": "fraud", "model_version": 2, "shadow": False, "scores": [0.25, 0.75],
         "predicted_class": "yes", "label": "yes", "label_time": T0 + 3_600_000,
-        "prediction_delay_ms": 3, "label_delay_ms": 3_600_000,
+        "prediction_delay_ms": 3, "label_delay_ms": 3_600_000, "correct": True, "log_loss": 0.25, "label_rate": 0.5,
     },
     "drift_event": {
         "event_id": "d-1", "event_time": T0, "model_name": "fraud", "model_version": 2, "evidence": EVIDENCE,

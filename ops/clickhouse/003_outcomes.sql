@@ -12,7 +12,10 @@ CREATE TABLE IF NOT EXISTS outcomes
     label               LowCardinality(String),
     label_time          DateTime64(3, 'UTC'),
     prediction_delay_ms Int64,
-    label_delay_ms      Int64
+    label_delay_ms      Int64,
+    correct             Bool,
+    log_loss            Float32,
+    label_rate          Float32
 )
 ENGINE = ReplacingMergeTree
 PARTITION BY toYYYYMMDD(event_time)

@@ -1,0 +1,165 @@
+import itertools
+import math
+import random
+
+import pytest
+
+from streams.codec import Codec
+from streams.deadletters import SourceRecord
+from streams.join.core import JoinCore, JoinTopics
+
+TOPICS = JoinTopics("f", "p", "sp", "l")
+HOUR = 3_600_000
+T0 = 1_795_000_000_000
+CLASSES = {("m", 1): ["no", "yes"], ("m", 2): ["no", "yes"]}
+CODECS = {"f": Codec.load("features"), "p": Codec.load("prediction"), "sp": Codec.load("prediction"),
+          "l": Codec.load("label"), "o": Codec.load("outcome")}  # fmt: skip
+
+
+class Stream:
+    """Records of the four topics with running offsets; every event's timestamp is its arrival time."""
+
+    def __init__(self):
+        self.offsets = itertools.count()
+
+    def record(self, topic, event_id, at, **fields):
+        value = CODECS[topic].encode(self.value(topic, event_id, **fields))
+        return SourceRecord(event_id.encode(), value, topic, 0, next(self.offsets), T0 + at)
+
+    @staticmethod
+    def value(topic, event_id, label="yes", version=1, yes=0.8):
+        if topic == "f":
+            return {"event_id": event_id, "event_time": T0, "entity_id": "u", "values": [1.0, 2.0]}
+        if topic == "l":
+            return {"event_id": event_id, "event_time": T0 + 5000, "label": label}
+        return {
+            "event_id": event_id, "event_time": T0, "prediction_time": T0 + 7, "entity_id": "u",
+            "model_name": "m", "model_version": version, "shadow": topic == "sp", "scores": [1 - yes, yes],
+            "predicted_class": "yes" if yes >= 0.5 else "no", "queue_wait_ms": 1.0, "inference_ms": 0.5,
+        }  # fmt: skip
+
+    def event(self, event_id, at=0, **fields):
+        return [self.record(t, event_id, at, **fields) for t in ("f", "p", "l")]
+
+
+def core(ttl_ms=HOUR, max_pending=10_000):
+    return JoinCore(TOPICS, lambda m, v: CLASSES[(m, v)], ttl_ms, max_pending, quality_window=100)
+
+
+def outcomes(out):
+    return [CODECS["o"].decode(value) for _, value in out.outcomes]
+
+
+@pytest.mark.parametrize("order", list(itertools.permutations(range(3))))
+def test_every_arrival_order_joins_once(order):
+    stream = Stream()
+    records = stream.event("e1")
+    join = core()
+    got = [outcomes(join.process([records[i]])) for i in order]
+    assert [len(g) for g in got] == [0, 0, 1]
+    outcome = got[-1][0]
+    assert outcome["event_id"] == "e1" and outcome["label"] == "yes" and outcome["correct"]
+    assert outcome["values"] == [1.0, 2.0] and outcome["model_version"] == 1
+    assert outcome["prediction_delay_ms"] == 7 and outcome["label_delay_ms"] == 5000
+    assert outcome["log_loss"] == pytest.approx(-math.log(0.8), rel=1e-6)
+
+
+def test_outcomes_are_keyed_by_model_name():
+    out = core().process(Stream().event("e1"))
+    assert [key for key, _ in out.outcomes] == [b"m"]
+
+
+def test_duplicates_make_no_second_outcome():
+    stream = Stream()
+    records = stream.event("e1") + stream.event("e1", at=10)
+    random.Random(3).shuffle(records)
+    join = core()
+    out = join.process(records)
+    assert len(out.outcomes) == 1 and out.duplicates == 3
+
+
+def test_serving_and_shadow_predictions_each_make_one_outcome():
+    stream = Stream()
+    records = stream.event("e1") + [stream.record("sp", "e1", 0, version=2, yes=0.3)]
+    got = outcomes(core().process(records))
+    assert sorted((o["shadow"], o["model_version"], o["correct"]) for o in got) == [(False, 1, True), (True, 2, False)]
+
+
+def test_label_outside_classes_is_wrong_with_the_clipped_loss():
+    got = outcomes(core().process(Stream().event("e1", label="maybe")))
+    assert not got[0]["correct"] and got[0]["log_loss"] == pytest.approx(-math.log(1e-7), rel=1e-6)
+
+
+def test_a_label_after_the_ttl_finds_no_prediction():
+    stream = Stream()
+    join = core(ttl_ms=HOUR)
+    first = join.process([stream.record("f", "e1", 0), stream.record("p", "e1", 0)])
+    late = join.process([stream.record("l", "e1", HOUR + 1)])
+    assert first.outcomes == [] and late.outcomes == []
+    assert late.expired == {"no-label": 1}
+    assert late.label_rates == {("m", 1): 0.0}
+    assert "e1" in join.entries  # the late label waits for a prediction of its own
+    assert join.process([stream.record("f", "x", 2 * HOUR + 2)]).expired == {"no-prediction": 1}
+
+
+def test_a_label_within_the_ttl_joins():
+    stream = Stream()
+    join = core(ttl_ms=HOUR)
+    join.process([stream.record("f", "e1", 0), stream.record("p", "e1", 0)])
+    assert len(join.process([stream.record("l", "e1", HOUR - 1)]).outcomes) == 1
+
+
+def test_state_is_bounded_by_max_pending():
+    stream = Stream()
+    join = core(max_pending=10)
+    out = join.process([stream.record("p", f"e{i}", i) for i in range(25)])
+    assert len(join.entries) == 10 and out.expired == {"evicted": 15}
+
+
+def test_label_rate_counts_labeled_and_expired_predictions():
+    stream = Stream()
+    join = core(ttl_ms=100)
+    join.process(stream.event("a") + [stream.record("f", "b", 0), stream.record("p", "b", 0)])
+    out = join.process([stream.record("f", "tick", 1000)])
+    assert out.label_rates == {("m", 1): 0.5}
+
+
+def test_bad_records_become_dead_letters():
+    stream = Stream()
+    unknown = stream.record("p", "e1", 0, version=9)
+    garbage = SourceRecord(b"e2", b"\x00junk", "l", 0, 99, T0)
+    out = core().process([unknown, garbage])
+    assert out.dead_reasons == ["unknown-model-version", "corrupt"]
+    assert len(out.dead_letters) == 2 and out.outcomes == []
+
+
+def test_commit_position_holds_the_oldest_record_in_state():
+    stream = Stream()
+    join = core(ttl_ms=100)
+    join.process(stream.event("a"))  # offsets 0, 1, 2 on three topics
+    assert join.positions() == {("f", 0): (0, 1), ("p", 0): (1, 2), ("l", 0): (2, 3)}
+    join.process([stream.record("f", "b", 1000)])  # offset 3; "a" expires
+    assert join.positions() == {("f", 0): (3, 4), ("p", 0): (2, 2), ("l", 0): (3, 3)}
+
+
+def test_a_restart_replays_state_without_resending_outcomes():
+    stream = Stream()
+    records = stream.event("a") + [stream.record("f", "b", 0), stream.record("p", "b", 0)]
+    first = core()
+    assert len(first.process(records).outcomes) == 1
+    positions = first.positions()
+    # A new worker reads again from the committed offsets, knowing how far the first one got.
+    second = core()
+    second.assign({tp: reached for tp, (_, reached) in positions.items()})
+    replay = [r for r in records if r.offset >= positions[(r.topic, r.partition)][0]]
+    assert second.process(replay).outcomes == []
+    late = second.process([stream.record("l", "b", 10)])
+    assert [o["event_id"] for o in outcomes(late)] == ["b"]
+
+
+def test_revoked_partitions_leave_the_state():
+    stream = Stream()
+    join = core()
+    join.process([stream.record("p", "e1", 0)])
+    join.revoke([0])
+    assert join.entries == {} and join.positions() == {}
