@@ -16,6 +16,7 @@ __all__ = [
     "ClickHouseSettings",
     "DriftSettings",
     "InferenceSettings",
+    "JoinSettings",
     "KafkaSettings",
     "MetricsSettings",
     "RegistrySettings",
@@ -133,11 +134,44 @@ class DriftSettings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="LOOPLINE_DRIFT_", extra="ignore", use_attribute_docstrings=True)
 
     min_samples: int = Field(default=500, ge=1)
-    """Outcomes a detector must see before it may raise a drift."""
+    """Samples of a model version that set its reference (error rate, feature and score means); no drift is raised before."""
     cooldown_samples: int = Field(default=2000, ge=0)
-    """Outcomes after a retrain request during which no new request is raised."""
-    adwin_delta: float = Field(default=0.002, gt=0, lt=1)
-    """ADWIN confidence for concept drift on the per-outcome error."""
+    """Outcomes of a model after a retrain request during which no new request is raised."""
+    recent_samples: int = Field(default=200, ge=1)
+    """Samples in the recent means that a drift's evidence reports (and that say whether the error went up)."""
+    block_size: int = Field(default=32, ge=1)
+    """Feature and score detectors see the mean of each block of this many samples, one update per block."""
+    concept_detector: str = "ADWIN"
+    """River detector on the per-outcome error (0 or 1): ADWIN, PageHinkley, KSWIN, DDM, EDDM, HDDMA, HDDMW, FHDDM."""
+    concept_params: dict[str, int | float] = {"delta": 0.002}
+    """Parameters of the concept detector, as JSON."""
+    covariate_detector: str = "ADWIN"
+    """River detector on each feature's block means, standardised by the reference."""
+    covariate_params: dict[str, int | float] = {"delta": 1e-4}
+    """Parameters of the covariate detectors, as JSON."""
+    prediction_detector: str = "ADWIN"
+    """River detector on each class score's block means, standardised by the reference."""
+    prediction_params: dict[str, int | float] = {"delta": 1e-4}
+    """Parameters of the prediction detectors, as JSON."""
+    quality_window: int = Field(default=1000, ge=1)
+    """Outcomes per model version in the online accuracy and log-loss windows."""
+
+
+class JoinSettings(BaseSettings):
+    """The join agent."""
+
+    model_config = SettingsConfigDict(env_prefix="LOOPLINE_JOIN_", extra="ignore", use_attribute_docstrings=True)
+
+    max_label_delay_hours: float = Field(default=24.0, gt=0)
+    """How long a prediction waits for its label (and a label for its prediction), in record time."""
+    max_pending: int = Field(default=1_000_000, ge=1)
+    """Most event_ids held waiting; beyond it the oldest are dropped and counted as evicted."""
+    quality_window: int = Field(default=1000, ge=1)
+    """Predictions per model version in the label-rate window."""
+    max_batch_size: int = Field(default=2048, ge=1)
+    """Most records the join takes at once."""
+    max_wait_ms: float = Field(default=20.0, ge=0)
+    """Longest wait for a batch to fill after its first record."""
 
 
 class TrainerSettings(BaseSettings):
@@ -190,6 +224,7 @@ def all_settings_classes() -> list[type[BaseSettings]]:
         ClickHouseSettings,
         RegistrySettings,
         InferenceSettings,
+        JoinSettings,
         DriftSettings,
         TrainerSettings,
         MetricsSettings,

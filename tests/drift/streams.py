@@ -1,0 +1,84 @@
+"""Seeded outcome streams with a known drift, and the core that reads them."""
+
+from __future__ import annotations
+
+import itertools
+
+import numpy as np
+
+from models import ArtifactFormat, ModelVersion, Status
+from models.datasets import Concept, feature_names, sample
+from streams.codec import Codec
+from streams.deadletters import SourceRecord
+from streams.drift.core import DriftCore
+from streams.settings import DriftSettings
+
+N_FEATURES = 8
+T0 = 1_795_000_000_000
+OUTCOMES = "o"
+OUTCOME = Codec.load("outcome")
+PREDICTION = Codec.load("prediction")
+VERSION = ModelVersion("m", 1, Status.SERVING, ArtifactFormat.ONNX, "00", feature_names(N_FEATURES), ["no", "yes"])
+BEFORE, AFTER = Concept(seed=1, n_features=N_FEATURES), Concept(seed=2, n_features=N_FEATURES)
+
+
+def drift_core(**settings) -> DriftCore:
+    lookup = {("m", 1): VERSION}
+    return DriftCore(DriftSettings(**settings), OUTCOMES, lambda m, v: lookup[(m, v)])
+
+
+def stream(rows, seed, after_share=None, shift=None, noise=0.1):
+    """Features, the model's predictions (the pre-drift concept) and the labels.
+
+    ``after_share[i]`` is the chance that row i is labelled by the post-drift concept; labels are
+    flipped with probability ``noise``.
+    """
+    rng = np.random.default_rng(seed + 1000)
+    x, before = sample(BEFORE, rows, seed, shift)
+    after = AFTER.label(x)
+    share = np.zeros(rows) if after_share is None else after_share
+    truth = np.where(rng.random(rows) < share, after, before)
+    truth = np.where(rng.random(rows) < noise, 1 - truth, truth)
+    return x, before, truth
+
+
+class Records:
+    """Outcome and prediction records with running offsets and timestamps (one per ms)."""
+
+    def __init__(self):
+        self.offsets = itertools.count()
+
+    def outcomes(self, x, predicted, truth):
+        records = []
+        for values, p, t in zip(x.tolist(), predicted.tolist(), truth.tolist(), strict=True):
+            offset = next(self.offsets)
+            value = OUTCOME.encode({
+                "event_id": f"e{offset}", "event_time": T0 + offset, "entity_id": "u", "values": values,
+                "model_name": "m", "model_version": 1, "shadow": False, "scores": [1.0 - p, float(p)],
+                "predicted_class": "yes" if p else "no", "label": "yes" if t else "no",
+                "label_time": T0 + offset, "prediction_delay_ms": 1, "label_delay_ms": 1, "correct": p == t,
+                "log_loss": 0.1 if p == t else 2.3, "label_rate": 1.0,
+            })  # fmt: skip
+            records.append(SourceRecord(b"m", value, OUTCOMES, 0, offset, T0 + offset))
+        return records
+
+    def predictions(self, scores):
+        records = []
+        for yes in scores.tolist():
+            offset = next(self.offsets)
+            value = PREDICTION.encode({
+                "event_id": f"e{offset}", "event_time": T0 + offset, "prediction_time": T0 + offset,
+                "entity_id": "u", "model_name": "m", "model_version": 1, "shadow": False,
+                "scores": [1.0 - yes, yes], "predicted_class": "yes" if yes > 0.5 else "no",
+                "queue_wait_ms": 0.0, "inference_ms": 0.0,
+            })  # fmt: skip
+            records.append(SourceRecord(f"e{offset}".encode(), value, "p", 0, offset, T0 + offset))
+        return records
+
+
+def run(core, records, batch=500):
+    """Feed ``records`` in batches; return every output."""
+    outputs = []
+    for start in range(0, len(records), batch):
+        outputs.append(core.process(records[start : start + batch]))
+    return outputs

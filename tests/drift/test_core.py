@@ -1,0 +1,98 @@
+import numpy as np
+import pytest
+
+from streams.codec import Codec
+from tests.drift.streams import Records, drift_core, run, stream
+
+DRIFT = Codec.load("drift_event")
+REQUEST = Codec.load("retrain_request")
+ONSET = 3000
+
+
+def requests(outputs):
+    return [REQUEST.decode(value) for out in outputs for _, value in out.retrain_requests]
+
+
+def events(outputs):
+    return [DRIFT.decode(value) for out in outputs for _, value in out.drift_events]
+
+
+@pytest.mark.parametrize("seed", range(5))
+def test_abrupt_concept_drift_is_requested_once_within_a_bound(seed):
+    share = (np.arange(8000) >= ONSET).astype(float)
+    records = Records().outcomes(*stream(8000, seed, after_share=share))
+    found = requests(run(drift_core(), records))
+    assert len(found) == 1
+    evidence = found[0]["evidence"]
+    delay = evidence["offsets"][0]["end"] - ONSET
+    assert 0 <= delay <= 300, delay
+    assert evidence["kind"] == "concept" and evidence["detector"] == "ADWIN"
+    assert evidence["statistics"]["error_recent"] > evidence["statistics"]["error_reference"]
+    assert evidence["offsets"][0]["start"] == 0 and evidence["samples"] == evidence["offsets"][0]["end"] + 1
+    assert found[0]["requested_by"] == "drift" and "concept drift" in found[0]["reason"]
+
+
+def test_gradual_concept_drift_is_detected():
+    share = np.clip((np.arange(12000) - ONSET) / 5000, 0, 1)
+    found = requests(run(drift_core(), Records().outcomes(*stream(12000, 7, after_share=share))))
+    ends = [r["evidence"]["offsets"][0]["end"] for r in found]
+    assert ends and all(r["evidence"]["kind"] == "concept" for r in found)
+    assert ONSET < ends[0] < ONSET + 5000
+    # While the error keeps rising, a new request may come, but never within the cooldown.
+    assert all(b - a >= 2000 for a, b in zip(ends, ends[1:]))
+
+
+def test_covariate_drift_is_attributed_to_the_feature_that_moved():
+    records = Records()
+    before = records.outcomes(*stream(ONSET, 3))
+    after = records.outcomes(*stream(5000, 4, shift={5: 1.0}))
+    outputs = run(drift_core(), before + after)
+    found = requests(outputs)
+    assert len(found) == 1
+    evidence = found[0]["evidence"]
+    assert evidence["kind"] == "covariate" and evidence["feature"] == "x5"
+    assert evidence["statistics"]["shift_in_std"] > 0.5
+    assert all(e["evidence"]["feature"] == "x5" for e in events(outputs))
+
+
+def test_stationary_outcomes_raise_no_request():
+    records = Records().outcomes(*stream(200_000, 11))
+    outputs = run(drift_core(), records, batch=2000)
+    assert requests(outputs) == [] and events(outputs) == []
+
+
+def test_prediction_drift_is_an_event_not_a_request():
+    rng = np.random.default_rng(5)
+    records = Records()
+    scores = np.concatenate([rng.beta(2, 5, 3000), rng.beta(5, 2, 3000)])
+    outputs = run(drift_core(), records.predictions(scores))
+    found = events(outputs)
+    assert found and requests(outputs) == []
+    assert {e["evidence"]["kind"] for e in found} == {"prediction"}
+    assert found[0]["evidence"]["feature"] in ("no", "yes")
+    assert 3000 <= found[0]["evidence"]["offsets"][0]["end"] <= 4000
+
+
+def test_cooldown_lets_a_second_drift_through():
+    share = (np.arange(14000) >= ONSET).astype(float)
+    x, predicted, truth = stream(14000, 2, after_share=share)
+    truth[9000:] = predicted[9000:]  # the world changes again: the model is right once more...
+    truth[11000:] = 1 - predicted[11000:]  # ...then always wrong
+    found = requests(run(drift_core(cooldown_samples=1000), Records().outcomes(x, predicted, truth)))
+    assert [r["evidence"]["kind"] for r in found] == ["concept", "concept"]
+
+
+def test_quality_windows_per_version():
+    x, predicted, truth = stream(1000, 1)
+    truth[:500] = predicted[:500]
+    truth[500:] = 1 - predicted[500:]
+    out = drift_core(quality_window=400).process(Records().outcomes(x, predicted, truth))
+    accuracy, loss = out.quality[("m", 1, False)]
+    assert accuracy == 0.0 and loss == pytest.approx(2.3)
+
+
+def test_unknown_versions_and_garbage_are_dead_letters():
+    from streams.deadletters import SourceRecord
+
+    out = drift_core().process([SourceRecord(b"m", b"junk", "o", 0, 0, 0)])
+    assert out.dead_reasons == ["corrupt"]
