@@ -91,12 +91,23 @@ def cmd_config(args: argparse.Namespace) -> int:
 
 def cmd_worker(args: argparse.Namespace) -> int:
     from streams.agents.app import run
-    from streams.agents.inference import build_inference_app
     from streams.metrics import serve_metrics
-    from streams.settings import InferenceSettings, MetricsSettings
+    from streams.settings import DriftSettings, InferenceSettings, JoinSettings, MetricsSettings
 
+    if args.agent == "inference":
+        from streams.agents.inference import build_inference_app
+
+        app = build_inference_app(KafkaSettings(), InferenceSettings())
+    elif args.agent == "join":
+        from streams.agents.join import build_join_app
+
+        app = build_join_app(KafkaSettings(), JoinSettings())
+    else:
+        from streams.agents.drift import build_drift_app
+
+        app = build_drift_app(KafkaSettings(), DriftSettings())
     serve_metrics(MetricsSettings())
-    run(build_inference_app(KafkaSettings(), InferenceSettings()), loglevel=args.loglevel)
+    run(app, loglevel=args.loglevel)
     return 0
 
 
@@ -120,7 +131,7 @@ def build_parser() -> argparse.ArgumentParser:
     db.set_defaults(func=cmd_db)
 
     worker = sub.add_parser("worker", help="run an agent in this process until SIGTERM")
-    worker.add_argument("agent", choices=["inference"])
+    worker.add_argument("agent", choices=["inference", "join", "drift"])
     worker.add_argument("--loglevel", default="info", choices=["debug", "info", "warning", "error"])
     worker.set_defaults(func=cmd_worker)
 

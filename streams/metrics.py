@@ -9,12 +9,21 @@ from streams.settings import MetricsSettings
 __all__ = [
     "BATCH_SIZE",
     "DEAD_LETTERS",
+    "DRIFT_EVENTS",
     "EVENTS_IN",
     "INFERENCE_SECONDS",
+    "JOIN_DUPLICATES",
+    "JOIN_EXPIRED",
+    "JOIN_PENDING",
+    "LABEL_RATE",
     "LATENCY_SECONDS",
     "MODEL_REJECTIONS",
     "MODEL_SWAPS",
+    "ONLINE_ACCURACY",
+    "ONLINE_LOG_LOSS",
+    "OUTCOMES_OUT",
     "PREDICTIONS_OUT",
+    "RETRAIN_REQUESTS",
     "SERVING_VERSION",
     "serve_metrics",
 ]
@@ -43,6 +52,15 @@ LATENCY_SECONDS = Histogram(
 SERVING_VERSION = Gauge("loopline_serving_version", "Model version this worker serves", ["model", "role"])
 MODEL_SWAPS = Counter("loopline_model_swaps", "Versions swapped in", ["model", "role"])
 MODEL_REJECTIONS = Counter("loopline_model_rejections", "Versions that failed their checks", ["model", "reason"])
+OUTCOMES_OUT = Counter("loopline_outcomes_out", "Outcomes emitted by the join", ["model"])
+JOIN_EXPIRED = Counter("loopline_join_expired", "Event ids that left the join state without an outcome", ["reason"])
+JOIN_DUPLICATES = Counter("loopline_join_duplicates", "Repeated features, predictions or labels ignored by the join")
+JOIN_PENDING = Gauge("loopline_join_pending", "Event ids held by this join worker")
+LABEL_RATE = Gauge("loopline_label_rate", "Share of recent predictions that got a label", ["model", "version"])
+ONLINE_ACCURACY = Gauge("loopline_online_accuracy", "Accuracy over the recent outcomes", ["model", "version", "shadow"])
+ONLINE_LOG_LOSS = Gauge("loopline_online_log_loss", "Log loss over the recent outcomes", ["model", "version", "shadow"])
+DRIFT_EVENTS = Counter("loopline_drift_events", "Drift detections", ["model", "kind"])
+RETRAIN_REQUESTS = Counter("loopline_retrain_requests", "Retrain requests raised", ["model", "requested_by"])
 
 
 def serve_metrics(settings: MetricsSettings) -> None:

@@ -155,6 +155,10 @@ class DriftSettings(BaseSettings):
     """Parameters of the prediction detectors, as JSON."""
     quality_window: int = Field(default=1000, ge=1)
     """Outcomes per model version in the online accuracy and log-loss windows."""
+    max_batch_size: int = Field(default=4096, ge=1)
+    """Most records the drift agent takes at once."""
+    max_wait_ms: float = Field(default=50.0, ge=0)
+    """Longest wait for a batch to fill after its first record."""
 
 
 class JoinSettings(BaseSettings):

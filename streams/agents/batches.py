@@ -15,14 +15,15 @@ import logging
 import time
 from collections.abc import AsyncIterator, Sequence
 
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord, TopicPartition
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRebalanceListener, ConsumerRecord, TopicPartition
+from aiokafka.coordinator.assignors.range import RangePartitionAssignor
 from aiokafka.errors import CommitFailedError, KafkaError
 
 from streams.deadletters import SourceRecord
 from streams.kafka.config import aiokafka_config
 from streams.settings import KafkaSettings
 
-__all__ = ["BatchConsumer", "Outgoing", "deliver", "make_producer"]
+__all__ = ["BatchConsumer", "Outgoing", "deliver", "make_producer", "to_source"]
 
 log = logging.getLogger(__name__)
 
@@ -68,24 +69,38 @@ def to_source(record: ConsumerRecord[bytes, bytes]) -> SourceRecord:
 
 
 class BatchConsumer:
-    """Reads ``topic`` in the consumer group ``group_id`` as micro-batches of :class:`SourceRecord`.
+    """Reads ``topics`` in the consumer group ``group_id`` as micro-batches of :class:`SourceRecord`.
+
+    Partitions are assigned by range, so that a worker gets the same partition numbers of every
+    topic it reads: co-partitioned topics (keyed alike, with as many partitions) meet in one worker.
 
     Args:
+        topics: one topic name or several.
         max_batch: most records in a batch.
         max_wait_s: longest time a batch waits to fill after its first record arrived.
+        listener: told of partitions assigned to and revoked from this worker.
     """
 
-    def __init__(self, kafka: KafkaSettings, topic: str, group_id: str, max_batch: int, max_wait_s: float) -> None:
+    def __init__(
+        self,
+        kafka: KafkaSettings,
+        topics: str | Sequence[str],
+        group_id: str,
+        max_batch: int,
+        max_wait_s: float,
+        listener: ConsumerRebalanceListener | None = None,
+    ) -> None:
         self.max_batch = max_batch
         self.max_wait_s = max_wait_s
         self.consumer = AIOKafkaConsumer(
-            topic,
             **aiokafka_config(kafka),
             group_id=group_id,
             enable_auto_commit=False,
             auto_offset_reset="earliest",
             max_partition_fetch_bytes=4 * 1024 * 1024,
+            partition_assignment_strategy=(RangePartitionAssignor,),
         )
+        self.consumer.subscribe([topics] if isinstance(topics, str) else list(topics), listener=listener)
 
     async def __aenter__(self) -> BatchConsumer:
         await self.consumer.start()
@@ -115,8 +130,16 @@ class BatchConsumer:
         for record in batch:
             tp = TopicPartition(record.topic, record.partition)
             ends[tp] = max(ends.get(tp, 0), record.offset + 1)
+        await self.commit_offsets({tp: (offset, "") for tp, offset in ends.items()})
+
+    def owns(self, record: SourceRecord) -> bool:
+        """Whether ``record``'s partition is still assigned to this worker."""
+        return TopicPartition(record.topic, record.partition) in self.consumer.assignment()
+
+    async def commit_offsets(self, offsets: dict[TopicPartition, tuple[int, str]]) -> None:
+        """Commit (offset, metadata) per partition, for the partitions this worker still owns."""
         owned = self.consumer.assignment()
-        mine = {tp: offset for tp, offset in ends.items() if tp in owned}
+        mine = {tp: offset for tp, offset in offsets.items() if tp in owned}
         if not mine:
             return
         try:

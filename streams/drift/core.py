@@ -48,16 +48,15 @@ class DriftOutput:
     """(model, version, shadow) → (accuracy, log loss) over the window, for the versions this batch touched."""
 
 
-class Watch:
-    """One monitor and the input it has seen: its time span and offset ranges."""
+class Span:
+    """What monitors have seen: the time of their first record and the offset range per partition."""
 
-    def __init__(self, monitor: ErrorMonitor | BlockMonitor) -> None:
-        self.monitor = monitor
+    def __init__(self) -> None:
         self.first_ms: int | None = None
         self.ranges: dict[tuple[str, int], tuple[int, int]] = {}
 
     def saw(self, records: Sequence[SourceRecord]) -> None:
-        """Add a batch the monitor was updated with."""
+        """Add a batch the monitors were updated with."""
         self.ranges = self._ranges(records)
         if records and self.first_ms is None:
             self.first_ms = records[0].timestamp_ms
@@ -70,7 +69,7 @@ class Watch:
         return ranges
 
     def evidence(self, kind: str, detector: str, detection: Detection, batch: Sequence[SourceRecord]) -> dict[str, Any]:
-        """The evidence of ``detection``: everything the monitor saw up to the record that fired it."""
+        """The evidence of ``detection``: everything seen up to the record that fired it."""
         seen = batch[: detection.index + 1]
         first_ms = self.first_ms if self.first_ms is not None else seen[0].timestamp_ms
         return {
@@ -90,11 +89,13 @@ class Watch:
 
 @dataclass
 class VersionWatch:
-    """The monitors of one serving model version."""
+    """The monitors of one serving model version: two on its outcomes, one on its predictions."""
 
-    errors: Watch
-    features: Watch
-    scores: Watch | None = None
+    errors: ErrorMonitor
+    features: BlockMonitor
+    outcomes: Span = field(default_factory=Span)
+    scores: BlockMonitor | None = None
+    predictions: Span = field(default_factory=Span)
 
 
 class DriftCore:
@@ -159,8 +160,8 @@ class DriftCore:
             described = self.lookup(model, version)
             s = self.settings
             watch = VersionWatch(
-                Watch(ErrorMonitor(s.concept_detector, s.concept_params, s.min_samples, s.recent_samples)),
-                Watch(self._block_monitor(described.feature_names, s.covariate_detector, s.covariate_params)),
+                ErrorMonitor(s.concept_detector, s.concept_params, s.min_samples, s.recent_samples),
+                self._block_monitor(described.feature_names, s.covariate_detector, s.covariate_params),
             )
             self.watches[key] = watch
             mine = [k for k in self.watches if k[0] == model]
@@ -190,13 +191,15 @@ class DriftCore:
         seen_before = self.outcomes_seen.get(model, 0)
         self.outcomes_seen[model] = seen_before + len(group)
         s = self.settings
-        found = [("concept", s.concept_detector, watch.errors, d)
-                 for d in watch.errors.monitor.update([0 if o["correct"] else 1 for _, o in group])]  # fmt: skip
+        found = [
+            ("concept", s.concept_detector, d)
+            for d in watch.errors.update([0 if o["correct"] else 1 for _, o in group])
+        ]
         values = np.array([o["values"] for _, o in group], dtype=np.float32)
-        found += [("covariate", s.covariate_detector, watch.features, d) for d in watch.features.monitor.update(values)]
-        for kind, detector, source_watch, detection in sorted(found, key=lambda f: f[3].index):
+        found += [("covariate", s.covariate_detector, d) for d in watch.features.update(values)]
+        for kind, detector, detection in sorted(found, key=lambda f: f[2].index):
             at = sources[detection.index]
-            evidence = source_watch.evidence(kind, detector, detection, sources)
+            evidence = watch.outcomes.evidence(kind, detector, detection, sources)
             event_id = self._drift_event(out, key, evidence, detection, at)
             requested = self.requested_at.get(model)
             position = seen_before + detection.index
@@ -211,8 +214,7 @@ class DriftCore:
                     "evidence": evidence,
                 }
                 out.retrain_requests.append((model.encode(), self.request_codec.encode(request)))
-        watch.errors.saw(sources)
-        watch.features.saw(sources)
+        watch.outcomes.saw(sources)
 
     def _predictions(
         self, out: DriftOutput, key: tuple[str, int], group: list[tuple[SourceRecord, dict[str, Any]]]
@@ -221,13 +223,13 @@ class DriftCore:
         if watch.scores is None:
             classes = self.lookup(*key).classes
             s = self.settings
-            watch.scores = Watch(self._block_monitor(classes, s.prediction_detector, s.prediction_params))
+            watch.scores = self._block_monitor(classes, s.prediction_detector, s.prediction_params)
         sources = [record for record, _ in group]
         scores = np.array([p["scores"] for _, p in group], dtype=np.float32)
-        for detection in watch.scores.monitor.update(scores):
-            evidence = watch.scores.evidence("prediction", self.settings.prediction_detector, detection, sources)
+        for detection in watch.scores.update(scores):
+            evidence = watch.predictions.evidence("prediction", self.settings.prediction_detector, detection, sources)
             self._drift_event(out, key, evidence, detection, sources[detection.index])
-        watch.scores.saw(sources)
+        watch.predictions.saw(sources)
 
     def _drift_event(
         self, out: DriftOutput, key: tuple[str, int], evidence: dict[str, Any], detection: Detection, at: SourceRecord

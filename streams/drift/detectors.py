@@ -6,13 +6,14 @@ Every detector is fed with ``update(x)`` and read with ``drift_detected``; nothi
 from __future__ import annotations
 
 from collections.abc import Mapping
+from typing import Any
 
 from river import base, drift
 from river.drift import binary
 
 __all__ = ["DETECTORS", "make_detector"]
 
-DETECTORS: dict[str, type[base.DriftDetector]] = {
+DETECTORS: dict[str, Any] = {
     "ADWIN": drift.ADWIN,
     "PageHinkley": drift.PageHinkley,
     "KSWIN": drift.KSWIN,

@@ -102,7 +102,7 @@ class BlockMonitor:
         self.std: np.ndarray | None = None
 
     def update(self, rows: np.ndarray) -> list[Detection]:
-        """Feed one batch of rows (samples × columns) in order."""
+        """Feed one batch of rows (one row per sample, one column per monitored value) in order."""
         detections: list[Detection] = []
         start = 0
         while start < len(rows):

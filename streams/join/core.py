@@ -214,7 +214,9 @@ class JoinCore:
             parts = (entry.features, prediction, entry.label)
             if all(offset < self.replay_until.get(tp, 0) for _, tp, offset in parts):
                 continue  # sent before the restart
-            value = self.outcome_codec.encode(self._outcome(entry.features[0], prediction[0], entry.label[0], rate.mean))
+            value = self.outcome_codec.encode(
+                self._outcome(entry.features[0], prediction[0], entry.label[0], rate.mean)
+            )
             out.outcomes.append((model.encode(), value))
 
     def _outcome(

@@ -3,14 +3,15 @@
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Sequence
 
-from models import ModelVersion, Registry
+from models import ModelVersion, Registry, RegistryError
 from streams.codec import Codec, CodecError
 from streams.kafka.clients import read_to_end, send_all
 from streams.settings import KafkaSettings
 
-__all__ = ["load_registry", "publish_versions"]
+__all__ = ["VersionLookup", "load_registry", "publish_versions"]
 
 log = logging.getLogger(__name__)
 
@@ -31,3 +32,34 @@ def load_registry(settings: KafkaSettings) -> Registry:
         except CodecError as exc:
             log.warning("skipping model-versions offset %s: %s", message.offset(), exc)
     return registry
+
+
+class VersionLookup:
+    """Registered versions by (model, version), for agents that must know a version's classes or features.
+
+    A version it has not seen makes it read the model-versions topic again, at most once every
+    ``refresh_s`` seconds (a stream of unknown versions must not read the topic per record).
+    """
+
+    def __init__(self, settings: KafkaSettings, refresh_s: float = 1.0) -> None:
+        self.settings, self.refresh_s = settings, refresh_s
+        self.registry = Registry()
+        self.refreshed = float("-inf")
+
+    def __call__(self, model_name: str, version: int) -> ModelVersion:
+        """The version, reading the topic again if it is new here.
+
+        Raises:
+            KeyError: no such version is registered.
+        """
+        try:
+            return self.registry.get(model_name, version)
+        except RegistryError:
+            if time.monotonic() - self.refreshed < self.refresh_s:
+                raise KeyError((model_name, version)) from None
+        self.registry = load_registry(self.settings)
+        self.refreshed = time.monotonic()
+        try:
+            return self.registry.get(model_name, version)
+        except RegistryError:
+            raise KeyError((model_name, version)) from None

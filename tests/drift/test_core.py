@@ -1,3 +1,5 @@
+import itertools
+
 import numpy as np
 import pytest
 
@@ -39,7 +41,7 @@ def test_gradual_concept_drift_is_detected():
     assert ends and all(r["evidence"]["kind"] == "concept" for r in found)
     assert ONSET < ends[0] < ONSET + 5000
     # While the error keeps rising, a new request may come, but never within the cooldown.
-    assert all(b - a >= 2000 for a, b in zip(ends, ends[1:]))
+    assert all(b - a >= 2000 for a, b in itertools.pairwise(ends))
 
 
 def test_covariate_drift_is_attributed_to_the_feature_that_moved():

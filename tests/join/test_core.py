@@ -80,7 +80,7 @@ def test_duplicates_make_no_second_outcome():
 
 def test_serving_and_shadow_predictions_each_make_one_outcome():
     stream = Stream()
-    records = stream.event("e1") + [stream.record("sp", "e1", 0, version=2, yes=0.3)]
+    records = [*stream.event("e1"), stream.record("sp", "e1", 0, version=2, yes=0.3)]
     got = outcomes(core().process(records))
     assert sorted((o["shadow"], o["model_version"], o["correct"]) for o in got) == [(False, 1, True), (True, 2, False)]
 
@@ -119,7 +119,7 @@ def test_state_is_bounded_by_max_pending():
 def test_label_rate_counts_labeled_and_expired_predictions():
     stream = Stream()
     join = core(ttl_ms=100)
-    join.process(stream.event("a") + [stream.record("f", "b", 0), stream.record("p", "b", 0)])
+    join.process([*stream.event("a"), stream.record("f", "b", 0), stream.record("p", "b", 0)])
     out = join.process([stream.record("f", "tick", 1000)])
     assert out.label_rates == {("m", 1): 0.5}
 
@@ -144,7 +144,7 @@ def test_commit_position_holds_the_oldest_record_in_state():
 
 def test_a_restart_replays_state_without_resending_outcomes():
     stream = Stream()
-    records = stream.event("a") + [stream.record("f", "b", 0), stream.record("p", "b", 0)]
+    records = [*stream.event("a"), stream.record("f", "b", 0), stream.record("p", "b", 0)]
     first = core()
     assert len(first.process(records).outcomes) == 1
     positions = first.positions()
