@@ -136,6 +136,15 @@ class BatchConsumer:
         """Whether ``record``'s partition is still assigned to this worker."""
         return TopicPartition(record.topic, record.partition) in self.consumer.assignment()
 
+    async def committed_metadata(self, partitions: Sequence[TopicPartition]) -> dict[TopicPartition, str]:
+        """The metadata committed with each partition's offset ("" where none was).
+
+        aiokafka's public ``committed()`` leaves the metadata out, and confluent-kafka misreads empty
+        metadata, so this asks the group coordinator the way ``committed()`` itself does.
+        """
+        answer = await self.consumer._coordinator.fetch_committed_offsets(list(partitions))
+        return {tp: answer[tp].metadata or "" if tp in answer else "" for tp in partitions}
+
     async def commit_offsets(self, offsets: dict[TopicPartition, tuple[int, str]]) -> None:
         """Commit (offset, metadata) per partition, for the partitions this worker still owns."""
         owned = self.consumer.assignment()

@@ -8,7 +8,6 @@ newly assigned worker rebuilds the state without sending an outcome twice.
 
 from __future__ import annotations
 
-import asyncio
 import logging
 from collections import Counter
 
@@ -18,7 +17,6 @@ from aiokafka import ConsumerRebalanceListener, TopicPartition
 from streams.agents.app import make_app
 from streams.agents.batches import BatchConsumer, Outgoing, deliver, make_producer
 from streams.join.core import JoinCore, JoinOutput, JoinTopics
-from streams.kafka.clients import committed_metadata
 from streams.kafka.versions import VersionLookup
 from streams.metrics import (
     BATCH_SIZE,
@@ -40,17 +38,17 @@ log = logging.getLogger("loopline.join")
 class Rebalance(ConsumerRebalanceListener):
     """Keeps the join state to the partitions this worker owns."""
 
-    def __init__(self, core: JoinCore, kafka: KafkaSettings, group: str) -> None:
-        self.core, self.kafka, self.group = core, kafka, group
+    def __init__(self, core: JoinCore) -> None:
+        self.core = core
+        self.consumer: BatchConsumer | None = None
 
     async def on_partitions_revoked(self, revoked: list[TopicPartition]) -> None:
         self.core.revoke({tp.partition for tp in revoked})
 
     async def on_partitions_assigned(self, assigned: list[TopicPartition]) -> None:
-        partitions = [(tp.topic, tp.partition) for tp in assigned]
-        loop = asyncio.get_running_loop()
-        metadata = await loop.run_in_executor(None, committed_metadata, self.kafka, self.group, partitions)
-        reached = {tp: int(text) for tp, text in metadata.items() if text.isdigit()}
+        assert self.consumer is not None
+        metadata = await self.consumer.committed_metadata(assigned)
+        reached = {(tp.topic, tp.partition): int(text) for tp, text in metadata.items() if text.isdigit()}
         self.core.assign(reached)
         log.info("assigned %d partitions; %d were read up to a recorded offset before", len(assigned), len(reached))
 
@@ -70,14 +68,15 @@ def build_join_app(kafka: KafkaSettings, settings: JoinSettings) -> faust.App:
             max_pending=settings.max_pending,
             quality_window=settings.quality_window,
         )
-        group = f"{kafka.topic_prefix}join"
         producer = make_producer(kafka)
         await producer.start()
         try:
+            rebalance = Rebalance(core)
             consumer = BatchConsumer(
-                kafka, topics.all, group, settings.max_batch_size, settings.max_wait_ms / 1000,
-                listener=Rebalance(core, kafka, group),
+                kafka, topics.all, f"{kafka.topic_prefix}join", settings.max_batch_size, settings.max_wait_ms / 1000,
+                listener=rebalance,
             )  # fmt: skip
+            rebalance.consumer = consumer
             async with consumer:
                 async for records in consumer.batches():
                     # Records of a partition revoked meanwhile are its new owner's to read.

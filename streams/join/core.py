@@ -11,8 +11,8 @@ all three parts are there; a repeated part is counted and ignored.
 Restarts: the shell commits, per input partition, the offset of the oldest record still held in
 state (:meth:`JoinCore.positions`), with the offset reached so far as commit metadata. A restarted
 worker re-reads from the commit and so rebuilds its state; :meth:`JoinCore.assign` passes the
-reached offsets back, and an outcome whose parts all lie below them was sent before, so it is not
-sent again.
+reached offsets back, and an outcome whose parts all lie below them (or a dead letter of a record
+below them) was sent before, so it is not sent again.
 """
 
 from __future__ import annotations
@@ -166,6 +166,8 @@ class JoinCore:
         return out
 
     def _dead(self, out: JoinOutput, record: SourceRecord, reason: str, error: str) -> None:
+        if record.offset < self.replay_until.get((record.topic, record.partition), 0):
+            return  # sent before the restart
         out.dead_letters.append(self.dead.encode(record, reason, error))
         out.dead_reasons.append(reason)
 

@@ -4,14 +4,14 @@ from __future__ import annotations
 
 import time
 import uuid
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable
 
 from confluent_kafka import Consumer, KafkaError, KafkaException, Message, Producer, TopicPartition
 
 from streams.kafka.config import confluent_config
 from streams.settings import KafkaSettings
 
-__all__ = ["committed_metadata", "read_to_end", "read_topic", "send_all"]
+__all__ = ["read_to_end", "read_topic", "send_all"]
 
 
 def send_all(settings: KafkaSettings, topic: str, records: Iterable[tuple[bytes | str | None, bytes]]) -> int:
@@ -147,15 +147,3 @@ def _watermarks(consumer: Consumer, partition: TopicPartition, timeout_s: float)
             if exc.args[0].code() not in RETRIABLE or time.monotonic() > deadline:
                 raise
             time.sleep(0.1)
-
-
-def committed_metadata(
-    settings: KafkaSettings, group: str, partitions: Sequence[tuple[str, int]]
-) -> dict[tuple[str, int], str]:
-    """The metadata string committed with each partition's offset by consumer group ``group`` ("" when none)."""
-    consumer = Consumer(confluent_config(settings, {"group.id": group, "enable.auto.commit": False}))
-    try:
-        committed = consumer.committed([TopicPartition(t, p) for t, p in partitions], timeout=30)
-        return {(tp.topic, tp.partition): tp.metadata or "" for tp in committed}
-    finally:
-        consumer.close()

@@ -163,3 +163,10 @@ def test_revoked_partitions_leave_the_state():
     join.process([stream.record("p", "e1", 0)])
     join.revoke([0])
     assert join.entries == {} and join.positions() == {}
+
+
+def test_a_restart_sends_no_dead_letter_twice():
+    garbage = SourceRecord(b"e2", b"\x00junk", "l", 0, 5, T0)
+    join = core()
+    join.assign({("l", 0): 6})
+    assert join.process([garbage]).dead_letters == []

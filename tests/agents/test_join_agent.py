@@ -1,0 +1,92 @@
+"""The join worker as a real process against the session broker."""
+
+import random
+
+import pytest
+
+from models import ArtifactStore
+from streams.codec import Codec
+from streams.kafka.clients import read_to_end, send_all
+from streams.kafka.topics import create_topics
+from streams.kafka.versions import publish_versions
+from tests.helpers import features_record, rows, small_model, version_of
+from tests.workers import decoded, wait_for, wait_records, worker
+
+T0 = 1_795_000_000_000
+PREDICTION, LABEL = Codec.load("prediction"), Codec.load("label")
+
+
+@pytest.fixture
+def setup(kafka, tmp_path):
+    create_topics(kafka)
+    publish_versions(kafka, [version_of(small_model(), 1, ArtifactStore(tmp_path / "artifacts", 1 << 20))])
+    return kafka, tmp_path
+
+
+def parts(event_ids, seed=0):
+    """(topic, key, value) of the features, prediction and label of each event."""
+    features = [
+        ("features", e, features_record(v, e, T0 + i))
+        for i, (e, v) in enumerate(zip(event_ids, rows(len(event_ids), seed), strict=False))
+    ]
+    predictions = [("predictions", e, PREDICTION.encode({
+        "event_id": e, "event_time": T0 + i, "prediction_time": T0 + i + 2, "entity_id": "e", "model_name": "m",
+        "model_version": 1, "shadow": False, "scores": [0.3, 0.7], "predicted_class": "yes",
+        "queue_wait_ms": 1.0, "inference_ms": 0.1})) for i, e in enumerate(event_ids)]  # fmt: skip
+    labels = [("labels", e, LABEL.encode({"event_id": e, "event_time": T0 + i + 60_000, "label": "yes" if i % 3 else "no"}))
+              for i, e in enumerate(event_ids)]  # fmt: skip
+    return features, predictions, labels
+
+
+def send(kafka, records):
+    for topic in ("features", "predictions", "labels"):
+        mine = [(key, value) for t, key, value in records if t == topic]
+        if mine:
+            send_all(kafka, kafka.topic(topic), mine)
+
+
+def outcomes(kafka):
+    return decoded(kafka, "outcomes", "outcome")
+
+
+def test_two_workers_join_every_order_once_and_dead_letter_garbage(setup):
+    kafka, tmp = setup
+    ids = [f"e{i}" for i in range(400)]
+    features, predictions, labels = parts(ids)
+    labelled = set(ids[:300])
+    shuffled = features + predictions + [lab for lab in labels if lab[1] in labelled]
+    shuffled += random.Random(1).sample(shuffled, 100)  # duplicates
+    random.Random(2).shuffle(shuffled)
+    with worker("join", kafka, tmp) as first, worker("join", kafka, tmp) as second:
+        send(kafka, shuffled)
+        send_all(kafka, kafka.topic("labels"), [("junk", b"\x00not avro")])
+        found = wait_records(kafka, "outcomes", "outcome", 300)
+        letters = wait_records(kafka, "dead-letters", "dead_letter", 1)
+        wait_for(lambda: first.metric("loopline_events_in_total") and second.metric("loopline_events_in_total"),
+                 what="both workers to take part")  # fmt: skip
+    assert sorted(o["event_id"] for o in found) == sorted(labelled)
+    by_id = {o["event_id"]: o for o in found}
+    assert by_id["e1"]["correct"] and not by_id["e0"]["correct"]
+    assert by_id["e1"]["label_delay_ms"] == 60_000 and by_id["e1"]["prediction_delay_ms"] == 2
+    assert {m.key() for m in read_to_end(kafka, kafka.topic("outcomes"))} == {b"m"}
+    assert [(d["agent"], d["reason"]) for d in letters] == [("join", "corrupt")]
+
+
+def test_a_restarted_worker_rebuilds_its_state_and_sends_no_outcome_twice(setup):
+    kafka, tmp = setup
+    ids = [f"e{i}" for i in range(200)]
+    features, predictions, labels = parts(ids)
+    early, late = labels[:120], labels[120:]
+    with worker("join", kafka, tmp) as first:
+        send(kafka, features + predictions + early)
+        wait_records(kafka, "outcomes", "outcome", 120)
+        # The worker commits a batch before it counts it: all 520 records are committed.
+        wait_for(lambda: first.metric("loopline_events_in_total") == 520, what="the commit of everything read")
+    # 80 predictions wait for labels that arrive while no join worker runs.
+    send(kafka, late)
+    with worker("join", kafka, tmp) as second:
+        wait_records(kafka, "outcomes", "outcome", 200)
+        # Every entry stays in state for the TTL (24 h), so the commit held at the first record: the
+        # second worker reads all 520 again, then the 80 late labels.
+        wait_for(lambda: second.metric("loopline_events_in_total") == 600, what="the replay and the late labels")
+    assert sorted(o["event_id"] for o in outcomes(kafka)) == sorted(ids)
