@@ -27,6 +27,12 @@ def small_model(seed=0, concept_seed=1):
     return train_mlp(x, y, 2, TrainConfig(hidden=(8,), epochs=2, seed=seed))
 
 
+def trained_model(concept_seed=1):
+    """A model that has learned its concept (about 95% accurate), for tests where quality matters."""
+    x, y = sample(Concept(seed=concept_seed, n_features=N_FEATURES), rows=4000, seed=0)
+    return train_mlp(x, y, 2, TrainConfig(hidden=(32,), epochs=20, seed=0))
+
+
 def nan_model():
     model = TabularMLP(N_FEATURES, 2, (8,))
     with torch.no_grad():
