@@ -5,10 +5,11 @@ Each class is passed into the constructors that need it; nothing reads settings 
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field, SecretStr
+from pydantic import Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 __all__ = [
@@ -141,17 +142,17 @@ class DriftSettings(BaseSettings):
     """Samples in the recent means that a drift's evidence reports (and that say whether the error went up)."""
     block_size: int = Field(default=32, ge=1)
     """Feature and score detectors see the mean of each block of this many samples, one update per block."""
-    concept_detector: str = "ADWIN"
+    concept_detector: Literal["ADWIN", "PageHinkley", "KSWIN", "DDM", "EDDM", "HDDMA", "HDDMW", "FHDDM"] = "ADWIN"
     """River detector on the per-outcome error (0 or 1): ADWIN, PageHinkley, KSWIN, DDM, EDDM, HDDMA, HDDMW, FHDDM."""
     concept_params: dict[str, int | float] = {"delta": 0.002}
     """Parameters of the concept detector, as JSON."""
-    covariate_detector: str = "ADWIN"
+    covariate_detector: Literal["ADWIN", "PageHinkley", "KSWIN"] = "ADWIN"
     """River detector on each feature's block means, standardised by the reference."""
-    covariate_params: dict[str, int | float] = {"delta": 1e-4}
+    covariate_params: dict[str, int | float] = {"delta": 1e-4, "clock": 1}
     """Parameters of the covariate detectors, as JSON."""
-    prediction_detector: str = "ADWIN"
+    prediction_detector: Literal["ADWIN", "PageHinkley", "KSWIN"] = "ADWIN"
     """River detector on each class score's block means, standardised by the reference."""
-    prediction_params: dict[str, int | float] = {"delta": 1e-4}
+    prediction_params: dict[str, int | float] = {"delta": 1e-4, "clock": 1}
     """Parameters of the prediction detectors, as JSON."""
     quality_window: int = Field(default=1000, ge=1)
     """Outcomes per model version in the online accuracy and log-loss windows."""
@@ -159,6 +160,15 @@ class DriftSettings(BaseSettings):
     """Most records the drift agent takes at once."""
     max_wait_ms: float = Field(default=50.0, ge=0)
     """Longest wait for a batch to fill after its first record."""
+
+    @model_validator(mode="after")
+    def _detectors_build(self) -> DriftSettings:
+        from streams.drift.detectors import make_detector
+
+        make_detector(self.concept_detector, self.concept_params, binary_input=True)
+        make_detector(self.covariate_detector, self.covariate_params)
+        make_detector(self.prediction_detector, self.prediction_params)
+        return self
 
 
 class JoinSettings(BaseSettings):
@@ -213,6 +223,8 @@ def settings_table() -> str:
             default = field.get_default(call_default_factory=True)
             if isinstance(default, SecretStr):
                 default = default.get_secret_value()
+            if isinstance(default, dict):
+                default = json.dumps(default)
             shown = "" if default is None else f"`{default}`"
             description = " ".join((field.description or "").split())
             variable = f"{prefix}{name}".upper()
