@@ -142,8 +142,8 @@ class DriftSettings(BaseSettings):
     """Samples in the recent means that a drift's evidence reports (and that say whether the error went up)."""
     block_size: int = Field(default=32, ge=1)
     """Feature and score detectors see the mean of each block of this many samples, one update per block."""
-    concept_detector: Literal["ADWIN", "PageHinkley", "KSWIN", "DDM", "EDDM", "HDDMA", "HDDMW", "FHDDM"] = "ADWIN"
-    """River detector on the per-outcome error (0 or 1): ADWIN, PageHinkley, KSWIN, DDM, EDDM, HDDMA, HDDMW, FHDDM."""
+    concept_detector: Literal["ADWIN", "PageHinkley", "KSWIN", "DDM", "EDDM", "HDDMA", "HDDMW"] = "ADWIN"
+    """River detector on the per-outcome error (0 or 1): ADWIN, PageHinkley, KSWIN, DDM, EDDM, HDDMA, HDDMW."""
     concept_params: dict[str, int | float] = {"delta": 0.002}
     """Parameters of the concept detector, as JSON."""
     covariate_detector: Literal["ADWIN", "PageHinkley", "KSWIN"] = "ADWIN"

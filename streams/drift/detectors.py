@@ -21,11 +21,10 @@ DETECTORS: dict[str, Any] = {
     "EDDM": binary.EDDM,
     "HDDMA": binary.HDDMA,
     "HDDMW": binary.HDDMW,
-    "FHDDM": binary.FHDDM,
 }
-"""Detectors by name. DDM, EDDM, HDDMA, HDDMW and FHDDM take 0/1 inputs: the concept detector only."""
+"""Detectors by name. DDM, EDDM, HDDMA and HDDMW take 0/1 inputs (1: an error): the concept detector only."""
 
-BINARY = {"DDM", "EDDM", "HDDMA", "HDDMW", "FHDDM"}
+BINARY = {"DDM", "EDDM", "HDDMA", "HDDMW"}
 
 
 def make_detector(name: str, params: Mapping[str, float], binary_input: bool = False) -> base.DriftDetector:
@@ -39,6 +38,8 @@ def make_detector(name: str, params: Mapping[str, float], binary_input: bool = F
         raise ValueError(f"unknown drift detector {name!r}; choose one of {', '.join(DETECTORS)}")
     if name in BINARY and not binary_input:
         raise ValueError(f"{name} takes 0/1 inputs: use it for concept drift only")
+    if name == "KSWIN":
+        params = {"seed": 0, **params}  # KSWIN samples at random: seeded, detection is reproducible
     try:
         return DETECTORS[name](**params)
     except TypeError as exc:

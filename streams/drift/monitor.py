@@ -1,13 +1,14 @@
 """Drift monitors of one model version: numbers in, detections out (no Kafka, no Avro).
 
 Both monitors take their first ``warmup`` samples as the version's reference and raise nothing
-before it is set. A detection restarts the monitor: fresh detectors and a new reference from the
-next ``warmup`` samples. A stream that settles at its new level then raises nothing more, and a
+before it is set. A drift restarts the monitor: fresh detectors and a new reference from the next
+``warmup`` samples. A stream that settles at its new level then raises nothing more, and a
 detector still dropping its pre-drift window does not fire twice for one change.
 
 - :class:`ErrorMonitor` (concept drift) feeds every outcome's error (0 or 1) to one detector and
-  reports a drift only when the recent error rate is above the reference one: a model that gets
-  better is not drifting.
+  reports a drift only when the recent error rate is above the reference one by more than two
+  standard errors. A detection with the error clearly lower restarts the monitor without a report
+  (the model got better: a new reference); one with the error about level is a detector's noise.
 - :class:`BlockMonitor` (covariate drift on features, prediction drift on scores) runs one detector
   per column on block means standardised by the reference, ``(block mean - mean) / std``: one
   detector update per column per block keeps the cost per sample small, and the standardisation
@@ -67,12 +68,19 @@ class ErrorMonitor:
                 self.warm_samples += 1
                 if self.warm_samples == self.warmup:
                     self.reference = self.warm_errors / self.warmup
-            elif self.detector.drift_detected:
-                if recent.mean > self.reference:
+            elif self.detector.drift_detected and (shift := self._shift()):
+                if shift > 0:
                     statistics = {"error_reference": self.reference, "error_recent": recent.mean}
                     detections.append(Detection(index, self.samples, None, statistics))
                 self._restart()
         return detections
+
+    def _shift(self) -> int:
+        """+1 (-1) when the recent error rate is above (below) the reference by more than two standard errors, else 0."""
+        assert self.reference is not None
+        spread = (max(self.reference * (1 - self.reference), 1e-6) / len(self.recent)) ** 0.5
+        difference = self.recent.mean - self.reference
+        return 0 if abs(difference) <= 2 * spread else 1 if difference > 0 else -1
 
 
 class BlockMonitor:
