@@ -165,6 +165,7 @@ def cost_table(seconds: float) -> None:
         rate = best_rate(drift, len(records), seconds)
         decode = best_rate(lambda records=records, codec=codec: [codec.decode(r.value) for r in records], len(records), seconds)
         print(f"| {name} | {kind} | {1e6 / rate:.2f} | {rate:,.0f} | {1e6 / decode:.2f} |")
+    codecs = {"f": Codec.load("features"), "p": Codec.load("prediction"), "l": Codec.load("label")}
     for width in (8, 32):
         records = join_records(width, 10_000)
 
@@ -174,7 +175,6 @@ def cost_table(seconds: float) -> None:
                 core.process(records[start : start + 2000])
 
         rate = best_rate(join, len(records), seconds)
-        codecs = {"f": Codec.load("features"), "p": Codec.load("prediction"), "l": Codec.load("label")}
         decode = best_rate(lambda records=records: [codecs[r.topic].decode(r.value) for r in records], len(records), seconds)
         print(f"| join ({width} features) | features + predictions + labels | {1e6 / rate:.2f} | {rate:,.0f} | {1e6 / decode:.2f} |")
 
