@@ -54,7 +54,9 @@ def summary(delays: list[int | None]) -> str:
 
 
 def concept_table(seeds: int, stationary: int) -> None:
-    print("| detector | abrupt 10%→30%: delay, median (max) | gradual 10%→40%: delay | false alarms per 100k | µs per update |")
+    print(
+        "| detector | abrupt 10%→30%: delay, median (max) | gradual 10%→40%: delay | false alarms per 100k | µs per update |"
+    )
     print("|---|---|---|---|---|")
     for name in DETECTORS:
         params = CONCEPT_PARAMS.get(name, {})
@@ -79,7 +81,9 @@ def concept_table(seeds: int, stationary: int) -> None:
 
 def covariate_table(seeds: int, stationary: int) -> None:
     columns = [f"x{i}" for i in range(8)]
-    print("| detector | 0.5 std shift on x3: delay, median (max) | attributed to x3 | false alarms per 100k | µs per sample |")
+    print(
+        "| detector | 0.5 std shift on x3: delay, median (max) | attributed to x3 | false alarms per 100k | µs per sample |"
+    )
     print("|---|---|---|---|---|")
     for name in (n for n in DETECTORS if n not in BINARY):
         params = BLOCK_PARAMS.get(name, {})
@@ -145,12 +149,16 @@ def join_records(width: int, count: int) -> list[SourceRecord]:
 
 
 def cost_table(seconds: float) -> None:
-    version = ModelVersion("m", 1, Status.SERVING, ArtifactFormat.ONNX, "00", [f"x{i}" for i in range(32)], ["no", "yes"])
+    version = ModelVersion(
+        "m", 1, Status.SERVING, ArtifactFormat.ONNX, "00", [f"x{i}" for i in range(32)], ["no", "yes"]
+    )
     print("| core | input | µs per record | records/s | decode alone, µs per record |")
     print("|---|---|---|---|---|")
     rows = []
     for width in (8, 32):
-        narrow = ModelVersion("m", 1, Status.SERVING, ArtifactFormat.ONNX, "00", version.feature_names[:width], version.classes)
+        narrow = ModelVersion(
+            "m", 1, Status.SERVING, ArtifactFormat.ONNX, "00", version.feature_names[:width], version.classes
+        )
         records = outcome_records(width, 20_000)
         rows.append((f"drift ({width} features)", "outcomes", records, narrow, "outcome"))
     rows.append(("drift", "predictions", prediction_records(20_000), version, "prediction"))
@@ -163,7 +171,9 @@ def cost_table(seconds: float) -> None:
                 core.process(records[start : start + 1000])
 
         rate = best_rate(drift, len(records), seconds)
-        decode = best_rate(lambda records=records, codec=codec: [codec.decode(r.value) for r in records], len(records), seconds)
+        decode = best_rate(
+            lambda records=records, codec=codec: [codec.decode(r.value) for r in records], len(records), seconds
+        )
         print(f"| {name} | {kind} | {1e6 / rate:.2f} | {rate:,.0f} | {1e6 / decode:.2f} |")
     codecs = {"f": Codec.load("features"), "p": Codec.load("prediction"), "l": Codec.load("label")}
     for width in (8, 32):
@@ -175,8 +185,12 @@ def cost_table(seconds: float) -> None:
                 core.process(records[start : start + 2000])
 
         rate = best_rate(join, len(records), seconds)
-        decode = best_rate(lambda records=records: [codecs[r.topic].decode(r.value) for r in records], len(records), seconds)
-        print(f"| join ({width} features) | features + predictions + labels | {1e6 / rate:.2f} | {rate:,.0f} | {1e6 / decode:.2f} |")
+        decode = best_rate(
+            lambda records=records: [codecs[r.topic].decode(r.value) for r in records], len(records), seconds
+        )
+        print(
+            f"| join ({width} features) | features + predictions + labels | {1e6 / rate:.2f} | {rate:,.0f} | {1e6 / decode:.2f} |"
+        )
 
 
 def main() -> None:
