@@ -131,7 +131,10 @@ class DriftCore:
             try:
                 decoded = (self.outcome_codec if is_outcome else self.prediction_codec).decode(record.value)
                 key = (decoded["model_name"], decoded["model_version"])
-                self.lookup(*key) if decoded["shadow"] else self._watch(*key)
+                if decoded["shadow"]:
+                    self.lookup(*key)  # shadow versions only feed the quality windows
+                else:
+                    self._watch(*key)
             except CodecError as exc:
                 self._dead(out, record, exc.reason, str(exc))
                 continue

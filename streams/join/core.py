@@ -32,6 +32,7 @@ __all__ = ["Entry", "JoinCore", "JoinOutput", "JoinTopics"]
 KeyValue = tuple[bytes, bytes]
 Partition = tuple[str, int]
 Part = tuple[dict[str, Any], Partition, int]  # decoded record, its partition and offset
+RawPart = tuple[bytes, Partition, int]  # features are held as bytes (a tenth of the memory) and decoded again to emit
 MIN_SCORE = 1e-7
 
 
@@ -56,7 +57,7 @@ class Entry:
     event_id: str
     partition: int
     deadline_ms: int
-    features: Part | None = None
+    features: RawPart | None = None
     label: Part | None = None
     predictions: dict[bool, Part] = field(default_factory=dict)
     """shadow flag → the prediction part."""
@@ -187,7 +188,7 @@ class JoinCore:
         part: Part = (decoded, (record.topic, record.partition), record.offset)
         if record.topic == self.topics.features:
             duplicate = entry.features is not None
-            entry.features = entry.features or part
+            entry.features = entry.features or (record.value, part[1], part[2])
         elif record.topic == self.topics.labels:
             duplicate = entry.label is not None
             entry.label = entry.label or part
@@ -198,7 +199,10 @@ class JoinCore:
         if duplicate:
             out.duplicates += 1
             return
-        self.held.setdefault((record.topic, record.partition), deque()).append((record.offset, entry))
+        tp = (record.topic, record.partition)
+        if tp not in self.held:
+            self.held[tp] = deque()
+        self.held[tp].append((record.offset, entry))
         self._emit(out, entry)
 
     def _emit(self, out: JoinOutput, entry: Entry) -> None:
@@ -217,7 +221,12 @@ class JoinCore:
             if all(offset < self.replay_until.get(tp, 0) for _, tp, offset in parts):
                 continue  # sent before the restart
             value = self.outcome_codec.encode(
-                self._outcome(entry.features[0], prediction[0], entry.label[0], rate.mean)
+                self._outcome(
+                    self.codecs[self.topics.features].decode(entry.features[0]),
+                    prediction[0],
+                    entry.label[0],
+                    rate.mean,
+                )
             )
             out.outcomes.append((model.encode(), value))
 

@@ -37,14 +37,16 @@ def load_registry(settings: KafkaSettings) -> Registry:
 class VersionLookup:
     """Registered versions by (model, version), for agents that must know a version's classes or features.
 
-    A version it has not seen makes it read the model-versions topic again, at most once every
-    ``refresh_s`` seconds (a stream of unknown versions must not read the topic per record).
+    A version it has not seen makes it read the model-versions topic again: a worker serves a
+    version only after reading it there, so the first record of a new version finds it. The same
+    unknown version is looked for at most once every ``refresh_s`` seconds, so that a stream of
+    records naming a version that does not exist does not read the topic per record.
     """
 
     def __init__(self, settings: KafkaSettings, refresh_s: float = 1.0) -> None:
         self.settings, self.refresh_s = settings, refresh_s
         self.registry = Registry()
-        self.refreshed = float("-inf")
+        self.missed: dict[tuple[str, int], float] = {}
 
     def __call__(self, model_name: str, version: int) -> ModelVersion:
         """The version, reading the topic again if it is new here.
@@ -52,14 +54,15 @@ class VersionLookup:
         Raises:
             KeyError: no such version is registered.
         """
+        key = (model_name, version)
         try:
             return self.registry.get(model_name, version)
         except RegistryError:
-            if time.monotonic() - self.refreshed < self.refresh_s:
-                raise KeyError((model_name, version)) from None
+            if time.monotonic() - self.missed.get(key, float("-inf")) < self.refresh_s:
+                raise KeyError(key) from None
         self.registry = load_registry(self.settings)
-        self.refreshed = time.monotonic()
         try:
             return self.registry.get(model_name, version)
         except RegistryError:
-            raise KeyError((model_name, version)) from None
+            self.missed[key] = time.monotonic()
+            raise KeyError(key) from None
