@@ -7,12 +7,15 @@ import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
+from clickhouse_connect.driver.exceptions import DatabaseError
 from pydantic import ValidationError
 
 from models import ArtifactError, RegistryError
+from streams.analytics.server import QueryError
 from streams.inference.loader import ModelRejected
 from streams.kafka.broker import KAFKA_OPS, Broker, BrokerError, fetch_classpath
 from streams.models_cli import add_models_parser
+from streams.query_cli import add_query_parser
 from streams.settings import BrokerSettings, ClickHouseSettings, KafkaSettings
 from streams.store import ConfigError
 
@@ -92,7 +95,7 @@ def cmd_config(args: argparse.Namespace) -> int:
 def cmd_worker(args: argparse.Namespace) -> int:
     from streams.agents.app import run
     from streams.metrics import serve_metrics
-    from streams.settings import DriftSettings, InferenceSettings, JoinSettings, MetricsSettings
+    from streams.settings import DriftSettings, InferenceSettings, JoinSettings, MetricsSettings, SinkSettings
 
     if args.agent == "inference":
         from streams.agents.inference import build_inference_app
@@ -102,10 +105,14 @@ def cmd_worker(args: argparse.Namespace) -> int:
         from streams.agents.join import build_join_app
 
         app = build_join_app(KafkaSettings(), JoinSettings())
-    else:
+    elif args.agent == "drift":
         from streams.agents.drift import build_drift_app
 
         app = build_drift_app(KafkaSettings(), DriftSettings())
+    else:
+        from streams.agents.sink import build_sink_app
+
+        app = build_sink_app(KafkaSettings(), ClickHouseSettings(), SinkSettings())
     serve_metrics(MetricsSettings())
     run(app, loglevel=args.loglevel)
     return 0
@@ -131,11 +138,12 @@ def build_parser() -> argparse.ArgumentParser:
     db.set_defaults(func=cmd_db)
 
     worker = sub.add_parser("worker", help="run an agent in this process until SIGTERM")
-    worker.add_argument("agent", choices=["inference", "join", "drift"])
+    worker.add_argument("agent", choices=["inference", "join", "drift", "sink"])
     worker.add_argument("--loglevel", default="info", choices=["debug", "info", "warning", "error"])
     worker.set_defaults(func=cmd_worker)
 
     add_models_parser(sub)
+    add_query_parser(sub)
 
     config = sub.add_parser("config", help="print every LOOPLINE_* setting as a markdown table")
     config.set_defaults(func=cmd_config)
@@ -152,7 +160,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     func: Callable[[argparse.Namespace], int] = args.func
     try:
         return func(args)
-    except (BrokerError, ConfigError, ValidationError, ModelRejected, RegistryError, ArtifactError) as exc:
+    except (
+        BrokerError, ConfigError, ValidationError, ModelRejected, RegistryError, ArtifactError, QueryError, DatabaseError
+    ) as exc:  # fmt: skip
         print(f"loopline: {exc}", file=sys.stderr)
         return 2
 

@@ -8,6 +8,7 @@ from streams.settings import MetricsSettings
 
 __all__ = [
     "BATCH_SIZE",
+    "CONSUMER_LAG",
     "DEAD_LETTERS",
     "DRIFT_EVENTS",
     "EVENTS_IN",
@@ -25,6 +26,8 @@ __all__ = [
     "PREDICTIONS_OUT",
     "RETRAIN_REQUESTS",
     "SERVING_VERSION",
+    "SINK_FAILURES",
+    "SINK_ROWS",
     "serve_metrics",
 ]
 
@@ -60,6 +63,11 @@ LABEL_RATE = Gauge("loopline_label_rate", "Share of recent predictions that got 
 ONLINE_ACCURACY = Gauge("loopline_online_accuracy", "Accuracy over the recent outcomes", ["model", "version", "shadow"])
 ONLINE_LOG_LOSS = Gauge("loopline_online_log_loss", "Log loss over the recent outcomes", ["model", "version", "shadow"])
 DRIFT_EVENTS = Counter("loopline_drift_events", "Drift detections", ["model", "kind"])
+SINK_ROWS = Counter("loopline_sink_rows", "Rows written to ClickHouse", ["table"])
+SINK_FAILURES = Counter("loopline_sink_failures", "Failed ClickHouse insert rounds (each is retried)")
+CONSUMER_LAG = Gauge(
+    "loopline_consumer_lag", "Records of a partition not yet read by a group", ["group", "topic", "partition"]
+)
 RETRAIN_REQUESTS = Counter("loopline_retrain_requests", "Retrain requests raised", ["model", "requested_by"])
 
 

@@ -21,6 +21,7 @@ __all__ = [
     "KafkaSettings",
     "MetricsSettings",
     "RegistrySettings",
+    "SinkSettings",
     "TrainerSettings",
     "all_settings_classes",
     "settings_table",
@@ -188,6 +189,29 @@ class JoinSettings(BaseSettings):
     """Longest wait for a batch to fill after its first record."""
 
 
+class SinkSettings(BaseSettings):
+    """The ClickHouse sink agent and its query endpoint."""
+
+    model_config = SettingsConfigDict(env_prefix="LOOPLINE_SINK_", extra="ignore", use_attribute_docstrings=True)
+
+    max_batch_rows: int = Field(default=10_000, ge=1)
+    """Most records written to ClickHouse in one insert round."""
+    max_wait_ms: float = Field(default=1000.0, ge=0)
+    """Longest wait for a batch to fill after its first record."""
+    max_backoff_s: float = Field(default=30.0, gt=0)
+    """Longest pause between two tries while ClickHouse is unavailable (input is held meanwhile)."""
+    query_host: str = "127.0.0.1"
+    """Interface of the sink's query endpoint, which answers ``loopline query`` while the sink owns an embedded store."""
+    query_port: int = Field(default=9310, ge=0, le=65535)
+    """Port of the query endpoint; 0 turns it off."""
+
+    @property
+    def query_url(self) -> str:
+        """Where ``loopline query`` finds the endpoint."""
+        host = "127.0.0.1" if self.query_host in ("0.0.0.0", "") else self.query_host
+        return f"http://{host}:{self.query_port}/query"
+
+
 class TrainerSettings(BaseSettings):
     """The trainer agent."""
 
@@ -242,6 +266,7 @@ def all_settings_classes() -> list[type[BaseSettings]]:
         InferenceSettings,
         JoinSettings,
         DriftSettings,
+        SinkSettings,
         TrainerSettings,
         MetricsSettings,
     ]

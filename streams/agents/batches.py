@@ -21,6 +21,7 @@ from aiokafka.errors import CommitFailedError, KafkaError
 
 from streams.deadletters import SourceRecord
 from streams.kafka.config import aiokafka_config
+from streams.metrics import CONSUMER_LAG
 from streams.settings import KafkaSettings
 
 __all__ = ["BatchConsumer", "Outgoing", "deliver", "make_producer", "to_source"]
@@ -92,6 +93,7 @@ class BatchConsumer:
     ) -> None:
         self.max_batch = max_batch
         self.max_wait_s = max_wait_s
+        self.group_id = group_id
         self.consumer = AIOKafkaConsumer(
             **aiokafka_config(kafka),
             group_id=group_id,
@@ -118,7 +120,16 @@ class BatchConsumer:
             deadline = time.monotonic() + self.max_wait_s
             while len(records) < self.max_batch and (left := deadline - time.monotonic()) > 0:
                 records += await self._take(self.max_batch - len(records), timeout_ms=int(left * 1000))
+            await self._report_lag()
             yield [to_source(record) for record in records]
+
+    async def _report_lag(self) -> None:
+        """Set the lag gauge of every assigned partition whose high watermark is known."""
+        for tp in self.consumer.assignment():
+            highwater = self.consumer.highwater(tp)
+            if highwater is not None:
+                lag = highwater - await self.consumer.position(tp)
+                CONSUMER_LAG.labels(self.group_id, tp.topic, str(tp.partition)).set(lag)
 
     async def _take(self, count: int, timeout_ms: int) -> list[ConsumerRecord[bytes, bytes]]:
         fetched = await self.consumer.getmany(timeout_ms=timeout_ms, max_records=count)

@@ -1,0 +1,114 @@
+"""The sink worker as a real process: every topic into chdb once, queries while it runs, an outage."""
+
+import subprocess
+import sys
+
+import pytest
+
+from streams.analytics.queries import DEFAULTS, QUERIES
+from streams.codec import Codec
+from streams.kafka.clients import send_all
+from streams.kafka.topics import create_topics
+from streams.query_cli import run_query
+from streams.settings import ClickHouseSettings, SinkSettings
+from tests.samples import SAMPLES, T0
+from tests.workers import free_port, wait_for, worker
+
+TOPIC_SCHEMA = {"predictions": "prediction", "labels": "label", "outcomes": "outcome", "drift-events": "drift_event",
+                "retrain-requests": "retrain_request", "model-versions": "model_version", "dead-letters": "dead_letter"}  # fmt: skip
+TABLE = {"predictions": "predictions", "labels": "labels", "outcomes": "outcomes", "drift-events": "drift_events",
+         "retrain-requests": "retrain_requests", "model-versions": "model_versions", "dead-letters": "dead_letters"}  # fmt: skip
+
+
+def dataset():
+    """topic → records: 20 predictions (5 ms after their events), 10 outcomes of which 7 correct, 3 dead letters."""
+    records = {topic: [] for topic in TOPIC_SCHEMA}
+    for i in range(20):
+        records["predictions"].append(SAMPLES["prediction"] | {"event_id": f"e{i}", "event_time": T0 + i * 1000,
+                                                               "prediction_time": T0 + i * 1000 + 5})  # fmt: skip
+    for i in range(10):
+        records["labels"].append(SAMPLES["label"] | {"event_id": f"e{i}"})
+        records["outcomes"].append(SAMPLES["outcome"] | {"event_id": f"e{i}", "event_time": T0 + i * 1000,
+                                   "correct": i < 7, "log_loss": 0.5, "label_delay_ms": 60_000})  # fmt: skip
+    for i, reason in enumerate(["corrupt", "corrupt", "wrong-length"]):
+        records["dead-letters"].append(SAMPLES["dead_letter"] | {"event_id": f"t/0/{i}", "reason": reason})
+    records["drift-events"].append(SAMPLES["drift_event"])
+    records["retrain-requests"].append(SAMPLES["retrain_request"])
+    records["model-versions"].append(SAMPLES["model_version"])
+    return records
+
+
+def produce(kafka, records, twice=False):
+    for topic, rows in records.items():
+        codec = Codec.load(TOPIC_SCHEMA[topic])
+        encoded = [(row["event_id"], codec.encode(row)) for row in rows]
+        send_all(kafka, kafka.topic(topic), encoded * (2 if twice else 1))
+
+
+@pytest.fixture
+def store(tmp_path):
+    """An embedded store of the sink's own (a chdb directory is open in one process at a time)."""
+    port = free_port()
+    env = {"LOOPLINE_CLICKHOUSE_DSN": f"chdb://{tmp_path / 'store'}", "LOOPLINE_SINK_QUERY_PORT": str(port),
+           "LOOPLINE_SINK_MAX_WAIT_MS": "100"}  # fmt: skip
+    return env, ClickHouseSettings(dsn=env["LOOPLINE_CLICKHOUSE_DSN"]), SinkSettings(query_port=port)
+
+
+def count(clickhouse, sink, table):
+    return run_query(f"SELECT count() FROM {table} FINAL", {}, clickhouse, sink).rows[0][0]
+
+
+def canned(name, clickhouse, sink):
+    result = run_query(QUERIES[name].sql, DEFAULTS | {"model": "fraud"}, clickhouse, sink)
+    return [dict(zip(result.columns, row, strict=True)) for row in result.rows]
+
+
+def test_every_topic_lands_once_and_the_queries_answer_while_the_sink_runs(kafka, tmp_path, store):
+    env, clickhouse, sink = store
+    create_topics(kafka)
+    records = dataset()
+    produce(kafka, records, twice=True)  # every record delivered twice
+    total = 2 * sum(len(rows) for rows in records.values())
+    with worker("sink", kafka, tmp_path, **env) as w:
+        wait_for(lambda: w.metric("loopline_events_in_total") == total, what="every record written")
+        for topic, rows in records.items():
+            assert count(clickhouse, sink, TABLE[topic]) == len(rows), topic
+        accuracy = canned("accuracy", clickhouse, sink)
+        latency = canned("latency", clickhouse, sink)
+        labels = canned("labels", clickhouse, sink)
+        letters = canned("dead-letters", clickhouse, sink)
+        timeline = canned("timeline", clickhouse, sink)
+    assert sum(row["outcomes"] for row in accuracy) == 10
+    assert sum(row["accuracy"] * row["outcomes"] for row in accuracy) == pytest.approx(7)
+    assert latency == [{"model_name": "fraud", "model_version": 2, "predictions": 20, "p50_ms": 5.0, "p95_ms": 5.0,
+                        "p99_ms": 5.0, "queue_wait_ms": 1.5, "batch_model_ms": 0.25}]  # fmt: skip
+    assert [(r["predictions"], r["outcomes"], r["coverage"], r["p50_label_delay_s"]) for r in labels] == [
+        (20, 10, 0.5, 60.0)
+    ]
+    assert [(r["reason"], r["letters"]) for r in letters] == [("corrupt", 2), ("wrong-length", 1)]
+    assert [r["event"] for r in timeline] == ["covariate drift", "retrain request", "version serving"]
+    # With the sink stopped, the store opens in this process instead.
+    assert count(clickhouse, sink, "outcomes") == 10
+
+
+def test_a_store_held_elsewhere_holds_the_input_and_loses_nothing(kafka, tmp_path, store):
+    env, clickhouse, sink = store
+    create_topics(kafka)
+    records = dataset()
+    holder = subprocess.Popen(
+        [sys.executable, "-c", "import sys, clickhouse_connect; c = clickhouse_connect.get_client(dsn=sys.argv[1]); "
+         "print('held', flush=True); sys.stdin.read()", env["LOOPLINE_CLICKHOUSE_DSN"]],
+        stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    assert holder.stdout.readline().strip() == "held"
+    with worker("sink", kafka, tmp_path, **env) as w:
+        produce(kafka, records)
+        wait_for(lambda: w.metric("loopline_sink_failures_total") >= 2, what="failed writes")
+        assert w.metric("loopline_events_in_total") == 0  # the batch is held, not committed
+        holder.stdin.close()  # the other process lets go of the store
+        holder.wait(30)
+        holder.stdout.close()
+        total = sum(len(rows) for rows in records.values())
+        wait_for(lambda: w.metric("loopline_events_in_total") == total, timeout_s=90, what="the held input written")
+        for topic, rows in records.items():
+            assert count(clickhouse, sink, TABLE[topic]) == len(rows), topic
