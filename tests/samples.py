@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
 T0 = 1_795_000_000_000
@@ -55,3 +56,37 @@ SAMPLES: dict[str, dict[str, Any]] = {
         "source_partition": 0, "source_offset": 17, "key": b"e-9", "value": b"\x00garbage",
     },
 }  # fmt: skip
+
+
+TOPIC_SCHEMA = {"predictions": "prediction", "labels": "label", "outcomes": "outcome", "drift-events": "drift_event",
+                "retrain-requests": "retrain_request", "model-versions": "model_version", "dead-letters": "dead_letter"}  # fmt: skip
+
+
+def analytics_records() -> dict[str, list[dict[str, Any]]]:
+    """A known dataset for the analytics tests, by topic.
+
+    20 served predictions of model ``fraud`` version 2, each 5 ms after its event; labels and
+    outcomes for the first 10, of which 7 are correct; 5 shadow outcomes of version 3; three dead
+    letters (two ``corrupt``, one ``wrong-length``) from now; one drift event, retrain request and
+    model version.
+    """
+    records: dict[str, list[dict[str, Any]]] = {topic: [] for topic in TOPIC_SCHEMA}
+    for i in range(20):
+        records["predictions"].append(SAMPLES["prediction"] | {"event_id": f"e{i}", "event_time": T0 + i * 1000,
+                                                               "prediction_time": T0 + i * 1000 + 5})  # fmt: skip
+    for i in range(10):
+        records["labels"].append(SAMPLES["label"] | {"event_id": f"e{i}"})
+        records["outcomes"].append(SAMPLES["outcome"] | {"event_id": f"e{i}", "event_time": T0 + i * 1000,
+                                   "correct": i < 7, "log_loss": 0.5, "label_delay_ms": 60_000})  # fmt: skip
+    for i in range(5):
+        records["outcomes"].append(SAMPLES["outcome"] | {"event_id": f"e{i}", "event_time": T0 + i * 1000,
+                                   "model_version": 3, "shadow": True, "correct": i < 4})  # fmt: skip
+    now = int(time.time() * 1000)
+    for i, reason in enumerate(["corrupt", "corrupt", "wrong-length"]):
+        records["dead-letters"].append(
+            SAMPLES["dead_letter"] | {"event_id": f"t/0/{i}", "event_time": now, "reason": reason}
+        )
+    records["drift-events"].append(SAMPLES["drift_event"])
+    records["retrain-requests"].append(SAMPLES["retrain_request"])
+    records["model-versions"].append(SAMPLES["model_version"])
+    return records

@@ -11,31 +11,11 @@ from streams.kafka.clients import send_all
 from streams.kafka.topics import create_topics
 from streams.query_cli import run_query
 from streams.settings import ClickHouseSettings, SinkSettings
-from tests.samples import SAMPLES, T0
+from tests.samples import TOPIC_SCHEMA, analytics_records
 from tests.workers import free_port, wait_for, worker
 
-TOPIC_SCHEMA = {"predictions": "prediction", "labels": "label", "outcomes": "outcome", "drift-events": "drift_event",
-                "retrain-requests": "retrain_request", "model-versions": "model_version", "dead-letters": "dead_letter"}  # fmt: skip
 TABLE = {"predictions": "predictions", "labels": "labels", "outcomes": "outcomes", "drift-events": "drift_events",
          "retrain-requests": "retrain_requests", "model-versions": "model_versions", "dead-letters": "dead_letters"}  # fmt: skip
-
-
-def dataset():
-    """topic → records: 20 predictions (5 ms after their events), 10 outcomes of which 7 correct, 3 dead letters."""
-    records = {topic: [] for topic in TOPIC_SCHEMA}
-    for i in range(20):
-        records["predictions"].append(SAMPLES["prediction"] | {"event_id": f"e{i}", "event_time": T0 + i * 1000,
-                                                               "prediction_time": T0 + i * 1000 + 5})  # fmt: skip
-    for i in range(10):
-        records["labels"].append(SAMPLES["label"] | {"event_id": f"e{i}"})
-        records["outcomes"].append(SAMPLES["outcome"] | {"event_id": f"e{i}", "event_time": T0 + i * 1000,
-                                   "correct": i < 7, "log_loss": 0.5, "label_delay_ms": 60_000})  # fmt: skip
-    for i, reason in enumerate(["corrupt", "corrupt", "wrong-length"]):
-        records["dead-letters"].append(SAMPLES["dead_letter"] | {"event_id": f"t/0/{i}", "reason": reason})
-    records["drift-events"].append(SAMPLES["drift_event"])
-    records["retrain-requests"].append(SAMPLES["retrain_request"])
-    records["model-versions"].append(SAMPLES["model_version"])
-    return records
 
 
 def produce(kafka, records, twice=False):
@@ -66,7 +46,7 @@ def canned(name, clickhouse, sink):
 def test_every_topic_lands_once_and_the_queries_answer_while_the_sink_runs(kafka, tmp_path, store):
     env, clickhouse, sink = store
     create_topics(kafka)
-    records = dataset()
+    records = analytics_records()
     produce(kafka, records, twice=True)  # every record delivered twice
     total = 2 * sum(len(rows) for rows in records.values())
     with worker("sink", kafka, tmp_path, **env) as w:
@@ -78,7 +58,7 @@ def test_every_topic_lands_once_and_the_queries_answer_while_the_sink_runs(kafka
         labels = canned("labels", clickhouse, sink)
         letters = canned("dead-letters", clickhouse, sink)
         timeline = canned("timeline", clickhouse, sink)
-    assert sum(row["outcomes"] for row in accuracy) == 10
+    assert sum(row["outcomes"] for row in accuracy) == 10  # the serving version's; 5 shadow outcomes are apart
     assert sum(row["accuracy"] * row["outcomes"] for row in accuracy) == pytest.approx(7)
     assert latency == [{"model_name": "fraud", "model_version": 2, "predictions": 20, "p50_ms": 5.0, "p95_ms": 5.0,
                         "p99_ms": 5.0, "queue_wait_ms": 1.5, "batch_model_ms": 0.25}]  # fmt: skip
@@ -88,13 +68,13 @@ def test_every_topic_lands_once_and_the_queries_answer_while_the_sink_runs(kafka
     assert [(r["reason"], r["letters"]) for r in letters] == [("corrupt", 2), ("wrong-length", 1)]
     assert [r["event"] for r in timeline] == ["covariate drift", "retrain request", "version serving"]
     # With the sink stopped, the store opens in this process instead.
-    assert count(clickhouse, sink, "outcomes") == 10
+    assert count(clickhouse, sink, "outcomes") == 15
 
 
 def test_a_store_held_elsewhere_holds_the_input_and_loses_nothing(kafka, tmp_path, store):
     env, clickhouse, sink = store
     create_topics(kafka)
-    records = dataset()
+    records = analytics_records()
     holder = subprocess.Popen(
         [sys.executable, "-c", "import sys, clickhouse_connect; c = clickhouse_connect.get_client(dsn=sys.argv[1]); "
          "print('held', flush=True); sys.stdin.read()", env["LOOPLINE_CLICKHOUSE_DSN"]],
