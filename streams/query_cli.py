@@ -11,6 +11,8 @@ import argparse
 from typing import Any
 from urllib.parse import urlsplit
 
+from clickhouse_connect.driver.exceptions import ProgrammingError
+
 from streams.analytics.queries import DEFAULTS, QUERIES
 from streams.analytics.results import Result
 from streams.analytics.server import ask
@@ -22,12 +24,21 @@ __all__ = ["add_query_parser", "run_query"]
 
 def run_query(sql: str, parameters: dict[str, Any], clickhouse: ClickHouseSettings, sink: SinkSettings) -> Result:
     """Run ``sql`` with bound ``parameters`` wherever the store answers."""
-    if urlsplit(clickhouse.dsn.get_secret_value()).scheme == "chdb" and sink.query_port:
+    embedded = urlsplit(clickhouse.dsn.get_secret_value()).scheme == "chdb"
+    if embedded and sink.query_port:
         try:
             return ask(sink.query_url, sql, parameters)
         except ConnectionError:
             pass  # no sink runs: the store is free to open here
-    client = connect(clickhouse)
+    try:
+        client = connect(clickhouse)
+    except ProgrammingError as exc:
+        if not embedded:
+            raise
+        raise ConfigError(
+            f"the embedded store can't be opened here ({exc}); another process holds it: if it is a sink, "
+            "set LOOPLINE_SINK_QUERY_PORT to the port of its query endpoint"
+        ) from None
     try:
         return Result.of(client.query(sql, parameters=parameters))
     finally:

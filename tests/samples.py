@@ -90,3 +90,21 @@ def analytics_records() -> dict[str, list[dict[str, Any]]]:
     records["retrain-requests"].append(SAMPLES["retrain_request"])
     records["model-versions"].append(SAMPLES["model_version"])
     return records
+
+
+def load_analytics_records(client: Any) -> None:
+    """Create the tables in ``client``'s database and write :func:`analytics_records` the way the sink does."""
+    from streams.codec import Codec
+    from streams.deadletters import SourceRecord
+    from streams.settings import KafkaSettings
+    from streams.sink.core import SinkCore
+    from streams.store import migrate
+
+    migrate(client)
+    records = [
+        SourceRecord(None, Codec.load(TOPIC_SCHEMA[topic]).encode(row), topic, 0, offset, 0)
+        for topic, rows in analytics_records().items()
+        for offset, row in enumerate(rows)
+    ]
+    for table, rows in SinkCore(KafkaSettings(topic_prefix="")).rows(records).rows.items():
+        client.insert(table.table, rows, column_names=list(table.columns))

@@ -49,7 +49,7 @@ class Result:
         writer = csv.writer(out, lineterminator="\n")
         writer.writerow(self.columns)
         writer.writerows([json.dumps(v) if isinstance(v, (list, dict)) else v for v in row] for row in self.rows)
-        return out.getvalue()
+        return out.getvalue().removesuffix("\n")
 
     def to_table(self) -> str:
         """Aligned text columns, numbers to the right."""
