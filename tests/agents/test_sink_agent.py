@@ -48,11 +48,12 @@ def test_every_topic_lands_once_and_the_queries_answer_while_the_sink_runs(kafka
     create_topics(kafka)
     records = analytics_records()
     produce(kafka, records, twice=True)  # every record delivered twice
-    total = 2 * sum(len(rows) for rows in records.values())
+    send_all(kafka, kafka.topic("labels"), [("junk", b"\x00not avro")])
+    total = 2 * sum(len(rows) for rows in records.values()) + 2  # and the junk's dead letter, read back
     with worker("sink", kafka, tmp_path, **env) as w:
         wait_for(lambda: w.metric("loopline_events_in_total") == total, what="every record written")
         for topic, rows in records.items():
-            assert count(clickhouse, sink, TABLE[topic]) == len(rows), topic
+            assert count(clickhouse, sink, TABLE[topic]) == len(rows) + (topic == "dead-letters"), topic
         accuracy = canned("accuracy", clickhouse, sink)
         latency = canned("latency", clickhouse, sink)
         labels = canned("labels", clickhouse, sink)
@@ -65,7 +66,8 @@ def test_every_topic_lands_once_and_the_queries_answer_while_the_sink_runs(kafka
     assert [(r["predictions"], r["outcomes"], r["coverage"], r["p50_label_delay_s"]) for r in labels] == [
         (20, 10, 0.5, 60.0)
     ]
-    assert [(r["reason"], r["letters"]) for r in letters] == [("corrupt", 2), ("wrong-length", 1)]
+    assert [(r["agent"], r["reason"], r["letters"]) for r in letters] == [
+        ("inference", "corrupt", 2), ("inference", "wrong-length", 1), ("sink", "corrupt", 1)]  # fmt: skip
     assert [r["event"] for r in timeline] == ["covariate drift", "retrain request", "version serving"]
     # With the sink stopped, the store opens in this process instead.
     assert count(clickhouse, sink, "outcomes") == 15
