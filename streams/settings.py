@@ -218,13 +218,23 @@ class TrainerSettings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="LOOPLINE_TRAINER_", extra="ignore", use_attribute_docstrings=True)
 
     window_events: int = Field(default=20000, ge=1)
-    """Most recent outcomes read for a training run."""
+    """Most recent outcomes of the model read for a training run."""
+    window_minutes: float | None = Field(default=None, gt=0)
+    """If set, only outcomes written in the last this many minutes are read."""
+    min_events: int = Field(default=500, ge=2)
+    """Fewest labeled outcomes a training run needs; a request with fewer is answered with that reason."""
     holdout_fraction: float = Field(default=0.2, gt=0, lt=1)
     """Most recent share of the window held out for the gate."""
     min_improvement: float = 0.0
-    """Margin by which a candidate must beat the serving model on the held-out slice."""
+    """Held-out accuracy by which a candidate must beat the serving version; negative: how much worse it may be."""
     seed: int = 0
     """Seed of every random choice in training."""
+    device: Literal["auto", "cpu", "cuda"] = "auto"
+    """Training device; auto uses a GPU when torch sees one."""
+    guard_outcomes: int = Field(default=500, ge=1)
+    """Outcomes of a newly serving version, and of its predecessor before it, that the rollback guard compares."""
+    guard_margin: float = Field(default=0.05, ge=0)
+    """Accuracy drop against the predecessor that rolls a newly serving version back."""
 
 
 class MetricsSettings(BaseSettings):

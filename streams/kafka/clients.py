@@ -11,7 +11,7 @@ from confluent_kafka import Consumer, KafkaError, KafkaException, Message, Produ
 from streams.kafka.config import confluent_config
 from streams.settings import KafkaSettings
 
-__all__ = ["read_to_end", "read_topic", "send_all"]
+__all__ = ["consume", "read_to_end", "read_topic", "send_all", "watermarks"]
 
 
 def send_all(settings: KafkaSettings, topic: str, records: Iterable[tuple[bytes | str | None, bytes]]) -> int:
@@ -76,7 +76,7 @@ def read_topic(
     deadline = time.monotonic() + timeout_s
     try:
         while not until(messages) and time.monotonic() < deadline:
-            messages += _consume(consumer)
+            messages += consume(consumer)
     finally:
         consumer.close()
     return messages
@@ -95,7 +95,7 @@ def read_to_end(settings: KafkaSettings, topic: str, timeout_s: float = 30.0) ->
         ends: dict[int, int] = {}
         starts = []
         for partition in metadata.partitions:
-            low, high = _watermarks(consumer, TopicPartition(topic, partition), timeout_s)
+            low, high = watermarks(consumer, TopicPartition(topic, partition), timeout_s)
             if high > low:
                 ends[partition] = high
                 starts.append(TopicPartition(topic, partition, low))
@@ -105,7 +105,7 @@ def read_to_end(settings: KafkaSettings, topic: str, timeout_s: float = 30.0) ->
         consumer.assign(starts)
         deadline = time.monotonic() + timeout_s
         while ends and time.monotonic() < deadline:
-            for msg in _consume(consumer):
+            for msg in consume(consumer):
                 messages.append(msg)
                 partition, offset = msg.partition(), msg.offset()
                 if partition is not None and offset is not None and offset + 1 >= ends.get(partition, 0):
@@ -117,7 +117,7 @@ def read_to_end(settings: KafkaSettings, topic: str, timeout_s: float = 30.0) ->
         consumer.close()
 
 
-def _consume(consumer: Consumer) -> list[Message]:
+def consume(consumer: Consumer) -> list[Message]:
     """The records of one poll (up to half a second); end-of-partition events are skipped.
 
     Raises:
@@ -136,7 +136,7 @@ def _consume(consumer: Consumer) -> list[Message]:
 RETRIABLE = {KafkaError.NOT_LEADER_FOR_PARTITION, KafkaError.LEADER_NOT_AVAILABLE, KafkaError.UNKNOWN_TOPIC_OR_PART}
 
 
-def _watermarks(consumer: Consumer, partition: TopicPartition, timeout_s: float) -> tuple[int, int]:
+def watermarks(consumer: Consumer, partition: TopicPartition, timeout_s: float) -> tuple[int, int]:
     """Low and high offsets of ``partition``, retrying while a new topic's leader is being elected."""
     deadline = time.monotonic() + timeout_s
     while True:
