@@ -95,7 +95,14 @@ def cmd_config(args: argparse.Namespace) -> int:
 def cmd_worker(args: argparse.Namespace) -> int:
     from streams.agents.app import run
     from streams.metrics import serve_metrics
-    from streams.settings import DriftSettings, InferenceSettings, JoinSettings, MetricsSettings, SinkSettings
+    from streams.settings import (
+        DriftSettings,
+        InferenceSettings,
+        JoinSettings,
+        MetricsSettings,
+        SinkSettings,
+        TrainerSettings,
+    )
 
     if args.agent == "inference":
         from streams.agents.inference import build_inference_app
@@ -109,12 +116,37 @@ def cmd_worker(args: argparse.Namespace) -> int:
         from streams.agents.drift import build_drift_app
 
         app = build_drift_app(KafkaSettings(), DriftSettings())
-    else:
+    elif args.agent == "sink":
         from streams.agents.sink import build_sink_app
 
         app = build_sink_app(KafkaSettings(), ClickHouseSettings(), SinkSettings())
+    else:
+        from streams.agents.trainer import build_trainer_app
+
+        app = build_trainer_app(KafkaSettings(), TrainerSettings())
     serve_metrics(MetricsSettings())
     run(app, loglevel=args.loglevel)
+    return 0
+
+
+def cmd_retrain(args: argparse.Namespace) -> int:
+    import time
+    import uuid
+
+    from streams.codec import Codec
+    from streams.kafka.clients import send_all
+
+    kafka = KafkaSettings()
+    request = {
+        "event_id": str(uuid.uuid4()),
+        "event_time": int(time.time() * 1000),
+        "model_name": args.model,
+        "reason": args.reason,
+        "requested_by": "cli",
+        "evidence": None,
+    }
+    send_all(kafka, kafka.topic("retrain-requests"), [(args.model, Codec.load("retrain_request").encode(request))])
+    print(f"retrain of {args.model} requested ({request['event_id']}); a trainer worker takes it from here")
     return 0
 
 
@@ -138,12 +170,17 @@ def build_parser() -> argparse.ArgumentParser:
     db.set_defaults(func=cmd_db)
 
     worker = sub.add_parser("worker", help="run an agent in this process until SIGTERM")
-    worker.add_argument("agent", choices=["inference", "join", "drift", "sink"])
+    worker.add_argument("agent", choices=["inference", "join", "drift", "sink", "trainer"])
     worker.add_argument("--loglevel", default="info", choices=["debug", "info", "warning", "error"])
     worker.set_defaults(func=cmd_worker)
 
     add_models_parser(sub)
     add_query_parser(sub)
+
+    retrain = sub.add_parser("retrain", help="ask the trainer worker to retrain a model on its recent outcomes")
+    retrain.add_argument("model")
+    retrain.add_argument("--reason", default="requested by hand")
+    retrain.set_defaults(func=cmd_retrain)
 
     config = sub.add_parser("config", help="print every LOOPLINE_* setting as a markdown table")
     config.set_defaults(func=cmd_config)

@@ -24,7 +24,9 @@ __all__ = [
     "ONLINE_LOG_LOSS",
     "OUTCOMES_OUT",
     "PREDICTIONS_OUT",
+    "RETRAINS",
     "RETRAIN_REQUESTS",
+    "ROLLBACKS",
     "SERVING_VERSION",
     "SINK_FAILURES",
     "SINK_ROWS",
@@ -68,6 +70,10 @@ SINK_FAILURES = Counter("loopline_sink_failures", "Failed ClickHouse insert roun
 CONSUMER_LAG = Gauge(
     "loopline_consumer_lag", "Records of a partition not yet read by a group", ["group", "topic", "partition"]
 )
+RETRAINS = Counter(
+    "loopline_retrains", "Retrain requests by result: promoted, rejected, refused, coalesced", ["model", "result"]
+)
+ROLLBACKS = Counter("loopline_rollbacks", "Automatic rollbacks of a newly serving version", ["model"])
 RETRAIN_REQUESTS = Counter("loopline_retrain_requests", "Retrain requests raised", ["model", "requested_by"])
 
 

@@ -126,6 +126,22 @@ def cmd_rollback(args: argparse.Namespace, kafka: KafkaSettings, registry: Regis
     _publish(kafka, registry.rollback(args.model, args.reason, to=args.to))
 
 
+def cmd_reproduce(args: argparse.Namespace, kafka: KafkaSettings, registry: Registry) -> None:
+    from streams.trainer.reproduce import reproduce
+
+    version = registry.get(args.model, args.version)
+    result = reproduce(kafka, version)
+    print(f"{version.model_name} v{version.version}: retrained from {result.rows} outcomes in {result.ranges} "
+          f"on the CPU with seed {result.seed}")  # fmt: skip
+    if result.identical:
+        print("weights: bit-identical (the artifacts' sha256 match)")
+    else:
+        print(f"weights differ: largest absolute difference {result.max_difference:.3g} "
+              f"(version trained on {version.lineage.get('device', '?')})")  # fmt: skip
+    if not result.identical:
+        raise SystemExit(1)
+
+
 def run_models(args: argparse.Namespace) -> int:
     """Dispatch one ``loopline models`` command against the model-versions topic."""
     kafka = KafkaSettings()
@@ -136,7 +152,9 @@ def run_models(args: argparse.Namespace) -> int:
 def add_models_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     """Add ``loopline models`` and its commands to the CLI."""
     default_model = InferenceSettings().model_name
-    parser = sub.add_parser("models", help="model versions: list, show, register, bootstrap, promote, rollback")
+    parser = sub.add_parser(
+        "models", help="model versions: list, show, register, bootstrap, promote, rollback, reproduce"
+    )
     parser.set_defaults(func=run_models)
     actions = parser.add_subparsers(dest="models_command", required=True)
 
@@ -171,3 +189,5 @@ def add_models_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) 
     p = action("rollback", cmd_rollback, "put the previous version back to serving")
     p.add_argument("--to", type=int, help="the version to return to (default: the previous one)")
     p.add_argument("--reason", default="rolled back by hand")
+    p = action("reproduce", cmd_reproduce, "retrain a version from its lineage on the CPU and compare the weights")
+    p.add_argument("version", type=int)

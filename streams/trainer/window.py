@@ -42,10 +42,16 @@ class Window:
 
 
 def read_window(
-    kafka: KafkaSettings, model_name: str, max_events: int, max_age_s: float | None = None, timeout_s: float = 60.0
+    kafka: KafkaSettings,
+    model_name: str,
+    max_events: int,
+    max_age_s: float | None = None,
+    since: dict[int, int] | None = None,
+    timeout_s: float = 60.0,
 ) -> Window:
-    """The last ``max_events`` records of each outcomes partition (and none older than ``max_age_s``),
-    filtered to ``model_name``'s served outcomes and cut to the ``max_events`` most recent of them."""
+    """The last ``max_events`` records of each outcomes partition (none older than ``max_age_s``, none
+    before offset ``since[partition]``), filtered to ``model_name``'s served outcomes and cut to the
+    ``max_events`` most recent of them."""
     topic = kafka.topic("outcomes")
     consumer = Consumer(confluent_config(kafka, {"group.id": "loopline-unused", "enable.auto.commit": False}))
     try:
@@ -53,10 +59,10 @@ def read_window(
         spans: list[OffsetRange] = []
         for partition in partitions:
             low, high = watermarks(consumer, TopicPartition(topic, partition), timeout_s)
-            start = max(low, high - max_events)
+            start = max(low, high - max_events, (since or {}).get(partition, 0))
             if max_age_s is not None:
-                since = TopicPartition(topic, partition, int((time.time() - max_age_s) * 1000))
-                found = consumer.offsets_for_times([since], timeout=timeout_s)[0].offset
+                oldest = TopicPartition(topic, partition, int((time.time() - max_age_s) * 1000))
+                found = consumer.offsets_for_times([oldest], timeout=timeout_s)[0].offset
                 start = max(start, found if found >= 0 else high)
             if high > start:
                 spans.append(OffsetRange(topic=topic, partition=partition, start=start, end=high - 1))
