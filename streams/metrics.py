@@ -71,7 +71,9 @@ CONSUMER_LAG = Gauge(
     "loopline_consumer_lag", "Records of a partition not yet read by a group", ["group", "topic", "partition"]
 )
 RETRAINS = Counter(
-    "loopline_retrains", "Retrain requests by result: promoted, rejected, refused, coalesced", ["model", "result"]
+    "loopline_retrains",
+    "Retrain requests by result: promoted, rejected, refused, failed, coalesced",
+    ["model", "result"],
 )
 ROLLBACKS = Counter("loopline_rollbacks", "Automatic rollbacks of a newly serving version", ["model"])
 RETRAIN_REQUESTS = Counter("loopline_retrain_requests", "Retrain requests raised", ["model", "requested_by"])

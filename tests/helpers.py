@@ -55,3 +55,19 @@ def tampered(version: ModelVersion) -> ModelVersion:
 
 def rows(n, seed=0):
     return np.random.default_rng(seed).normal(size=(n, N_FEATURES)).astype(np.float32)
+
+
+def send_labeled_events(kafka, x, y, start, classes=("no", "yes")):
+    """Feature events (10 ms of event time apart from number ``start`` on) and their labels a minute later."""
+    from streams.kafka.clients import send_all
+
+    label = Codec.load("label")
+    ids = [str(uuid.uuid4()) for _ in range(len(x))]
+    times = [1_795_000_000_000 + (start + i) * 10 for i in range(len(x))]
+    send_all(
+        kafka, kafka.topic("features"), [(e, features_record(v, e, t)) for e, v, t in zip(ids, x, times, strict=True)]
+    )
+    labels = [(e, label.encode({"event_id": e, "event_time": t + 60_000, "label": classes[c]}))
+              for e, c, t in zip(ids, y.tolist(), times, strict=True)]  # fmt: skip
+    send_all(kafka, kafka.topic("labels"), labels)
+    return ids

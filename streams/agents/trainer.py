@@ -77,6 +77,11 @@ class Requests:
             log.warning("retrain of %s refused: %s", model, exc)
             await self._refuse([record for record, _ in requests], exc.reason, str(exc))
             return
+        except Exception as exc:  # a failed training must not stop the worker: answer with the cause
+            RETRAINS.labels(model, "failed").inc()
+            log.exception("retrain of %s failed", model)
+            await self._refuse([record for record, _ in requests], "internal-error", repr(exc))
+            return
         self.trained_at[model] = int(time.time() * 1000)
         RETRAINS.labels(model, "promoted" if records[-1].status == "serving" else "rejected").inc()
 

@@ -107,5 +107,5 @@ def read_ranges(kafka: KafkaSettings, model_name: str, ranges: list[OffsetRange]
             seen.add(outcome["event_id"])
             values.append(outcome["values"])
             labels.append(str(outcome["label"]))
-    x = np.asarray(values, dtype=np.float32).reshape(len(values), -1)
+    x = np.asarray(values, dtype=np.float32) if values else np.zeros((0, 0), dtype=np.float32)
     return Window(x, labels, list(ranges))

@@ -1,31 +1,16 @@
 """Inference, join and drift workers together against the session broker: drift in, one retrain request out."""
 
-import uuid
-
 from models import ArtifactStore
 from models.datasets import Concept, sample
 from streams.codec import Codec
-from streams.kafka.clients import read_to_end, send_all
+from streams.kafka.clients import read_to_end
 from streams.kafka.topics import create_topics
 from streams.kafka.versions import publish_versions
-from tests.helpers import N_FEATURES, features_record, trained_model, version_of
+from tests.helpers import N_FEATURES, send_labeled_events, trained_model, version_of
 from tests.workers import decoded, wait_for, wait_records, worker
 
 T0 = 1_795_000_000_000
-LABEL, OUTCOME = Codec.load("label"), Codec.load("outcome")
-CLASSES = ["no", "yes"]
-
-
-def send_events(kafka, x, y, start):
-    """Feature events and, a minute of event time later, their labels."""
-    ids = [str(uuid.uuid4()) for _ in range(len(x))]
-    times = [T0 + (start + i) * 10 for i in range(len(x))]
-    send_all(
-        kafka, kafka.topic("features"), [(e, features_record(v, e, t)) for e, v, t in zip(ids, x, times, strict=True)]
-    )
-    labels = [(e, LABEL.encode({"event_id": e, "event_time": t + 60_000, "label": CLASSES[c]}))
-              for e, c, t in zip(ids, y.tolist(), times, strict=True)]  # fmt: skip
-    send_all(kafka, kafka.topic("labels"), labels)
+OUTCOME = Codec.load("outcome")
 
 
 def test_drift_in_the_input_stream_ends_in_exactly_one_retrain_request(kafka, tmp_path):
@@ -41,8 +26,8 @@ def test_drift_in_the_input_stream_ends_in_exactly_one_retrain_request(kafka, tm
         worker("join", kafka, tmp_path, **env),
         worker("drift", kafka, tmp_path, **env) as drift,
     ):
-        send_events(kafka, *before, start=0)
-        send_events(kafka, *after, start=1500)
+        send_labeled_events(kafka, *before, start=0)
+        send_labeled_events(kafka, *after, start=1500)
         wait_records(kafka, "retrain-requests", "retrain_request", 1, timeout_s=120)
         # 3,000 predictions and 3,000 outcomes: the drift worker has seen the whole stream.
         wait_for(lambda: drift.metric("loopline_events_in_total") == 6000, timeout_s=120, what="every outcome")

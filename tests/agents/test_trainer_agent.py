@@ -1,0 +1,141 @@
+"""The trainer worker against the session broker: the closed loop, the gate, refusals and the rollback guard."""
+
+import time
+from dataclasses import replace
+
+import pytest
+
+from models import ArtifactStore, Registry, Status
+from models.datasets import Concept, sample
+from streams.cli import main
+from streams.codec import Codec
+from streams.kafka.clients import send_all
+from streams.kafka.topics import create_topics
+from streams.kafka.versions import load_registry, publish_versions
+from streams.trainer.reproduce import reproduce
+from tests.helpers import N_FEATURES, send_labeled_events, trained_model, version_of
+from tests.samples import SAMPLES
+from tests.workers import decoded, wait_for, worker
+
+CONCEPT_1, CONCEPT_2 = Concept(seed=1, n_features=N_FEATURES), Concept(seed=2, n_features=N_FEATURES)
+
+
+@pytest.fixture
+def setup(kafka, tmp_path, monkeypatch):
+    create_topics(kafka)
+    store = ArtifactStore(tmp_path / "artifacts", 1 << 20)
+    env = {"LOOPLINE_INFERENCE_MODEL_NAME": "m", "LOOPLINE_REGISTRY_ARTIFACT_DIR": str(tmp_path / "artifacts")}
+    for name, value in {"LOOPLINE_KAFKA_BOOTSTRAP_SERVERS": kafka.bootstrap_servers,
+                        "LOOPLINE_KAFKA_TOPIC_PREFIX": kafka.topic_prefix}.items():  # fmt: skip
+        monkeypatch.setenv(name, value)
+    return kafka, store, tmp_path, env
+
+
+def outcomes_of(kafka, version, since=0, until=2**62):
+    return [o for o in decoded(kafka, "outcomes", "outcome")
+            if o["model_version"] == version and not o["shadow"] and since <= o["event_time"] < until]  # fmt: skip
+
+
+def accuracy(outcomes):
+    return sum(o["correct"] for o in outcomes) / len(outcomes)
+
+
+def serving(kafka):
+    return load_registry(kafka).serving("m").version
+
+
+def test_a_drift_ends_in_a_new_serving_version_that_recovers_the_accuracy(setup):
+    kafka, store, tmp, env = setup
+    publish_versions(kafka, [version_of(trained_model(concept_seed=1), 1, store)])
+    trainer_env = env | {"LOOPLINE_TRAINER_MIN_EVENTS": "1500", "LOOPLINE_TRAINER_DEVICE": "cpu"}
+    with (
+        worker("inference", kafka, tmp, **env),
+        worker("join", kafka, tmp, **env),
+        worker("drift", kafka, tmp, **env, LOOPLINE_DRIFT_MIN_SAMPLES="300"),
+        worker("trainer", kafka, tmp, **trainer_env),
+    ):
+        send_labeled_events(kafka, *sample(CONCEPT_1, 1500, seed=10), start=0)
+        wait_for(lambda: len(outcomes_of(kafka, 1)) >= 1500, what="the outcomes before the drift")
+        onset = 1_795_000_000_000 + 1500 * 10
+        sent, chunk = 1500, 0
+        # After the onset the labels follow concept 2, paced, until version 2 serves; then 1,500 more.
+        deadline = time.monotonic() + 240
+        while serving(kafka) == 1 and time.monotonic() < deadline:
+            x, _ = sample(CONCEPT_1, 200, seed=100 + chunk)
+            send_labeled_events(kafka, x, CONCEPT_2.label(x), start=sent)
+            sent, chunk = sent + 200, chunk + 1
+            time.sleep(0.5)
+        assert serving(kafka) == 2, "no new version came to serve"
+        x, _ = sample(CONCEPT_1, 1500, seed=999)
+        send_labeled_events(kafka, x, CONCEPT_2.label(x), start=sent)
+        wait_for(lambda: len(outcomes_of(kafka, 2)) >= 1200, timeout_s=120, what="outcomes of version 2")
+    before, drifted = outcomes_of(kafka, 1, until=onset), outcomes_of(kafka, 1, since=onset)
+    after = outcomes_of(kafka, 2)
+    assert accuracy(before) > 0.9 and accuracy(drifted) < 0.65  # the drift hurt
+    assert accuracy(after) > 0.8  # and the new version recovered most of it
+    requests = decoded(kafka, "retrain-requests", "retrain_request")
+    assert len(requests) == 1 and requests[0]["requested_by"] == "drift"
+    version = load_registry(kafka).get("m", 2)
+    assert version.status == Status.SERVING and "gate passed" in version.reason
+    assert version.lineage["parent_version"] == 1
+    data = version.lineage["data"]
+    assert [r["topic"] for r in data] == [kafka.topic("outcomes")]
+    assert data[0]["start"] > requests[0]["evidence"]["offsets"][0]["end"]  # trained on the new world only
+    assert version.metrics["holdout_accuracy"] > version.metrics["serving_holdout_accuracy"]
+    assert load_registry(kafka).get("m", 1).status == Status.RETIRED
+    assert reproduce(kafka, version).identical
+
+
+def test_requests_are_gated_coalesced_or_refused_with_a_reason(setup, capsys):
+    kafka, store, tmp, env = setup
+    publish_versions(kafka, [version_of(trained_model(concept_seed=1), 1, store),
+                             version_of(trained_model(concept_seed=1), 1, store, name="few")])  # fmt: skip
+    outcome = Codec.load("outcome")
+    x, y = sample(CONCEPT_1, 1200, seed=3)
+    records = [("m", outcome.encode(SAMPLES["outcome"] | {"event_id": f"e{i}", "model_name": "m", "model_version": 1,
+                                                          "values": v.tolist(), "label": ["no", "yes"][c]}))
+               for i, (v, c) in enumerate(zip(x, y.tolist(), strict=True))]  # fmt: skip
+    send_all(kafka, kafka.topic("outcomes"), records)
+    for model in ("m", "m", "m", "nope", "few"):
+        assert main(["retrain", model]) == 0
+    with worker("trainer", kafka, tmp, **env, LOOPLINE_TRAINER_MIN_IMPROVEMENT="0.05", LOOPLINE_TRAINER_DEVICE="cpu"):
+        wait_for(lambda: len(decoded(kafka, "dead-letters", "dead_letter")) >= 2, what="the refusals")
+        wait_for(lambda: len(load_registry(kafka).versions("m")) == 2, what="the candidate")
+    letters = {
+        d["key"].decode(): (d["agent"], d["reason"], d["error"]) for d in decoded(kafka, "dead-letters", "dead_letter")
+    }
+    assert letters["nope"][:2] == ("trainer", "unknown-model") and "not a registered model" in letters["nope"][2]
+    assert letters["few"][:2] == ("trainer", "too-few-outcomes") and "0 labeled outcomes" in letters["few"][2]
+    registry = load_registry(kafka)
+    candidate = registry.get("m", 2)  # three requests, one training
+    assert candidate.status == Status.REJECTED and "gate failed" in candidate.reason
+    assert registry.serving("m").version == 1
+
+
+def test_a_planted_regression_is_rolled_back_by_itself(setup):
+    kafka, store, tmp, env = setup
+    good = version_of(trained_model(concept_seed=1), 1, store)
+    publish_versions(kafka, [good])
+    with (
+        worker("inference", kafka, tmp, **env),
+        worker("join", kafka, tmp, **env),
+        worker("trainer", kafka, tmp, **env, LOOPLINE_TRAINER_GUARD_OUTCOMES="200"),
+    ):
+        send_labeled_events(kafka, *sample(CONCEPT_1, 400, seed=1), start=0)
+        wait_for(lambda: len(outcomes_of(kafka, 1)) >= 400, what="the good version's outcomes")
+        bad = version_of(trained_model(concept_seed=2), 2, store, status=Status.CANDIDATE)
+        bad = replace(bad, lineage=bad.lineage | {"parent_version": 1})
+        registry = Registry()
+        registry.apply(good)
+        registry.apply(bad)
+        publish_versions(kafka, [bad, *registry.promote("m", 2, "planted regression")])
+        # Events keep coming; the guard judges version 2 on its first 200 outcomes.
+        for chunk in range(120):
+            send_labeled_events(kafka, *sample(CONCEPT_1, 50, seed=50 + chunk), start=400 + chunk * 50)
+            if outcomes_of(kafka, 2) and serving(kafka) == 1:
+                break
+            time.sleep(0.5)
+        assert outcomes_of(kafka, 2) and serving(kafka) == 1, "the regression was not rolled back"
+    back = load_registry(kafka).get("m", 1)
+    assert "rollback from version 2: automatic: online accuracy" in back.reason
+    assert accuracy(outcomes_of(kafka, 2)[:200]) < accuracy(outcomes_of(kafka, 1)[:400]) - 0.05
