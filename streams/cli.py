@@ -72,16 +72,10 @@ def cmd_db(args: argparse.Namespace) -> int:
 
 def cmd_demo(args: argparse.Namespace) -> int:
     from streams.demo import run_demo
-    from streams.settings import InferenceSettings, RegistrySettings
+    from streams.settings import DemoSettings, RegistrySettings
 
-    run_demo(
-        KafkaSettings(),
-        BrokerSettings(),
-        ClickHouseSettings(),
-        RegistrySettings(),
-        InferenceSettings(),
-        events=args.events,
-    )
+    overrides = {"events": args.events} if args.events is not None else {}
+    run_demo(KafkaSettings(), BrokerSettings(), ClickHouseSettings(), RegistrySettings(), DemoSettings(**overrides))
     return 0
 
 
@@ -185,8 +179,8 @@ def build_parser() -> argparse.ArgumentParser:
     config = sub.add_parser("config", help="print every LOOPLINE_* setting as a markdown table")
     config.set_defaults(func=cmd_config)
 
-    demo = sub.add_parser("demo", help="start the local stack, serve a model and score a few events")
-    demo.add_argument("--events", type=int, default=1000)
+    demo = sub.add_parser("demo", help="the whole loop on a drifting stream: live progress, then a report")
+    demo.add_argument("--events", type=int, help="feature events in the stream (LOOPLINE_DEMO_EVENTS)")
     demo.set_defaults(func=cmd_demo)
     return parser
 

@@ -16,6 +16,7 @@ __all__ = [
     "JOIN_DUPLICATES",
     "JOIN_EXPIRED",
     "JOIN_PENDING",
+    "JOIN_SKIPPED",
     "LABEL_RATE",
     "LATENCY_SECONDS",
     "MODEL_REJECTIONS",
@@ -60,6 +61,9 @@ MODEL_REJECTIONS = Counter("loopline_model_rejections", "Versions that failed th
 OUTCOMES_OUT = Counter("loopline_outcomes_out", "Outcomes emitted by the join", ["model"])
 JOIN_EXPIRED = Counter("loopline_join_expired", "Event ids that left the join state without an outcome", ["reason"])
 JOIN_DUPLICATES = Counter("loopline_join_duplicates", "Repeated features, predictions or labels ignored by the join")
+JOIN_SKIPPED = Counter(
+    "loopline_join_skipped", "Undecodable feature events skipped by the join (inference dead-letters them)"
+)
 JOIN_PENDING = Gauge("loopline_join_pending", "Event ids held by this join worker")
 LABEL_RATE = Gauge("loopline_label_rate", "Share of recent predictions that got a label", ["model", "version"])
 ONLINE_ACCURACY = Gauge("loopline_online_accuracy", "Accuracy over the recent outcomes", ["model", "version", "shadow"])

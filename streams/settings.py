@@ -15,6 +15,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 __all__ = [
     "BrokerSettings",
     "ClickHouseSettings",
+    "DemoSettings",
     "DriftSettings",
     "InferenceSettings",
     "JoinSettings",
@@ -239,6 +240,29 @@ class TrainerSettings(BaseSettings):
     """Accuracy drop against the predecessor that rolls a newly serving version back."""
 
 
+class DemoSettings(BaseSettings):
+    """``loopline demo``: the synthetic drifting stream and where its report goes."""
+
+    model_config = SettingsConfigDict(env_prefix="LOOPLINE_DEMO_", extra="ignore", use_attribute_docstrings=True)
+
+    events: int = Field(default=13_000, ge=100)
+    """Feature events in the stream."""
+    rate: float = Field(default=400.0, gt=0)
+    """Feature events sent per second."""
+    concept_drift_at: int = Field(default=4000, ge=0)
+    """Event from which the labels follow a new concept."""
+    covariate_drift_at: int = Field(default=9000, ge=0)
+    """Event from which feature x3 is shifted."""
+    covariate_shift: float = 2.0
+    """How far x3 moves, in standard deviations."""
+    label_delay: int = Field(default=100, ge=0)
+    """Events between a feature event and its label."""
+    seed: int = 0
+    """Seed of the stream."""
+    report_dir: Path = Path(".loopline/reports")
+    """Where each run writes its report folder (plot and summary)."""
+
+
 class MetricsSettings(BaseSettings):
     """Prometheus exposition of each worker."""
 
@@ -280,5 +304,6 @@ def all_settings_classes() -> list[type[BaseSettings]]:
         DriftSettings,
         SinkSettings,
         TrainerSettings,
+        DemoSettings,
         MetricsSettings,
     ]

@@ -25,6 +25,7 @@ from streams.metrics import (
     JOIN_DUPLICATES,
     JOIN_EXPIRED,
     JOIN_PENDING,
+    JOIN_SKIPPED,
     LABEL_RATE,
     OUTCOMES_OUT,
 )
@@ -104,6 +105,7 @@ def _record_metrics(size: int, pending: int, out: JoinOutput) -> None:
     BATCH_SIZE.labels("join").observe(size)
     JOIN_PENDING.set(pending)
     JOIN_DUPLICATES.inc(out.duplicates)
+    JOIN_SKIPPED.inc(out.skipped)
     for reason, count in out.expired.items():
         JOIN_EXPIRED.labels(reason).inc(count)
     for reason, count in Counter(out.dead_reasons).items():

@@ -127,19 +127,30 @@ class BlockMonitor:
             if self.mean is None:
                 self.mean = full.mean(axis=0)
                 self.std = np.maximum(full.std(axis=0), 1e-9)
+                # The detectors start with the reference in their window, so that a change soon after
+                # the warm-up has a baseline to stand out from.
+                for first in range(0, len(full) - self.block + 1, self.block):
+                    self._feed(full[first : first + self.block].mean(axis=0))
                 continue
             detections += self._block(full.mean(axis=0), start - 1)
         return detections
 
-    def _block(self, means: np.ndarray, index: int) -> list[Detection]:
+    def _feed(self, means: np.ndarray) -> list[int]:
+        """Update every column's detector with one block's standardised mean; the columns that fired."""
         assert self.mean is not None and self.std is not None
-        self.recent.append(means)
-        shifts = (means - self.mean) / self.std
         fired = []
-        for column, (detector, shift) in enumerate(zip(self.detectors, shifts.tolist(), strict=True)):
+        for column, (detector, shift) in enumerate(
+            zip(self.detectors, ((means - self.mean) / self.std).tolist(), strict=True)
+        ):
             detector.update(shift)
             if detector.drift_detected:
                 fired.append(column)
+        return fired
+
+    def _block(self, means: np.ndarray, index: int) -> list[Detection]:
+        assert self.mean is not None and self.std is not None
+        self.recent.append(means)
+        fired = self._feed(means)
         if not fired:
             return []
         recent = np.mean(self.recent, axis=0)

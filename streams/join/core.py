@@ -73,6 +73,8 @@ class JoinOutput:
     dead_letters: list[KeyValue] = field(default_factory=list)
     dead_reasons: list[str] = field(default_factory=list)
     duplicates: int = 0
+    skipped: int = 0
+    """Undecodable feature events: the inference agent dead-letters those."""
     expired: Counter[str] = field(default_factory=Counter)
     """Why entries left the state without any outcome: no-prediction, no-label, no-features, or evicted
     (pushed out by ``max_pending`` before their time)."""
@@ -157,7 +159,10 @@ class JoinCore:
             try:
                 decoded = self.codecs[record.topic].decode(record.value)
             except CodecError as exc:
-                self._dead(out, record, exc.reason, str(exc))
+                if record.topic == self.topics.features:
+                    out.skipped += 1  # the inference agent dead-letters a bad feature event; once is enough
+                else:
+                    self._dead(out, record, exc.reason, str(exc))
                 continue
             except KeyError:
                 self._dead(out, record, "unknown-topic", f"the join does not read {record.topic}")

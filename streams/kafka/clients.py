@@ -11,22 +11,36 @@ from confluent_kafka import Consumer, KafkaError, KafkaException, Message, Produ
 from streams.kafka.config import confluent_config
 from streams.settings import KafkaSettings
 
-__all__ = ["consume", "read_to_end", "read_topic", "send_all", "watermarks"]
+__all__ = ["consume", "make_sender", "read_to_end", "read_topic", "send_all", "watermarks"]
 
 
-def send_all(settings: KafkaSettings, topic: str, records: Iterable[tuple[bytes | str | None, bytes]]) -> int:
-    """Produce ``(key, value)`` records to ``topic`` and wait until the broker acknowledged each.
+def make_sender(settings: KafkaSettings) -> Producer:
+    """A producer that waits for every in-sync replica and partitions keys with murmur2.
 
-    Raises:
-        KafkaException: a record was not acknowledged.
+    murmur2 is the Java client's (and aiokafka's) partitioner: the data topics are co-partitioned
+    by event_id only if every producer hashes keys the same way.
     """
-    # murmur2 is the Java client's (and aiokafka's) partitioner: the data topics are co-partitioned
-    # by event_id only if every producer hashes keys the same way.
-    producer = Producer(
+    return Producer(
         confluent_config(
             settings, {"acks": "all", "linger.ms": 5, "enable.idempotence": True, "partitioner": "murmur2_random"}
         )
     )
+
+
+def send_all(
+    settings: KafkaSettings,
+    topic: str,
+    records: Iterable[tuple[bytes | str | None, bytes]],
+    producer: Producer | None = None,
+) -> int:
+    """Produce ``(key, value)`` records to ``topic`` and wait until the broker acknowledged each.
+
+    Pass a ``producer`` from :func:`make_sender` to reuse it across calls (a new one costs a connection).
+
+    Raises:
+        KafkaException: a record was not acknowledged.
+    """
+    producer = producer or make_sender(settings)
     failures: list[KafkaError] = []
 
     def on_delivery(err: KafkaError | None, _msg: Message) -> None:

@@ -170,3 +170,8 @@ def test_a_restart_sends_no_dead_letter_twice():
     join = core()
     join.assign({("l", 0): 6})
     assert join.process([garbage]).dead_letters == []
+
+
+def test_a_bad_feature_event_is_skipped_not_dead_lettered_twice():
+    out = core().process([SourceRecord(b"x", b"junk", "f", 0, 0, T0)])
+    assert out.skipped == 1 and out.dead_letters == []

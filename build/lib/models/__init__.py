@@ -1,0 +1,28 @@
+"""loopline's model code: the network, training, export, runtime backends and the registry."""
+
+from models.artifacts import ArtifactError, ArtifactStore, sha256_hex
+from models.mlp import TabularMLP
+from models.registry import ArtifactFormat, ModelVersion, Registry, RegistryError, Status
+from models.runtime import Backend, BackendError, BackendInfo, load_backend
+from models.train import TrainConfig, train_mlp
+from models.versions import bootstrap_version, make_version
+
+__all__ = [
+    "ArtifactError",
+    "ArtifactFormat",
+    "ArtifactStore",
+    "Backend",
+    "BackendError",
+    "BackendInfo",
+    "ModelVersion",
+    "Registry",
+    "RegistryError",
+    "Status",
+    "TabularMLP",
+    "TrainConfig",
+    "bootstrap_version",
+    "load_backend",
+    "make_version",
+    "sha256_hex",
+    "train_mlp",
+]

@@ -1,0 +1,118 @@
+"""Turning a trained :class:`TabularMLP` into a registry version, and the bootstrap helper."""
+
+from __future__ import annotations
+
+import importlib.metadata
+import platform
+import time
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+import torch
+
+from models.artifacts import ArtifactStore
+from models.export import state_dict_bytes, to_onnx
+from models.mlp import TabularMLP
+from models.registry import ArtifactFormat, ModelVersion, Status, empty_lineage
+from models.train import TrainConfig, accuracy, train_mlp
+
+__all__ = ["bootstrap_version", "make_version", "package_versions"]
+
+
+def package_versions() -> dict[str, str]:
+    """Versions of the packages that shape a trained model, for its lineage."""
+    names = ["loopline", "torch", "numpy", "onnx", "onnxruntime-gpu"]
+    found = {"python": platform.python_version()}
+    for name in names:
+        try:
+            found[name] = importlib.metadata.version(name)
+        except importlib.metadata.PackageNotFoundError:
+            continue
+    return found
+
+
+def make_version(
+    model: TabularMLP,
+    *,
+    model_name: str,
+    version: int,
+    feature_names: Sequence[str],
+    classes: Sequence[str],
+    store: ArtifactStore,
+    artifact_format: ArtifactFormat = ArtifactFormat.ONNX,
+    metrics: dict[str, float] | None = None,
+    lineage: dict[str, Any] | None = None,
+    status: Status = Status.CANDIDATE,
+    reason: str = "",
+) -> ModelVersion:
+    """A version of ``model`` with its artifact attached (inline or in the store's directory).
+
+    The lineage's hyper-parameters always carry the hidden widths: a state dict can't be loaded
+    without them.
+    """
+    if len(feature_names) != model.n_features or len(classes) != model.n_classes:
+        raise ValueError("feature names and classes must match the model's input and output widths")
+    data = to_onnx(model) if artifact_format == ArtifactFormat.ONNX else state_dict_bytes(model)
+    lineage = lineage or empty_lineage()
+    widths = ",".join(str(width) for width in model.hidden)
+    lineage = lineage | {"hyperparameters": {"hidden": widths, **lineage["hyperparameters"]}}
+    draft = ModelVersion(
+        model_name=model_name,
+        version=version,
+        status=status,
+        artifact_format=artifact_format,
+        sha256="",
+        feature_names=list(feature_names),
+        classes=list(classes),
+        metrics=dict(metrics or {}),
+        lineage=lineage,
+        reason=reason,
+    )
+    return store.attach(draft, data)
+
+
+def bootstrap_version(
+    x: np.ndarray,
+    y: np.ndarray,
+    *,
+    model_name: str,
+    feature_names: Sequence[str],
+    classes: Sequence[str],
+    store: ArtifactStore,
+    config: TrainConfig | None = None,
+    version: int = 1,
+    artifact_format: ArtifactFormat = ArtifactFormat.ONNX,
+    holdout_fraction: float = 0.2,
+) -> ModelVersion:
+    """Train a first version from a dataset (the most recent ``holdout_fraction`` rows held out).
+
+    The version is a candidate with ``holdout_accuracy`` in its metrics; promote it to serve.
+    """
+    config = config or TrainConfig()
+    split = int(len(x) * (1 - holdout_fraction))
+    start = time.perf_counter()
+    model = train_mlp(x[:split], y[:split], len(classes), config)
+    duration_ms = int((time.perf_counter() - start) * 1000)
+    with torch.inference_mode():
+        holdout = accuracy(model(torch.from_numpy(x[split:])).numpy(), y[split:])
+    lineage = empty_lineage() | {
+        "code_version": package_versions().get("loopline", ""),
+        "hyperparameters": config.as_strings(),
+        "seed": config.seed,
+        "packages": package_versions(),
+        "device": "cpu",
+        "duration_ms": duration_ms,
+    }
+    return make_version(
+        model,
+        model_name=model_name,
+        version=version,
+        feature_names=feature_names,
+        classes=classes,
+        store=store,
+        artifact_format=artifact_format,
+        metrics={"holdout_accuracy": holdout, "train_rows": float(split)},
+        lineage=lineage,
+        reason="bootstrap from a dataset",
+    )

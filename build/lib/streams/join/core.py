@@ -1,0 +1,281 @@
+"""The join core: the features, prediction and label of one event_id in, one outcome out.
+
+No Kafka here. The agent shell hands over batches of records from the co-partitioned features,
+predictions, shadow-predictions and labels topics, in any arrival order, and sends what comes back.
+
+State is one :class:`Entry` per event_id, kept until ``ttl_ms`` of stream time (the largest record
+timestamp seen) after its first record, or until ``max_pending`` newer entries push it out. An
+entry emits one outcome for the serving prediction and one for the shadow prediction, each once
+all three parts are there; a repeated part is counted and ignored.
+
+Restarts: the shell commits, per input partition, the offset of the oldest record still held in
+state (:meth:`JoinCore.positions`), with the offset reached so far as commit metadata. A restarted
+worker re-reads from the commit and so rebuilds its state; :meth:`JoinCore.assign` passes the
+reached offsets back, and an outcome whose parts all lie below them (or a dead letter of a record
+below them) was sent before, so it is not sent again.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import Counter, deque
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from streams.codec import Codec, CodecError
+from streams.deadletters import DeadLetters, SourceRecord
+from streams.quality import SlidingMean
+
+__all__ = ["Entry", "JoinCore", "JoinOutput", "JoinTopics"]
+
+KeyValue = tuple[bytes, bytes]
+Partition = tuple[str, int]
+Part = tuple[dict[str, Any], Partition, int]  # decoded record, its partition and offset
+RawPart = tuple[bytes, Partition, int]  # features are held as bytes (a tenth of the memory) and decoded again to emit
+MIN_SCORE = 1e-7
+
+
+@dataclass(frozen=True)
+class JoinTopics:
+    """The four input topics of the join (full names, prefix included)."""
+
+    features: str
+    predictions: str
+    shadow_predictions: str
+    labels: str
+
+    @property
+    def all(self) -> list[str]:
+        return [self.features, self.predictions, self.shadow_predictions, self.labels]
+
+
+@dataclass(eq=False)
+class Entry:
+    """Everything known about one event_id."""
+
+    event_id: str
+    partition: int
+    deadline_ms: int
+    features: RawPart | None = None
+    label: Part | None = None
+    predictions: dict[bool, Part] = field(default_factory=dict)
+    """shadow flag → the prediction part."""
+    emitted: set[bool] = field(default_factory=set)
+    live: bool = True
+
+
+@dataclass
+class JoinOutput:
+    """What one batch produced."""
+
+    outcomes: list[KeyValue] = field(default_factory=list)
+    dead_letters: list[KeyValue] = field(default_factory=list)
+    dead_reasons: list[str] = field(default_factory=list)
+    duplicates: int = 0
+    expired: Counter[str] = field(default_factory=Counter)
+    """Why entries left the state without any outcome: no-prediction, no-label, no-features, or evicted
+    (pushed out by ``max_pending`` before their time)."""
+    label_rates: dict[tuple[str, int], float] = field(default_factory=dict)
+    """(model, version) → label rate now, for the versions this batch touched."""
+
+
+class JoinCore:
+    """Joins features, predictions and labels by event_id in bounded state.
+
+    Args:
+        topics: the input topic names.
+        classes: the class names of a (model, version), in score order; raises KeyError for an
+            unknown version.
+        ttl_ms: how long an entry waits for its other parts (the longest label delay).
+        max_pending: the most entries held; beyond it the oldest are evicted.
+        quality_window: predictions per version in the label-rate window.
+    """
+
+    def __init__(
+        self,
+        topics: JoinTopics,
+        classes: Callable[[str, int], Sequence[str]],
+        ttl_ms: int,
+        max_pending: int,
+        quality_window: int,
+    ) -> None:
+        self.topics, self.classes, self.ttl_ms, self.max_pending = topics, classes, ttl_ms, max_pending
+        self.quality_window = quality_window
+        self.codecs = {
+            topics.features: Codec.load("features"),
+            topics.predictions: Codec.load("prediction"),
+            topics.shadow_predictions: Codec.load("prediction"),
+            topics.labels: Codec.load("label"),
+        }
+        self.outcome_codec = Codec.load("outcome")
+        self.dead = DeadLetters("join")
+        self.entries: dict[str, Entry] = {}
+        self.by_age: deque[Entry] = deque()
+        self.held: dict[Partition, deque[tuple[int, Entry]]] = {}
+        self.reached: dict[Partition, int] = {}
+        self.replay_until: dict[Partition, int] = {}
+        self.label_rate: dict[tuple[str, int], SlidingMean] = {}
+        self.now_ms = 0
+
+    def assign(self, replay_until: dict[Partition, int]) -> None:
+        """New input partitions, with the offsets reached before a restart (from the commit metadata)."""
+        self.replay_until.update(replay_until)
+
+    def revoke(self, partitions: Iterable[int]) -> None:
+        """Forget the state of input partitions given to another worker."""
+        gone = set(partitions)
+        for entry in self.entries.values():
+            if entry.partition in gone:
+                entry.live = False
+        self.entries = {k: e for k, e in self.entries.items() if e.live}
+        self.by_age = deque(e for e in self.by_age if e.live)
+        for tp in [tp for tp in self.reached if tp[1] in gone]:
+            del self.reached[tp]
+            self.held.pop(tp, None)
+            self.replay_until.pop(tp, None)
+
+    def positions(self) -> dict[Partition, tuple[int, int]]:
+        """Per input partition: (offset to commit, offset reached) after the records processed so far."""
+        result = {}
+        for tp, reached in self.reached.items():
+            held = self.held.get(tp, deque())
+            while held and not held[0][1].live:
+                held.popleft()
+            result[tp] = (held[0][0] if held else reached, reached)
+        return result
+
+    def process(self, records: Sequence[SourceRecord]) -> JoinOutput:
+        """Join one batch of records from any of the input topics."""
+        out = JoinOutput()
+        for record in records:
+            tp = (record.topic, record.partition)
+            self.reached[tp] = max(self.reached.get(tp, 0), record.offset + 1)
+            if record.timestamp_ms > self.now_ms:
+                self.now_ms = record.timestamp_ms
+                self._expire(out)
+            try:
+                decoded = self.codecs[record.topic].decode(record.value)
+            except CodecError as exc:
+                self._dead(out, record, exc.reason, str(exc))
+                continue
+            except KeyError:
+                self._dead(out, record, "unknown-topic", f"the join does not read {record.topic}")
+                continue
+            self._add(out, record, decoded)
+        self._expire(out)
+        return out
+
+    def _dead(self, out: JoinOutput, record: SourceRecord, reason: str, error: str) -> None:
+        if record.offset < self.replay_until.get((record.topic, record.partition), 0):
+            return  # sent before the restart
+        out.dead_letters.append(self.dead.encode(record, reason, error))
+        out.dead_reasons.append(reason)
+
+    def _add(self, out: JoinOutput, record: SourceRecord, decoded: dict[str, Any]) -> None:
+        if record.topic in (self.topics.predictions, self.topics.shadow_predictions):
+            try:
+                self.classes(decoded["model_name"], decoded["model_version"])
+            except KeyError:
+                name, version = decoded["model_name"], decoded["model_version"]
+                self._dead(out, record, "unknown-model-version", f"no version {version} of {name} is registered")
+                return
+        entry = self.entries.get(decoded["event_id"])
+        if entry is None:
+            entry = Entry(decoded["event_id"], record.partition, record.timestamp_ms + self.ttl_ms)
+            self.entries[entry.event_id] = entry
+            self.by_age.append(entry)
+        part: Part = (decoded, (record.topic, record.partition), record.offset)
+        if record.topic == self.topics.features:
+            duplicate = entry.features is not None
+            entry.features = entry.features or (record.value, part[1], part[2])
+        elif record.topic == self.topics.labels:
+            duplicate = entry.label is not None
+            entry.label = entry.label or part
+        else:
+            shadow = bool(decoded["shadow"])
+            duplicate = shadow in entry.predictions
+            entry.predictions.setdefault(shadow, part)
+        if duplicate:
+            out.duplicates += 1
+            return
+        tp = (record.topic, record.partition)
+        if tp not in self.held:
+            self.held[tp] = deque()
+        self.held[tp].append((record.offset, entry))
+        self._emit(out, entry)
+
+    def _emit(self, out: JoinOutput, entry: Entry) -> None:
+        if entry.features is None or entry.label is None:
+            return
+        for shadow, prediction in entry.predictions.items():
+            if shadow in entry.emitted:
+                continue
+            entry.emitted.add(shadow)
+            model, version = prediction[0]["model_name"], prediction[0]["model_version"]
+            rate = self._label_rate(model, version)
+            if not shadow:
+                rate.add(1.0)
+                out.label_rates[(model, version)] = rate.mean
+            parts = (entry.features, prediction, entry.label)
+            if all(offset < self.replay_until.get(tp, 0) for _, tp, offset in parts):
+                continue  # sent before the restart
+            value = self.outcome_codec.encode(
+                self._outcome(
+                    self.codecs[self.topics.features].decode(entry.features[0]),
+                    prediction[0],
+                    entry.label[0],
+                    rate.mean,
+                )
+            )
+            out.outcomes.append((model.encode(), value))
+
+    def _outcome(
+        self, features: dict[str, Any], prediction: dict[str, Any], label: dict[str, Any], label_rate: float
+    ) -> dict[str, Any]:
+        classes = list(self.classes(prediction["model_name"], prediction["model_version"]))
+        scores = prediction["scores"]
+        truth = label["label"]
+        score = scores[classes.index(truth)] if truth in classes and len(scores) == len(classes) else 0.0
+        event_time = features["event_time"]
+        return {
+            "event_id": features["event_id"],
+            "event_time": event_time,
+            "entity_id": features["entity_id"],
+            "values": features["values"],
+            "model_name": prediction["model_name"],
+            "model_version": prediction["model_version"],
+            "shadow": prediction["shadow"],
+            "scores": scores,
+            "predicted_class": prediction["predicted_class"],
+            "label": truth,
+            "label_time": label["event_time"],
+            "prediction_delay_ms": prediction["prediction_time"] - event_time,
+            "label_delay_ms": label["event_time"] - event_time,
+            "correct": prediction["predicted_class"] == truth,
+            "log_loss": -math.log(max(score, MIN_SCORE)),
+            "label_rate": label_rate,
+        }
+
+    def _label_rate(self, model: str, version: int) -> SlidingMean:
+        key = (model, version)
+        if key not in self.label_rate:
+            self.label_rate[key] = SlidingMean(self.quality_window)
+        return self.label_rate[key]
+
+    def _expire(self, out: JoinOutput) -> None:
+        while self.by_age and (self.by_age[0].deadline_ms < self.now_ms or len(self.entries) > self.max_pending):
+            entry = self.by_age.popleft()
+            if not entry.live:
+                continue
+            entry.live = False
+            del self.entries[entry.event_id]
+            if not entry.emitted:
+                missing = "prediction" if not entry.predictions else "label" if entry.label is None else "features"
+                out.expired["evicted" if entry.deadline_ms >= self.now_ms else f"no-{missing}"] += 1
+            serving = entry.predictions.get(False)
+            if serving is not None and entry.label is None:
+                model, version = serving[0]["model_name"], serving[0]["model_version"]
+                rate = self._label_rate(model, version)
+                rate.add(0.0)
+                out.label_rates[(model, version)] = rate.mean

@@ -1,0 +1,149 @@
+"""Plain confluent-kafka helpers for the CLI, the demo and tests: send records, read them back."""
+
+from __future__ import annotations
+
+import time
+import uuid
+from collections.abc import Callable, Iterable
+
+from confluent_kafka import Consumer, KafkaError, KafkaException, Message, Producer, TopicPartition
+
+from streams.kafka.config import confluent_config
+from streams.settings import KafkaSettings
+
+__all__ = ["consume", "read_to_end", "read_topic", "send_all", "watermarks"]
+
+
+def send_all(settings: KafkaSettings, topic: str, records: Iterable[tuple[bytes | str | None, bytes]]) -> int:
+    """Produce ``(key, value)`` records to ``topic`` and wait until the broker acknowledged each.
+
+    Raises:
+        KafkaException: a record was not acknowledged.
+    """
+    # murmur2 is the Java client's (and aiokafka's) partitioner: the data topics are co-partitioned
+    # by event_id only if every producer hashes keys the same way.
+    producer = Producer(
+        confluent_config(
+            settings, {"acks": "all", "linger.ms": 5, "enable.idempotence": True, "partitioner": "murmur2_random"}
+        )
+    )
+    failures: list[KafkaError] = []
+
+    def on_delivery(err: KafkaError | None, _msg: Message) -> None:
+        if err is not None:
+            failures.append(err)
+
+    count = 0
+    for key, value in records:
+        while True:
+            try:
+                producer.produce(topic, value=value, key=key, on_delivery=on_delivery)
+                break
+            except BufferError:
+                producer.poll(0.1)
+        producer.poll(0)
+        count += 1
+    remaining = producer.flush(60)
+    if failures or remaining:
+        raise KafkaException(failures[0] if failures else KafkaError(KafkaError._MSG_TIMED_OUT))
+    return count
+
+
+def read_topic(
+    settings: KafkaSettings,
+    topic: str,
+    *,
+    until: Callable[[list[Message]], bool],
+    timeout_s: float = 30.0,
+    group_id: str | None = None,
+) -> list[Message]:
+    """Read ``topic`` from the beginning until ``until(messages)`` holds or ``timeout_s`` passes.
+
+    Uses a throw-away consumer group unless ``group_id`` is given.
+    """
+    consumer = Consumer(
+        confluent_config(
+            settings,
+            {
+                "group.id": group_id or f"loopline-reader-{uuid.uuid4().hex}",
+                "auto.offset.reset": "earliest",
+                "enable.auto.commit": False,
+            },
+        )
+    )
+    consumer.subscribe([topic])
+    messages: list[Message] = []
+    deadline = time.monotonic() + timeout_s
+    try:
+        while not until(messages) and time.monotonic() < deadline:
+            messages += consume(consumer)
+    finally:
+        consumer.close()
+    return messages
+
+
+def read_to_end(settings: KafkaSettings, topic: str, timeout_s: float = 30.0) -> list[Message]:
+    """Every record of ``topic`` from its start to its end as of now, in offset order per partition.
+
+    Reads without a consumer group, so that every caller sees the whole topic.
+    """
+    consumer = Consumer(confluent_config(settings, {"group.id": "loopline-unused", "enable.auto.commit": False}))
+    try:
+        metadata = consumer.list_topics(topic, timeout=timeout_s).topics[topic]
+        if metadata.error is not None:
+            raise KafkaException(metadata.error)
+        ends: dict[int, int] = {}
+        starts = []
+        for partition in metadata.partitions:
+            low, high = watermarks(consumer, TopicPartition(topic, partition), timeout_s)
+            if high > low:
+                ends[partition] = high
+                starts.append(TopicPartition(topic, partition, low))
+        messages: list[Message] = []
+        if not starts:
+            return messages
+        consumer.assign(starts)
+        deadline = time.monotonic() + timeout_s
+        while ends and time.monotonic() < deadline:
+            for msg in consume(consumer):
+                messages.append(msg)
+                partition, offset = msg.partition(), msg.offset()
+                if partition is not None and offset is not None and offset + 1 >= ends.get(partition, 0):
+                    ends.pop(partition, None)
+        if ends:
+            raise KafkaException(KafkaError(KafkaError._TIMED_OUT, f"reading {topic} to its end timed out"))
+        return messages
+    finally:
+        consumer.close()
+
+
+def consume(consumer: Consumer) -> list[Message]:
+    """The records of one poll (up to half a second); end-of-partition events are skipped.
+
+    Raises:
+        KafkaException: the poll returned an error.
+    """
+    records = []
+    for msg in consumer.consume(num_messages=1000, timeout=0.5):
+        error = msg.error()
+        if error is None:
+            records.append(msg)
+        elif error.code() != KafkaError._PARTITION_EOF:
+            raise KafkaException(error)
+    return records
+
+
+RETRIABLE = {KafkaError.NOT_LEADER_FOR_PARTITION, KafkaError.LEADER_NOT_AVAILABLE, KafkaError.UNKNOWN_TOPIC_OR_PART}
+
+
+def watermarks(consumer: Consumer, partition: TopicPartition, timeout_s: float) -> tuple[int, int]:
+    """Low and high offsets of ``partition``, retrying while a new topic's leader is being elected."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        try:
+            low, high = consumer.get_watermark_offsets(partition, timeout=timeout_s)
+            return int(low), int(high)
+        except KafkaException as exc:
+            if exc.args[0].code() not in RETRIABLE or time.monotonic() > deadline:
+                raise
+            time.sleep(0.1)

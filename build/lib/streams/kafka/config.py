@@ -1,0 +1,85 @@
+"""Client configuration from :class:`KafkaSettings`, the same security for every client stack.
+
+confluent-kafka (admin, producers and consumers outside Faust) and aiokafka/Faust (the agents)
+name their options differently; both are derived here from the one settings object.
+"""
+
+from __future__ import annotations
+
+import ssl
+from typing import Any
+
+import faust
+from aiokafka.helpers import create_ssl_context
+
+from streams.settings import KafkaSettings
+
+__all__ = ["aiokafka_config", "confluent_config", "faust_credentials", "ssl_context"]
+
+
+def _secret(value: Any) -> str | None:
+    return None if value is None else str(value.get_secret_value())
+
+
+def confluent_config(settings: KafkaSettings, extra: dict[str, Any] | None = None) -> dict[str, Any]:
+    """librdkafka configuration for confluent-kafka clients; ``extra`` keys are added on top."""
+    config: dict[str, Any] = {
+        "bootstrap.servers": settings.bootstrap_servers,
+        "client.id": settings.client_id,
+        "security.protocol": settings.security_protocol,
+    }
+    optional = {
+        "sasl.mechanism": settings.sasl_mechanism,
+        "sasl.username": settings.sasl_username,
+        "sasl.password": _secret(settings.sasl_password),
+        "ssl.ca.location": settings.ssl_cafile,
+        "ssl.certificate.location": settings.ssl_certfile,
+        "ssl.key.location": settings.ssl_keyfile,
+        "ssl.key.password": _secret(settings.ssl_key_password),
+    }
+    config.update({key: str(value) for key, value in optional.items() if value is not None})
+    return config | (extra or {})
+
+
+def ssl_context(settings: KafkaSettings) -> ssl.SSLContext | None:
+    """A TLS context for aiokafka when the protocol uses SSL, else None."""
+    if settings.security_protocol not in ("SSL", "SASL_SSL"):
+        return None
+    return create_ssl_context(
+        cafile=str(settings.ssl_cafile) if settings.ssl_cafile else None,
+        certfile=str(settings.ssl_certfile) if settings.ssl_certfile else None,
+        keyfile=str(settings.ssl_keyfile) if settings.ssl_keyfile else None,
+        password=_secret(settings.ssl_key_password),
+    )
+
+
+def aiokafka_config(settings: KafkaSettings) -> dict[str, Any]:
+    """Keyword arguments for aiokafka's producer and consumer."""
+    config: dict[str, Any] = {
+        "bootstrap_servers": settings.bootstrap_servers,
+        "client_id": settings.client_id,
+        "security_protocol": settings.security_protocol,
+    }
+    context = ssl_context(settings)
+    if context is not None:
+        config["ssl_context"] = context
+    if settings.sasl_mechanism is not None:
+        config["sasl_mechanism"] = settings.sasl_mechanism
+        config["sasl_plain_username"] = settings.sasl_username
+        config["sasl_plain_password"] = _secret(settings.sasl_password)
+    return config
+
+
+def faust_credentials(settings: KafkaSettings) -> faust.types.auth.CredentialsT | None:
+    """``broker_credentials`` for a Faust app (None for PLAINTEXT)."""
+    context = ssl_context(settings)
+    if settings.security_protocol.startswith("SASL"):
+        return faust.SASLCredentials(
+            username=settings.sasl_username,
+            password=_secret(settings.sasl_password),
+            ssl_context=context,
+            mechanism=settings.sasl_mechanism or "PLAIN",
+        )
+    if context is not None:
+        return faust.SSLCredentials(context)
+    return None

@@ -1,0 +1,68 @@
+"""The model-versions topic: publish version records, and fold the topic into a :class:`Registry`."""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Sequence
+
+from models import ModelVersion, Registry, RegistryError
+from streams.codec import Codec, CodecError
+from streams.kafka.clients import read_to_end, send_all
+from streams.settings import KafkaSettings
+
+__all__ = ["VersionLookup", "load_registry", "publish_versions"]
+
+log = logging.getLogger(__name__)
+
+
+def publish_versions(settings: KafkaSettings, versions: Sequence[ModelVersion]) -> None:
+    """Publish ``versions`` in order, each keyed ``model:version``; return once all are acknowledged."""
+    codec = Codec.load("model_version")
+    send_all(settings, settings.topic("model-versions"), [(v.key, codec.encode(v.to_record())) for v in versions])
+
+
+def load_registry(settings: KafkaSettings) -> Registry:
+    """The registry as the model-versions topic says now. Undecodable records are logged and skipped."""
+    codec = Codec.load("model_version")
+    registry = Registry()
+    for message in read_to_end(settings, settings.topic("model-versions")):
+        try:
+            registry.apply(ModelVersion.from_record(codec.decode(message.value() or b"")))
+        except CodecError as exc:
+            log.warning("skipping model-versions offset %s: %s", message.offset(), exc)
+    return registry
+
+
+class VersionLookup:
+    """Registered versions by (model, version), for agents that must know a version's classes or features.
+
+    A version it has not seen makes it read the model-versions topic again: a worker serves a
+    version only after reading it there, so the first record of a new version finds it. The same
+    unknown version is looked for at most once every ``refresh_s`` seconds, so that a stream of
+    records naming a version that does not exist does not read the topic per record.
+    """
+
+    def __init__(self, settings: KafkaSettings, refresh_s: float = 1.0) -> None:
+        self.settings, self.refresh_s = settings, refresh_s
+        self.registry = Registry()
+        self.missed: dict[tuple[str, int], float] = {}
+
+    def __call__(self, model_name: str, version: int) -> ModelVersion:
+        """The version, reading the topic again if it is new here.
+
+        Raises:
+            KeyError: no such version is registered.
+        """
+        key = (model_name, version)
+        try:
+            return self.registry.get(model_name, version)
+        except RegistryError:
+            if time.monotonic() - self.missed.get(key, float("-inf")) < self.refresh_s:
+                raise KeyError(key) from None
+        self.registry = load_registry(self.settings)
+        try:
+            return self.registry.get(model_name, version)
+        except RegistryError:
+            self.missed[key] = time.monotonic()
+            raise KeyError(key) from None

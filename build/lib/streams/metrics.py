@@ -1,0 +1,85 @@
+"""Prometheus metrics of the workers, and the /metrics endpoint."""
+
+from __future__ import annotations
+
+from prometheus_client import Counter, Gauge, Histogram, start_http_server
+
+from streams.settings import MetricsSettings
+
+__all__ = [
+    "BATCH_SIZE",
+    "CONSUMER_LAG",
+    "DEAD_LETTERS",
+    "DRIFT_EVENTS",
+    "EVENTS_IN",
+    "INFERENCE_SECONDS",
+    "JOIN_DUPLICATES",
+    "JOIN_EXPIRED",
+    "JOIN_PENDING",
+    "LABEL_RATE",
+    "LATENCY_SECONDS",
+    "MODEL_REJECTIONS",
+    "MODEL_SWAPS",
+    "ONLINE_ACCURACY",
+    "ONLINE_LOG_LOSS",
+    "OUTCOMES_OUT",
+    "PREDICTIONS_OUT",
+    "RETRAINS",
+    "RETRAIN_REQUESTS",
+    "ROLLBACKS",
+    "SERVING_VERSION",
+    "SINK_FAILURES",
+    "SINK_ROWS",
+    "serve_metrics",
+]
+
+EVENTS_IN = Counter("loopline_events_in", "Records consumed by an agent", ["agent"])
+PREDICTIONS_OUT = Counter("loopline_predictions_out", "Predictions emitted", ["model", "version", "shadow"])
+DEAD_LETTERS = Counter("loopline_dead_letters", "Records sent to dead-letters", ["agent", "reason"])
+BATCH_SIZE = Histogram(
+    "loopline_batch_size",
+    "Records per micro-batch",
+    ["agent"],
+    buckets=[1, 4, 16, 64, 256, 1024, 4096, 16384],
+)
+INFERENCE_SECONDS = Histogram(
+    "loopline_inference_seconds",
+    "Model time per batch",
+    ["model", "shadow"],
+    buckets=[1e-4, 3e-4, 1e-3, 3e-3, 0.01, 0.03, 0.1, 0.3, 1.0],
+)
+LATENCY_SECONDS = Histogram(
+    "loopline_event_to_prediction_seconds",
+    "Event time to prediction time",
+    ["model"],
+    buckets=[0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60],
+)
+SERVING_VERSION = Gauge("loopline_serving_version", "Model version this worker serves", ["model", "role"])
+MODEL_SWAPS = Counter("loopline_model_swaps", "Versions swapped in", ["model", "role"])
+MODEL_REJECTIONS = Counter("loopline_model_rejections", "Versions that failed their checks", ["model", "reason"])
+OUTCOMES_OUT = Counter("loopline_outcomes_out", "Outcomes emitted by the join", ["model"])
+JOIN_EXPIRED = Counter("loopline_join_expired", "Event ids that left the join state without an outcome", ["reason"])
+JOIN_DUPLICATES = Counter("loopline_join_duplicates", "Repeated features, predictions or labels ignored by the join")
+JOIN_PENDING = Gauge("loopline_join_pending", "Event ids held by this join worker")
+LABEL_RATE = Gauge("loopline_label_rate", "Share of recent predictions that got a label", ["model", "version"])
+ONLINE_ACCURACY = Gauge("loopline_online_accuracy", "Accuracy over the recent outcomes", ["model", "version", "shadow"])
+ONLINE_LOG_LOSS = Gauge("loopline_online_log_loss", "Log loss over the recent outcomes", ["model", "version", "shadow"])
+DRIFT_EVENTS = Counter("loopline_drift_events", "Drift detections", ["model", "kind"])
+SINK_ROWS = Counter("loopline_sink_rows", "Rows written to ClickHouse", ["table"])
+SINK_FAILURES = Counter("loopline_sink_failures", "Failed ClickHouse insert rounds (each is retried)")
+CONSUMER_LAG = Gauge(
+    "loopline_consumer_lag", "Records of a partition not yet read by a group", ["group", "topic", "partition"]
+)
+RETRAINS = Counter(
+    "loopline_retrains",
+    "Retrain requests by result: promoted, rejected, refused, failed, coalesced",
+    ["model", "result"],
+)
+ROLLBACKS = Counter("loopline_rollbacks", "Automatic rollbacks of a newly serving version", ["model"])
+RETRAIN_REQUESTS = Counter("loopline_retrain_requests", "Retrain requests raised", ["model", "requested_by"])
+
+
+def serve_metrics(settings: MetricsSettings) -> None:
+    """Serve /metrics on ``settings.host:settings.port`` in a background thread (port 0: off)."""
+    if settings.port:
+        start_http_server(settings.port, addr=settings.host)

@@ -1,0 +1,193 @@
+"""``loopline models ...``: list, show, register, bootstrap, promote and roll back model versions."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from pathlib import Path
+
+import numpy as np
+
+from models import (
+    ArtifactFormat,
+    ArtifactStore,
+    ModelVersion,
+    Registry,
+    Status,
+    TrainConfig,
+    bootstrap_version,
+)
+from models.datasets import Concept, feature_names, sample
+from models.registry import empty_lineage
+from streams.inference.loader import load_model
+from streams.kafka.versions import load_registry, publish_versions
+from streams.settings import InferenceSettings, KafkaSettings, RegistrySettings
+
+__all__ = ["add_models_parser"]
+
+
+def _store() -> ArtifactStore:
+    settings = RegistrySettings()
+    return ArtifactStore(settings.artifact_dir, settings.inline_limit_bytes)
+
+
+def _describe(version: ModelVersion) -> dict[str, object]:
+    record = version.to_record()
+    record["artifact"] = None if version.artifact is None else f"<{len(version.artifact)} bytes inline>"
+    for key in ("event_time", "created_time"):
+        record[key] = time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(int(record[key]) / 1000))
+    return record
+
+
+def _check(version: ModelVersion) -> None:
+    """Run the inference worker's checks on the CPU before a version is published."""
+    load_model(version, InferenceSettings(device="cpu"), shadow=False, expected_features=None)
+
+
+def _publish(kafka: KafkaSettings, records: list[ModelVersion]) -> None:
+    publish_versions(kafka, records)
+    for record in records:
+        print(f"{record.model_name} v{record.version}: {record.status} ({record.reason})")
+
+
+def _with_promotion(registry: Registry, version: ModelVersion, serve: bool) -> list[ModelVersion]:
+    """The records that publish ``version`` and, when ``serve``, promote it."""
+    if not serve:
+        return [version]
+    registry.apply(version)
+    return [version, *registry.promote(version.model_name, version.version, version.reason)]
+
+
+def cmd_list(args: argparse.Namespace, kafka: KafkaSettings, registry: Registry) -> None:
+    names = [args.model] if args.model else registry.models()
+    print(f"{'model':<16} {'version':>7}  {'status':<9} {'format':<6} {'sha256':<12}  created              reason")
+    for name in names:
+        for v in registry.versions(name):
+            created = time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(v.created_time / 1000))
+            print(f"{name:<16} {v.version:>7}  {v.status:<9} {v.artifact_format:<6} {v.sha256[:12]:<12}  "
+                  f"{created}  {v.reason}")  # fmt: skip
+
+
+def cmd_show(args: argparse.Namespace, kafka: KafkaSettings, registry: Registry) -> None:
+    print(json.dumps(_describe(registry.get(args.model, args.version)), indent=2, default=str))
+
+
+def cmd_register(args: argparse.Namespace, kafka: KafkaSettings, registry: Registry) -> None:
+    artifact_format = ArtifactFormat.TORCH if args.file.suffix in (".pt", ".pth") else ArtifactFormat.ONNX
+    lineage = empty_lineage()
+    if args.hidden:
+        lineage["hyperparameters"] = {"hidden": args.hidden}
+    draft = ModelVersion(
+        model_name=args.model,
+        version=registry.next_version(args.model),
+        status=Status.SHADOW if args.status == "shadow" else Status.CANDIDATE,
+        artifact_format=artifact_format,
+        sha256="",
+        feature_names=args.features.split(","),
+        classes=args.classes.split(","),
+        lineage=lineage,
+        reason=f"registered from {args.file.name}",
+    )
+    version = _store().attach(draft, args.file.read_bytes())
+    _check(version)
+    _publish(kafka, _with_promotion(registry, version, serve=args.status == "serving"))
+
+
+def cmd_bootstrap(args: argparse.Namespace, kafka: KafkaSettings, registry: Registry) -> None:
+    if args.dataset:
+        data = np.load(args.dataset)
+        x, y = data["x"].astype(np.float32), data["y"].astype(np.int64)
+        names = [str(n) for n in data["feature_names"]] if "feature_names" in data else feature_names(x.shape[1])
+        classes = [str(c) for c in data["classes"]] if "classes" in data else [str(c) for c in range(y.max() + 1)]
+    else:
+        concept = Concept(seed=args.seed, n_features=args.features, n_classes=args.classes)
+        x, y = sample(concept, args.rows, seed=args.seed)
+        names, classes = feature_names(args.features), [f"class{c}" for c in range(args.classes)]
+    version = bootstrap_version(
+        x, y, model_name=args.model, feature_names=names, classes=classes, store=_store(),
+        config=TrainConfig(seed=args.seed, epochs=args.epochs), version=registry.next_version(args.model),
+    )  # fmt: skip
+    _check(version)
+    print(f"trained {args.model} v{version.version}: holdout accuracy {version.metrics['holdout_accuracy']:.3f}")
+    _publish(kafka, _with_promotion(registry, version, serve=args.serve))
+
+
+def cmd_promote(args: argparse.Namespace, kafka: KafkaSettings, registry: Registry) -> None:
+    version = registry.get(args.model, args.version)
+    if args.shadow:
+        _publish(kafka, [version.with_status(Status.SHADOW, args.reason)])
+        return
+    _check(version)
+    _publish(kafka, registry.promote(args.model, args.version, args.reason))
+
+
+def cmd_rollback(args: argparse.Namespace, kafka: KafkaSettings, registry: Registry) -> None:
+    _publish(kafka, registry.rollback(args.model, args.reason, to=args.to))
+
+
+def cmd_reproduce(args: argparse.Namespace, kafka: KafkaSettings, registry: Registry) -> None:
+    from streams.trainer.reproduce import reproduce
+
+    version = registry.get(args.model, args.version)
+    result = reproduce(kafka, version)
+    print(f"{version.model_name} v{version.version}: retrained from {result.rows} outcomes in {result.ranges} "
+          f"on the CPU with seed {result.seed}")  # fmt: skip
+    if result.identical:
+        print("weights: bit-identical (the artifacts' sha256 match)")
+    else:
+        print(f"weights differ: largest absolute difference {result.max_difference:.3g} "
+              f"(version trained on {version.lineage.get('device', '?')})")  # fmt: skip
+    if not result.identical:
+        raise SystemExit(1)
+
+
+def run_models(args: argparse.Namespace) -> int:
+    """Dispatch one ``loopline models`` command against the model-versions topic."""
+    kafka = KafkaSettings()
+    args.action(args, kafka, load_registry(kafka))
+    return 0
+
+
+def add_models_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    """Add ``loopline models`` and its commands to the CLI."""
+    default_model = InferenceSettings().model_name
+    parser = sub.add_parser(
+        "models", help="model versions: list, show, register, bootstrap, promote, rollback, reproduce"
+    )
+    parser.set_defaults(func=run_models)
+    actions = parser.add_subparsers(dest="models_command", required=True)
+
+    def action(name: str, func: object, help_text: str) -> argparse.ArgumentParser:
+        p = actions.add_parser(name, help=help_text)
+        p.add_argument("--model", default=default_model, help=f"model name (default {default_model!r})")
+        p.set_defaults(action=func)
+        return p
+
+    p = action("list", cmd_list, "every version and its status")
+    p.set_defaults(model=None)
+    p = action("show", cmd_show, "one version in full (without the artifact bytes)")
+    p.add_argument("version", type=int)
+    p = action("register", cmd_register, "register an ONNX file or a TabularMLP state dict (.pt)")
+    p.add_argument("file", type=Path)
+    p.add_argument("--features", required=True, help="feature names in input order, comma-separated")
+    p.add_argument("--classes", required=True, help="class names in score order, comma-separated")
+    p.add_argument("--hidden", default="", help="hidden widths of a .pt state dict, e.g. 64,32")
+    p.add_argument("--status", default="candidate", choices=["candidate", "shadow", "serving"])
+    p = action("bootstrap", cmd_bootstrap, "train a first version from a dataset (.npz) or synthetic data")
+    p.add_argument("--dataset", type=Path, help=".npz with x, y (and optional feature_names, classes)")
+    p.add_argument("--features", type=int, default=8, help="synthetic data: number of features")
+    p.add_argument("--classes", type=int, default=2, help="synthetic data: number of classes")
+    p.add_argument("--rows", type=int, default=20000, help="synthetic data: rows")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--epochs", type=int, default=TrainConfig().epochs)
+    p.add_argument("--serve", action="store_true", help="promote it to serving right away")
+    p = action("promote", cmd_promote, "make a version serving (after the serving checks), or --shadow")
+    p.add_argument("version", type=int)
+    p.add_argument("--shadow", action="store_true", help="run it in shadow of the serving version instead")
+    p.add_argument("--reason", default="promoted by hand")
+    p = action("rollback", cmd_rollback, "put the previous version back to serving")
+    p.add_argument("--to", type=int, help="the version to return to (default: the previous one)")
+    p.add_argument("--reason", default="rolled back by hand")
+    p = action("reproduce", cmd_reproduce, "retrain a version from its lineage on the CPU and compare the weights")
+    p.add_argument("version", type=int)

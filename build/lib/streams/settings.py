@@ -1,0 +1,284 @@
+"""Settings, one class per concern, read from ``LOOPLINE_*`` environment variables.
+
+Each class is passed into the constructors that need it; nothing reads settings from globals.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field, SecretStr, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+__all__ = [
+    "BrokerSettings",
+    "ClickHouseSettings",
+    "DriftSettings",
+    "InferenceSettings",
+    "JoinSettings",
+    "KafkaSettings",
+    "MetricsSettings",
+    "RegistrySettings",
+    "SinkSettings",
+    "TrainerSettings",
+    "all_settings_classes",
+    "settings_table",
+]
+
+DEFAULT_DATA_DIR = Path(".loopline")
+
+
+class KafkaSettings(BaseSettings):
+    """How every loopline client reaches Kafka (confluent-kafka and aiokafka/Faust alike)."""
+
+    model_config = SettingsConfigDict(env_prefix="LOOPLINE_KAFKA_", extra="ignore", use_attribute_docstrings=True)
+
+    bootstrap_servers: str = "127.0.0.1:9092"
+    """Comma-separated host:port list of brokers."""
+    topic_prefix: str = "loopline."
+    """Prefix of every topic name, so that tenants and tests never collide."""
+    partitions: int = Field(default=4, ge=1)
+    """Partitions of the data topics (features, predictions, labels, outcomes)."""
+    replication_factor: int = Field(default=1, ge=1)
+    """Replication factor of every topic loopline creates."""
+    retention_ms: int = 7 * 24 * 3600 * 1000
+    """Retention of the non-compacted topics."""
+    max_message_bytes: int = 16 * 1024 * 1024
+    """Largest record on the model-versions topic (inline artifacts)."""
+    client_id: str = "loopline"
+    """Client id reported to the brokers."""
+    security_protocol: Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"] = "PLAINTEXT"
+    """Kafka security protocol."""
+    sasl_mechanism: Literal["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"] | None = None
+    """SASL mechanism, when the protocol is SASL_*."""
+    sasl_username: str | None = None
+    """SASL user name."""
+    sasl_password: SecretStr | None = None
+    """SASL password."""
+    ssl_cafile: Path | None = None
+    """CA bundle that signs the brokers' certificates."""
+    ssl_certfile: Path | None = None
+    """Client certificate, for mutual TLS."""
+    ssl_keyfile: Path | None = None
+    """Client private key, for mutual TLS."""
+    ssl_key_password: SecretStr | None = None
+    """Password of the client private key."""
+
+    def topic(self, name: str) -> str:
+        """Full name of a catalogue topic, e.g. ``features`` → ``loopline.features``."""
+        return f"{self.topic_prefix}{name}"
+
+
+class BrokerSettings(BaseSettings):
+    """The local single-node Kafka broker that tests and the demo start (not for production)."""
+
+    model_config = SettingsConfigDict(env_prefix="LOOPLINE_BROKER_", extra="ignore", use_attribute_docstrings=True)
+
+    data_dir: Path = DEFAULT_DATA_DIR / "kafka"
+    """Where the broker keeps its log segments, config, pid file and log."""
+    port: int = Field(default=9092, ge=0, le=65535)
+    """Port of the broker listener on 127.0.0.1; 0 picks a free one."""
+    heap: str = "512m"
+    """Maximum JVM heap of the broker."""
+    start_timeout_s: float = 90.0
+    """How long to wait for the broker to answer a metadata request after start."""
+
+
+class ClickHouseSettings(BaseSettings):
+    """Where the analytics tables live."""
+
+    model_config = SettingsConfigDict(env_prefix="LOOPLINE_CLICKHOUSE_", extra="ignore", use_attribute_docstrings=True)
+
+    dsn: SecretStr = SecretStr(f"chdb://{DEFAULT_DATA_DIR / 'clickhouse'}")
+    """``chdb://<dir>`` (``chdb:///<absolute dir>``) for the embedded engine, or
+    ``http(s)://user:password@host:8123/db`` for a server."""
+    password: SecretStr | None = None
+    """Server password, when it is not in the DSN."""
+    database: str | None = Field(default=None, pattern=r"^[A-Za-z_][A-Za-z0-9_]*$")
+    """Database of the loopline tables, created if missing; by default the DSN's own."""
+
+
+class RegistrySettings(BaseSettings):
+    """Where model artifacts live."""
+
+    model_config = SettingsConfigDict(env_prefix="LOOPLINE_REGISTRY_", extra="ignore", use_attribute_docstrings=True)
+
+    artifact_dir: Path = DEFAULT_DATA_DIR / "artifacts"
+    """Directory of artifacts too large to travel inline (shared by every worker in production)."""
+    inline_limit_bytes: int = Field(default=4 * 1024 * 1024, ge=0)
+    """Largest artifact carried inline in its model-versions record."""
+
+
+class InferenceSettings(BaseSettings):
+    """The inference agent."""
+
+    model_config = SettingsConfigDict(env_prefix="LOOPLINE_INFERENCE_", extra="ignore", use_attribute_docstrings=True)
+
+    model_name: str = "default"
+    """Name of the model this worker serves."""
+    max_batch_size: int = Field(default=1024, ge=1)
+    """Largest micro-batch handed to the model."""
+    max_wait_ms: float = Field(default=5.0, ge=0)
+    """Longest time the first event of a batch waits for the batch to fill."""
+    backend: Literal["auto", "onnxruntime", "torch"] = "auto"
+    """Runtime backend; auto picks the one that reads the artifact (ONNX: onnxruntime, state dict: torch)."""
+    device: Literal["auto", "cpu", "cuda"] = "auto"
+    """Device; auto uses a GPU when one is present."""
+    probe_rows: int = Field(default=64, ge=1)
+    """Rows of the probe batch a new version must pass before it is swapped in."""
+
+
+class DriftSettings(BaseSettings):
+    """The drift agent."""
+
+    model_config = SettingsConfigDict(env_prefix="LOOPLINE_DRIFT_", extra="ignore", use_attribute_docstrings=True)
+
+    min_samples: int = Field(default=500, ge=1)
+    """Samples of a model version that set its reference (error rate, feature and score means); no drift is raised before."""
+    cooldown_samples: int = Field(default=2000, ge=0)
+    """Outcomes of a model after a retrain request during which no new request is raised."""
+    recent_samples: int = Field(default=200, ge=1)
+    """Samples in the recent means that a drift's evidence reports (and that say whether the error went up)."""
+    block_size: int = Field(default=32, ge=1)
+    """Feature and score detectors see the mean of each block of this many samples, one update per block."""
+    concept_detector: Literal["ADWIN", "PageHinkley", "KSWIN", "DDM", "EDDM", "HDDMA", "HDDMW"] = "ADWIN"
+    """River detector on the per-outcome error (0 or 1): ADWIN, PageHinkley, KSWIN, DDM, EDDM, HDDMA, HDDMW."""
+    concept_params: dict[str, int | float] = {"delta": 0.002}
+    """Parameters of the concept detector, as JSON."""
+    covariate_detector: Literal["ADWIN", "PageHinkley", "KSWIN"] = "ADWIN"
+    """River detector on each feature's block means, standardised by the reference."""
+    covariate_params: dict[str, int | float] = {"delta": 1e-4, "clock": 1}
+    """Parameters of the covariate detectors, as JSON."""
+    prediction_detector: Literal["ADWIN", "PageHinkley", "KSWIN"] = "ADWIN"
+    """River detector on each class score's block means, standardised by the reference."""
+    prediction_params: dict[str, int | float] = {"delta": 1e-4, "clock": 1}
+    """Parameters of the prediction detectors, as JSON."""
+    quality_window: int = Field(default=1000, ge=1)
+    """Outcomes per model version in the online accuracy and log-loss windows."""
+    max_batch_size: int = Field(default=4096, ge=1)
+    """Most records the drift agent takes at once."""
+    max_wait_ms: float = Field(default=50.0, ge=0)
+    """Longest wait for a batch to fill after its first record."""
+
+    @model_validator(mode="after")
+    def _detectors_build(self) -> DriftSettings:
+        from streams.drift.detectors import make_detector
+
+        make_detector(self.concept_detector, self.concept_params, binary_input=True)
+        make_detector(self.covariate_detector, self.covariate_params)
+        make_detector(self.prediction_detector, self.prediction_params)
+        return self
+
+
+class JoinSettings(BaseSettings):
+    """The join agent."""
+
+    model_config = SettingsConfigDict(env_prefix="LOOPLINE_JOIN_", extra="ignore", use_attribute_docstrings=True)
+
+    max_label_delay_hours: float = Field(default=24.0, gt=0)
+    """How long a prediction waits for its label (and a label for its prediction), in record time."""
+    max_pending: int = Field(default=500_000, ge=1)
+    """Most event_ids held waiting (about 2 KB each with 32 features); beyond it the oldest are dropped and counted as evicted."""
+    quality_window: int = Field(default=1000, ge=1)
+    """Predictions per model version in the label-rate window."""
+    max_batch_size: int = Field(default=2048, ge=1)
+    """Most records the join takes at once."""
+    max_wait_ms: float = Field(default=20.0, ge=0)
+    """Longest wait for a batch to fill after its first record."""
+
+
+class SinkSettings(BaseSettings):
+    """The ClickHouse sink agent and its query endpoint."""
+
+    model_config = SettingsConfigDict(env_prefix="LOOPLINE_SINK_", extra="ignore", use_attribute_docstrings=True)
+
+    max_batch_rows: int = Field(default=10_000, ge=1)
+    """Most records written to ClickHouse in one insert round."""
+    max_wait_ms: float = Field(default=1000.0, ge=0)
+    """Longest wait for a batch to fill after its first record."""
+    max_backoff_s: float = Field(default=30.0, gt=0)
+    """Longest pause between two tries while ClickHouse is unavailable (input is held meanwhile)."""
+    query_host: str = "127.0.0.1"
+    """Interface of the sink's query endpoint, which answers ``loopline query`` while the sink owns an embedded store."""
+    query_port: int = Field(default=9310, ge=0, le=65535)
+    """Port of the query endpoint; 0 turns it off."""
+
+    @property
+    def query_url(self) -> str:
+        """Where ``loopline query`` finds the endpoint."""
+        host = "127.0.0.1" if self.query_host in ("0.0.0.0", "") else self.query_host
+        return f"http://{host}:{self.query_port}/query"
+
+
+class TrainerSettings(BaseSettings):
+    """The trainer agent."""
+
+    model_config = SettingsConfigDict(env_prefix="LOOPLINE_TRAINER_", extra="ignore", use_attribute_docstrings=True)
+
+    window_events: int = Field(default=20000, ge=1)
+    """Most recent outcomes of the model read for a training run."""
+    window_minutes: float | None = Field(default=None, gt=0)
+    """If set, only outcomes written in the last this many minutes are read."""
+    min_events: int = Field(default=500, ge=2)
+    """Fewest labeled outcomes a training run needs; a request with fewer is answered with that reason."""
+    wait_minutes: float = Field(default=60.0, ge=0)
+    """After a drift, how long a training waits for ``min_events`` outcomes after the detection."""
+    holdout_fraction: float = Field(default=0.2, gt=0, lt=1)
+    """Most recent share of the window held out for the gate."""
+    min_improvement: float = 0.0
+    """Held-out accuracy by which a candidate must beat the serving version; negative: how much worse it may be."""
+    seed: int = 0
+    """Seed of every random choice in training."""
+    device: Literal["auto", "cpu", "cuda"] = "auto"
+    """Training device; auto uses a GPU when torch sees one."""
+    guard_outcomes: int = Field(default=500, ge=1)
+    """Outcomes of a newly serving version, and of its predecessor before it, that the rollback guard compares."""
+    guard_margin: float = Field(default=0.05, ge=0)
+    """Accuracy drop against the predecessor that rolls a newly serving version back."""
+
+
+class MetricsSettings(BaseSettings):
+    """Prometheus exposition of each worker."""
+
+    model_config = SettingsConfigDict(env_prefix="LOOPLINE_METRICS_", extra="ignore", use_attribute_docstrings=True)
+
+    port: int = Field(default=9300, ge=0, le=65535)
+    """Port of the /metrics HTTP endpoint; 0 disables it."""
+    host: str = "0.0.0.0"
+    """Interface the /metrics endpoint listens on."""
+
+
+def settings_table() -> str:
+    """A markdown table of every ``LOOPLINE_*`` variable, its default and meaning."""
+    lines = ["| variable | default | meaning |", "|---|---|---|"]
+    for cls in all_settings_classes():
+        prefix = cls.model_config.get("env_prefix", "")
+        for name, field in cls.model_fields.items():
+            default = field.get_default(call_default_factory=True)
+            if isinstance(default, SecretStr):
+                default = default.get_secret_value()
+            if isinstance(default, dict):
+                default = json.dumps(default)
+            shown = "" if default is None else f"`{default}`"
+            description = " ".join((field.description or "").split())
+            variable = f"{prefix}{name}".upper()
+            lines.append(f"| `{variable}` | {shown} | {description} |")
+    return "\n".join(lines)
+
+
+def all_settings_classes() -> list[type[BaseSettings]]:
+    """Every settings class, for documentation and configuration checks."""
+    return [
+        KafkaSettings,
+        BrokerSettings,
+        ClickHouseSettings,
+        RegistrySettings,
+        InferenceSettings,
+        JoinSettings,
+        DriftSettings,
+        SinkSettings,
+        TrainerSettings,
+        MetricsSettings,
+    ]

@@ -1,0 +1,53 @@
+"""The sink core: a batch of records from every topic in, rows per table out (no Kafka, no ClickHouse)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+from streams.codec import Codec, CodecError
+from streams.deadletters import DeadLetters, SourceRecord
+from streams.settings import KafkaSettings
+from streams.sink.tables import TABLES, Row, Table
+
+__all__ = ["SinkBatch", "SinkCore"]
+
+
+@dataclass
+class SinkBatch:
+    """Rows to insert per table, and the records that could not become rows."""
+
+    rows: dict[Table, list[Row]] = field(default_factory=dict)
+    dead_letters: list[tuple[bytes, bytes]] = field(default_factory=list)
+    dead_reasons: list[str] = field(default_factory=list)
+
+    def __len__(self) -> int:
+        return sum(len(rows) for rows in self.rows.values())
+
+
+class SinkCore:
+    """Turns records of the sink's topics into table rows."""
+
+    def __init__(self, kafka: KafkaSettings) -> None:
+        self.tables = {kafka.topic(table.topic): table for table in TABLES}
+        self.codecs = {name: Codec.load(table.schema) for name, table in self.tables.items()}
+        self.dead = DeadLetters("sink")
+
+    @property
+    def topics(self) -> list[str]:
+        """The full names of the topics the sink reads."""
+        return list(self.tables)
+
+    def rows(self, records: Sequence[SourceRecord]) -> SinkBatch:
+        """Decode ``records`` into rows; a record that does not decode becomes a dead letter."""
+        batch = SinkBatch()
+        for record in records:
+            table = self.tables[record.topic]
+            try:
+                row = table.row(self.codecs[record.topic].decode(record.value))
+            except CodecError as exc:
+                batch.dead_letters.append(self.dead.encode(record, exc.reason, str(exc)))
+                batch.dead_reasons.append(exc.reason)
+                continue
+            batch.rows.setdefault(table, []).append(row)
+        return batch

@@ -1,0 +1,142 @@
+"""The trainer core: a window of outcomes and the registry in, a gated new version out (no Kafka).
+
+A retrain trains a candidate on the older part of the window with the serving version's
+hyper-parameters and the configured seed, exports it to ONNX, and runs both the candidate and the
+serving version through the inference worker's loader on the held-out newest part. The candidate
+serves only if its held-out accuracy beats the serving one's by ``min_improvement`` (a negative
+value is a tolerance); otherwise it is published as rejected, with the figures as the reason.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass, replace
+
+import numpy as np
+import torch
+
+from models import ArtifactStore, ModelVersion, Registry, Status, TrainConfig, make_version, train_mlp
+from models.registry import empty_lineage
+from models.versions import package_versions
+from streams.inference.loader import load_model
+from streams.settings import InferenceSettings, TrainerSettings
+from streams.trainer.window import Window
+
+__all__ = ["Decision", "Refused", "Trainer", "evaluate", "training_config", "training_rows"]
+
+log = logging.getLogger(__name__)
+MIN_SCORE = 1e-7
+
+
+class Refused(Exception):
+    """A retrain that can't be done; ``reason`` is a short code, the message says why."""
+
+    def __init__(self, reason: str, message: str) -> None:
+        super().__init__(message)
+        self.reason = reason
+
+
+@dataclass(frozen=True)
+class Decision:
+    """What a retrain produced: the records to publish, in order, and why."""
+
+    candidate: ModelVersion
+    promoted: bool
+    reason: str
+    records: list[ModelVersion]
+
+
+def evaluate(version: ModelVersion, x: np.ndarray, y: np.ndarray) -> tuple[float, float]:
+    """Accuracy and log loss of ``version`` on ``x``/``y``, through the inference worker's loader (CPU)."""
+    loaded = load_model(version, InferenceSettings(device="cpu"), shadow=False, expected_features=None)
+    scores = loaded.backend.predict(np.ascontiguousarray(x, dtype=np.float32))
+    accuracy = float((scores.argmax(axis=1) == y).mean())
+    log_loss = float(-np.log(np.maximum(scores[np.arange(len(y)), y], MIN_SCORE)).mean())
+    return accuracy, log_loss
+
+
+def training_rows(window: Window, classes: list[str]) -> tuple[np.ndarray, np.ndarray]:
+    """Features and class indices of the outcomes whose label is one of ``classes``, in window order."""
+    known = np.asarray([label in classes for label in window.labels], dtype=bool)
+    y = np.asarray([classes.index(label) for label in window.labels if label in classes], dtype=np.int64)
+    return window.x[known] if len(known) else window.x, y
+
+
+def training_config(version: ModelVersion, seed: int) -> TrainConfig:
+    """The hyper-parameters of ``version`` (the defaults where it has none), with ``seed``."""
+    recorded = version.lineage.get("hyperparameters", {})
+    defaults = TrainConfig().as_strings()
+    return TrainConfig.from_strings(defaults | recorded | {"seed": str(seed)})
+
+
+def device_for(setting: str) -> str:
+    return "cuda" if setting == "auto" and torch.cuda.is_available() else "cpu" if setting == "auto" else setting
+
+
+class Trainer:
+    """Trains, gates and describes new versions of any registered model."""
+
+    def __init__(self, settings: TrainerSettings, store: ArtifactStore) -> None:
+        self.settings, self.store = settings, store
+
+    def retrain(self, registry: Registry, model_name: str, window: Window, why: str) -> Decision:
+        """Train a candidate for ``model_name`` on ``window`` and gate it against the serving version.
+
+        Raises:
+            Refused: the model is unknown, has no serving version, or the window is too small.
+        """
+        serving = registry.serving(model_name)
+        if serving is None:
+            known = "has no serving version" if registry.versions(model_name) else "is not a registered model"
+            raise Refused("unknown-model", f"{model_name!r} {known}")
+        x, y = training_rows(window, serving.classes)
+        if len(y) < self.settings.min_events:
+            raise Refused("too-few-outcomes", f"{len(y)} labeled outcomes of {model_name!r} in the window, "
+                          f"{self.settings.min_events} needed")  # fmt: skip
+        holdout = max(1, int(len(y) * self.settings.holdout_fraction))
+        split = len(y) - holdout
+        config = training_config(serving, self.settings.seed)
+        device = device_for(self.settings.device)
+        log.info("training %s on %d outcomes (%d held out) on %s: %s", model_name, split, holdout, device, why)
+        start = time.perf_counter()
+        model = train_mlp(x[:split], y[:split], len(serving.classes), config, device=device)
+        duration_ms = int((time.perf_counter() - start) * 1000)
+        reference = x[:split].astype(np.float64)
+        metrics = {"train_rows": float(split), "holdout_rows": float(holdout)}
+        for name, mean, std in zip(serving.feature_names, reference.mean(0), reference.std(0), strict=True):
+            metrics[f"reference_mean.{name}"] = float(mean)
+            metrics[f"reference_std.{name}"] = float(std)
+        lineage = empty_lineage() | {
+            "parent_version": serving.version,
+            "data": window.ranges,
+            "code_version": package_versions().get("loopline", ""),
+            "hyperparameters": config.as_strings(),
+            "seed": config.seed,
+            "packages": package_versions(),
+            "device": device,
+            "duration_ms": duration_ms,
+        }
+        draft = make_version(
+            model, model_name=model_name, version=registry.next_version(model_name),
+            feature_names=serving.feature_names, classes=serving.classes, store=self.store,
+            metrics=metrics, lineage=lineage,
+        )  # fmt: skip
+        candidate_accuracy, candidate_loss = evaluate(draft, x[split:], y[split:])
+        serving_accuracy, serving_loss = evaluate(serving, x[split:], y[split:])
+        metrics |= {"holdout_accuracy": candidate_accuracy, "holdout_log_loss": candidate_loss,
+                    "serving_holdout_accuracy": serving_accuracy, "serving_holdout_log_loss": serving_loss}  # fmt: skip
+        figures = (f"held-out accuracy {candidate_accuracy:.4f} against version {serving.version}'s "
+                   f"{serving_accuracy:.4f} on {holdout} outcomes")  # fmt: skip
+        promoted = candidate_accuracy - serving_accuracy >= self.settings.min_improvement
+        if promoted:
+            reason = f"gate passed: {figures} (margin {self.settings.min_improvement:+.4f}); {why}"
+            registry.apply(replace(draft, metrics=metrics, reason=reason))
+            records = registry.promote(model_name, draft.version, reason)
+            candidate = records[-1]
+        else:
+            reason = f"gate failed: {figures} (margin {self.settings.min_improvement:+.4f}); {why}"
+            candidate = replace(draft, metrics=metrics, status=Status.REJECTED, reason=reason)
+            records = [candidate]
+        log.info("%s v%d: %s", model_name, candidate.version, reason)
+        return Decision(candidate, promoted, reason, records)

@@ -1,0 +1,111 @@
+"""Training data from Kafka: a window of a model's recent outcomes, read by exact offset ranges.
+
+The ranges read go into the new version's lineage; reading the same ranges again
+(:func:`read_ranges`) gives the same rows in the same order, which is what ``models reproduce``
+relies on (as long as the topic's retention still holds them).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import time
+from dataclasses import dataclass
+from typing import Any, TypedDict
+
+import numpy as np
+from confluent_kafka import Consumer, TopicPartition
+
+from streams.codec import Codec, CodecError
+from streams.kafka.clients import consume, watermarks
+from streams.kafka.config import confluent_config
+from streams.settings import KafkaSettings
+
+__all__ = ["Window", "read_ranges", "read_window"]
+
+
+class OffsetRange(TypedDict):
+    """Offsets ``start`` to ``end`` (inclusive, as in the schemas) of one partition."""
+
+    topic: str
+    partition: int
+    start: int
+    end: int
+
+
+@dataclass
+class Window:
+    """A model's served outcomes in offset order: features, labels and where they were read."""
+
+    x: np.ndarray
+    labels: list[str]
+    ranges: list[OffsetRange]
+
+
+def read_window(
+    kafka: KafkaSettings,
+    model_name: str,
+    max_events: int,
+    max_age_s: float | None = None,
+    since: dict[int, int] | None = None,
+    timeout_s: float = 60.0,
+) -> Window:
+    """The last ``max_events`` records of each outcomes partition (none older than ``max_age_s``, none
+    before offset ``since[partition]``), filtered to ``model_name``'s served outcomes and cut to the
+    ``max_events`` most recent of them."""
+    topic = kafka.topic("outcomes")
+    consumer = Consumer(confluent_config(kafka, {"group.id": "loopline-unused", "enable.auto.commit": False}))
+    try:
+        partitions = sorted(consumer.list_topics(topic, timeout=timeout_s).topics[topic].partitions)
+        spans: list[OffsetRange] = []
+        for partition in partitions:
+            low, high = watermarks(consumer, TopicPartition(topic, partition), timeout_s)
+            start = max(low, high - max_events, (since or {}).get(partition, 0))
+            if max_age_s is not None:
+                oldest = TopicPartition(topic, partition, int((time.time() - max_age_s) * 1000))
+                found = consumer.offsets_for_times([oldest], timeout=timeout_s)[0].offset
+                start = max(start, found if found >= 0 else high)
+            if high > start:
+                spans.append(OffsetRange(topic=topic, partition=partition, start=start, end=high - 1))
+    finally:
+        consumer.close()
+    window = read_ranges(kafka, model_name, spans, timeout_s)
+    if len(window.labels) > max_events:
+        keep = slice(len(window.labels) - max_events, None)
+        window = Window(window.x[keep], window.labels[keep], window.ranges)
+    return window
+
+
+def read_ranges(kafka: KafkaSettings, model_name: str, ranges: list[OffsetRange], timeout_s: float = 60.0) -> Window:
+    """``model_name``'s served outcomes in ``ranges`` (each event once), in partition then offset order."""
+    codec = Codec.load("outcome")
+    consumer = Consumer(confluent_config(kafka, {"group.id": "loopline-unused", "enable.auto.commit": False}))
+    rows: dict[int, list[tuple[int, dict[str, Any]]]] = {}
+    try:
+        ends = {r["partition"]: r["end"] for r in ranges}
+        consumer.assign([TopicPartition(r["topic"], r["partition"], r["start"]) for r in ranges])
+        deadline = time.monotonic() + timeout_s
+        while ends and time.monotonic() < deadline:
+            for message in consume(consumer):
+                partition, offset = message.partition(), message.offset()
+                if partition not in ends or offset is None or offset > ends[partition]:
+                    continue
+                # An undecodable outcome is reported by the sink and the drift agent; training goes without it.
+                with contextlib.suppress(CodecError):
+                    rows.setdefault(partition, []).append((offset, codec.decode(message.value() or b"")))
+                if offset >= ends[partition]:
+                    del ends[partition]
+        if ends:
+            raise TimeoutError(f"reading the outcomes window timed out with partitions {sorted(ends)} unfinished")
+    finally:
+        consumer.close()
+    seen: set[str] = set()
+    values, labels = [], []
+    for partition in sorted(rows):
+        for _, outcome in sorted(rows[partition], key=lambda item: item[0]):
+            if outcome["model_name"] != model_name or outcome["shadow"] or outcome["event_id"] in seen:
+                continue
+            seen.add(outcome["event_id"])
+            values.append(outcome["values"])
+            labels.append(str(outcome["label"]))
+    x = np.asarray(values, dtype=np.float32) if values else np.zeros((0, 0), dtype=np.float32)
+    return Window(x, labels, list(ranges))
