@@ -117,7 +117,7 @@ def progress(workers: Workers, sent: int, started: float) -> str:
             f"{workers.metric('inference', 'loopline_predictions_out_total', shadow='false'):6.0f}  outcomes "
             f"{workers.metric('join', 'loopline_outcomes_out_total'):6.0f}  serving v{serving:.0f}  accuracy "
             f"{accuracy:.3f}  drift events {workers.metric('drift', 'loopline_drift_events_total'):.0f}  retrain "
-            f"requests {workers.metric('drift', 'loopline_retrain_requests_total'):.0f}  versions trained "
+            f"requests {workers.metric('drift', 'loopline_retrain_requests_total'):.0f}  retrains answered "
             f"{workers.metric('trainer', 'loopline_retrains_total'):.0f}")  # fmt: skip
 
 

@@ -1,1 +1,0 @@
-"""Faust agents: thin shells that consume, call a broker-free core, send its outputs, then ack."""
