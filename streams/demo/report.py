@@ -32,18 +32,23 @@ def _rows(sql: str, clickhouse: ClickHouseSettings, sink: SinkSettings) -> list[
     return [dict(zip(result.columns, row, strict=True)) for row in result.rows]
 
 
+def _rolling(correct: np.ndarray) -> np.ndarray:
+    """Accuracy over each run of ``ROLLING`` consecutive outcomes (empty when there are fewer)."""
+    return np.convolve(correct, np.ones(ROLLING) / ROLLING, mode="valid") if len(correct) >= ROLLING else np.zeros(0)
+
+
 def _figures(
     outcomes: list[dict[str, Any]], timeline: list[dict[str, Any]], onset: int, shift: int
 ) -> dict[str, float | None]:
     times = np.array([o["t"] for o in outcomes])
     correct = np.array([o["correct"] for o in outcomes], dtype=float)
     versions = np.array([o["version"] for o in outcomes])
-    rolling = np.convolve(correct, np.ones(ROLLING) / ROLLING, mode="valid") if len(correct) >= ROLLING else correct
+    after_onset = _rolling(correct)[times[ROLLING - 1 :] >= onset]
     detections = [e for e in timeline if e["kind"] == "concept drift" and e["t"] >= onset]
     served = [e for e in timeline if e["kind"] == "version serving" and e["version"] > 1 and e["t"] >= onset]
     figures: dict[str, float | None] = {
         "accuracy_before_drift": float(correct[times < onset].mean()) if (times < onset).any() else None,
-        "accuracy_worst_rolling": float(rolling[times[ROLLING - 1:] >= onset].min()) if len(rolling) == len(times) - ROLLING + 1 and (times[ROLLING - 1:] >= onset).any() else None,
+        "accuracy_worst_rolling": float(after_onset.min()) if len(after_onset) else None,
         "detection_s": None, "detection_labeled_events": None, "new_version_serving_s": None, "accuracy_after": None,
     }  # fmt: skip
     if detections:
@@ -70,9 +75,7 @@ def _plot(
     times = (np.array([o["t"] for o in outcomes]) - start) / 1000
     correct = np.array([o["correct"] for o in outcomes], dtype=float)
     figure, axis = plt.subplots(figsize=(11, 4.5))
-    if len(correct) >= ROLLING:
-        axis.plot(times[ROLLING - 1:], np.convolve(correct, np.ones(ROLLING) / ROLLING, mode="valid"), color="#1f77b4",
-                  label=f"accuracy, rolling {ROLLING} outcomes")  # fmt: skip
+    axis.plot(times[ROLLING - 1 :], _rolling(correct), color="#1f77b4", label=f"accuracy, rolling {ROLLING} outcomes")
     for name, t in marks.items():
         axis.axvline((t - start) / 1000, color="grey", linestyle=":", linewidth=1.5)
         axis.text((t - start) / 1000, 0.02, f" {name}", rotation=90, color="grey", va="bottom")
