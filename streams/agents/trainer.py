@@ -162,9 +162,13 @@ def build_trainer_app(kafka: KafkaSettings, settings: TrainerSettings) -> faust.
                         verdict = watch.add(codec.decode(record.value))
                     except (CodecError, KeyError):
                         continue  # the drift agent dead-letters these; the guard only skips them
-                    if verdict is not None:
+                    if verdict is None:
+                        continue
+                    try:
                         await loop.run_in_executor(None, _roll_back, kafka, verdict.model_name, verdict.version,
                                                    verdict.predecessor, verdict.reason)  # fmt: skip
+                    except Exception:  # the guard must keep watching: say so loudly and go on
+                        log.exception("rolling %s back from version %d failed", verdict.model_name, verdict.version)
                 await consumer.commit(records)
 
     return app
