@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Protocol
 
 from streams.codec import Codec
 
-__all__ = ["DeadLetters", "SourceRecord"]
+__all__ = ["DeadLetters", "HasDeadLetters", "SourceRecord"]
 
 
 @dataclass(frozen=True)
@@ -19,6 +20,13 @@ class SourceRecord:
     partition: int
     offset: int
     timestamp_ms: int
+
+
+class HasDeadLetters(Protocol):
+    """A core's batch output: the dead letters it made and the reason of each."""
+
+    dead_letters: list[tuple[bytes, bytes]]
+    dead_reasons: list[str]
 
 
 class DeadLetters:
@@ -47,3 +55,8 @@ class DeadLetters:
             "value": source.value,
         }
         return source.topic.encode(), self.codec.encode(record)
+
+    def add(self, out: HasDeadLetters, source: SourceRecord, reason: str, error: str) -> None:
+        """Add the dead letter of ``source`` and its reason to a batch output."""
+        out.dead_letters.append(self.encode(source, reason, error))
+        out.dead_reasons.append(reason)

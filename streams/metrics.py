@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import urllib.request
+
 from prometheus_client import Counter, Gauge, Histogram, start_http_server
+from prometheus_client.parser import text_string_to_metric_families
 
 from streams.settings import MetricsSettings
 
@@ -31,6 +34,7 @@ __all__ = [
     "SERVING_VERSION",
     "SINK_FAILURES",
     "SINK_ROWS",
+    "read_metric",
     "serve_metrics",
 ]
 
@@ -87,3 +91,16 @@ def serve_metrics(settings: MetricsSettings) -> None:
     """Serve /metrics on ``settings.host:settings.port`` in a background thread (port 0: off)."""
     if settings.port:
         start_http_server(settings.port, addr=settings.host)
+
+
+def read_metric(port: int, name: str, timeout_s: float = 5.0, **labels: str) -> float:
+    """The sum of the samples of ``name`` whose labels include ``labels``, scraped from a worker on
+    127.0.0.1:``port`` (0 when it has none).
+
+    Raises:
+        OSError: the worker does not answer.
+    """
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=timeout_s) as response:
+        text = response.read().decode()
+    return sum(sample.value for family in text_string_to_metric_families(text) for sample in family.samples
+               if sample.name == name and labels.items() <= sample.labels.items())  # fmt: skip

@@ -4,7 +4,10 @@ from __future__ import annotations
 
 from collections import deque
 
-__all__ = ["SlidingMean"]
+__all__ = ["LOG_LOSS_FLOOR", "SlidingMean"]
+
+LOG_LOSS_FLOOR = 1e-7
+"""Scores are clipped here before the log, so that a label scored 0 costs a finite loss (about 16.1)."""
 
 
 class SlidingMean:

@@ -6,16 +6,14 @@ import os
 import subprocess
 import sys
 import time
-import urllib.request
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from prometheus_client.parser import text_string_to_metric_families
-
 from streams.codec import Codec
 from streams.kafka.broker import free_port
 from streams.kafka.clients import read_to_end, read_topic
+from streams.metrics import read_metric
 from streams.settings import KafkaSettings
 
 
@@ -42,13 +40,7 @@ class Worker:
 
     def metric(self, name: str, **labels: str) -> float:
         """The sum of a metric's samples whose labels include ``labels`` (0 if absent)."""
-        text = urllib.request.urlopen(f"http://127.0.0.1:{self.metrics_port}/metrics", timeout=5).read().decode()
-        return sum(
-            sample.value
-            for family in text_string_to_metric_families(text)
-            for sample in family.samples
-            if sample.name == name and labels.items() <= sample.labels.items()
-        )
+        return read_metric(self.metrics_port, name, **labels)
 
     def stop(self) -> None:
         """SIGTERM, then wait for a clean exit (SIGKILL after 30 s)."""

@@ -70,8 +70,8 @@ class Requests:
         since = self._after_drift(requests)
         loop = asyncio.get_running_loop()
         try:
-            await self._wait_for_outcomes(model, since)
-            records = await loop.run_in_executor(None, self._train, model, why, since)
+            window = await self._read_window(model, since)
+            records = await loop.run_in_executor(None, self._train, model, why, window)
         except Refused as exc:
             RETRAINS.labels(model, "refused").inc()
             log.warning("retrain of %s refused: %s", model, exc)
@@ -95,31 +95,23 @@ class Requests:
                     since[span["partition"]] = max(since.get(span["partition"], 0), span["end"] + 1)
         return since
 
-    async def _wait_for_outcomes(self, model: str, since: dict[int, int]) -> None:
-        """After a drift, wait (up to ``wait_minutes``) until ``min_events`` outcomes came after the detection."""
-        if not since:
-            return
+    async def _read_window(self, model: str, since: dict[int, int]) -> Window:
+        """The training window; after a drift, once ``min_events`` outcomes came after the detection
+        (or ``wait_minutes`` passed)."""
+        s = self.settings
         loop = asyncio.get_running_loop()
-        deadline = time.monotonic() + self.settings.wait_minutes * 60
-        while time.monotonic() < deadline:
-            window = await loop.run_in_executor(None, self._window, model, since)
-            if len(window.labels) >= self.settings.min_events:
-                return
-            log.info(
-                "%s: %d outcomes since the drift, waiting for %d", model, len(window.labels), self.settings.min_events
-            )
+        max_age_s = s.window_minutes * 60 if s.window_minutes else None
+        deadline = time.monotonic() + s.wait_minutes * 60
+        while True:
+            window = await loop.run_in_executor(None, read_window, self.kafka, model, s.window_events, max_age_s, since)
+            if not since or len(window.labels) >= s.min_events or time.monotonic() >= deadline:
+                return window
+            log.info("%s: %d outcomes since the drift, waiting for %d", model, len(window.labels), s.min_events)
             await asyncio.sleep(2)
 
-    def _window(self, model: str, since: dict[int, int]) -> Window:
-        s = self.settings
-        max_age_s = s.window_minutes * 60 if s.window_minutes else None
-        return read_window(self.kafka, model, s.window_events, max_age_s, since)
-
-    def _train(self, model: str, why: str, since: dict[int, int]) -> list[ModelVersion]:
-        """Read the window, train, gate and publish (blocking: runs in an executor thread)."""
-        registry = load_registry(self.kafka)
-        window = self._window(model, since)
-        decision = self.trainer.retrain(registry, model, window, why)
+    def _train(self, model: str, why: str, window: Window) -> list[ModelVersion]:
+        """Train, gate and publish (blocking: runs in an executor thread)."""
+        decision = self.trainer.retrain(load_registry(self.kafka), model, window, why)
         publish_versions(self.kafka, decision.records)
         return decision.records
 

@@ -12,12 +12,9 @@ import os
 import subprocess
 import sys
 import time
-import urllib.request
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-
-from prometheus_client.parser import text_string_to_metric_families
 
 from models import ArtifactStore, TrainConfig, bootstrap_version
 from models.datasets import Concept, feature_names, sample
@@ -27,6 +24,7 @@ from streams.kafka.broker import Broker, free_port, metadata_answers
 from streams.kafka.clients import make_sender, send_all
 from streams.kafka.topics import create_topics
 from streams.kafka.versions import load_registry, publish_versions
+from streams.metrics import read_metric
 from streams.query_cli import run_query
 from streams.settings import (
     BrokerSettings,
@@ -84,12 +82,9 @@ class Workers:
     def metric(self, agent: str, name: str, **labels: str) -> float:
         """The sum of ``name``'s samples on ``agent`` whose labels include ``labels`` (0 when it does not answer)."""
         try:
-            with urllib.request.urlopen(f"http://127.0.0.1:{self.ports[agent]}/metrics", timeout=2) as response:
-                text = response.read().decode()
+            return read_metric(self.ports[agent], name, timeout_s=2, **labels)
         except OSError:
             return 0.0
-        return sum(sample.value for family in text_string_to_metric_families(text) for sample in family.samples
-                   if sample.name == name and labels.items() <= sample.labels.items())  # fmt: skip
 
     def stop(self) -> None:
         for process in self.processes:

@@ -136,10 +136,10 @@ class DriftCore:
                 else:
                     self._watch(*key)
             except CodecError as exc:
-                self._dead(out, record, exc.reason, str(exc))
+                self.dead.add(out, record, exc.reason, str(exc))
                 continue
             except KeyError:
-                self._dead(out, record, "unknown-model-version", "no such version is registered")
+                self.dead.add(out, record, "unknown-model-version", "no such version is registered")
                 continue
             if is_outcome:
                 self._quality(out, decoded)
@@ -151,10 +151,6 @@ class DriftCore:
         for key, group in predictions.items():
             self._predictions(out, key, group)
         return out
-
-    def _dead(self, out: DriftOutput, record: SourceRecord, reason: str, error: str) -> None:
-        out.dead_letters.append(self.dead.encode(record, reason, error))
-        out.dead_reasons.append(reason)
 
     def _watch(self, model: str, version: int) -> VersionWatch:
         key = (model, version)

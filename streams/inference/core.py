@@ -87,7 +87,7 @@ class InferenceCore:
         out = BatchOutput(version=serving.version.version)
         batch = serving.decoder.decode([record.value for record in records])
         for index, error in batch.errors:
-            self._dead(out, records[index], error.reason, error.message)
+            self.dead.add(out, records[index], error.reason, error.message)
         if len(batch):
             start = time.perf_counter()
             scores = serving.backend.predict(batch.matrix)
@@ -96,7 +96,7 @@ class InferenceCore:
             now = self.clock_ms()
             rows = np.flatnonzero(finite)
             for row in np.flatnonzero(~finite):
-                self._dead(
+                self.dead.add(
                     out,
                     records[batch.index[row]],
                     "non-finite-output",
@@ -139,7 +139,3 @@ class InferenceCore:
     ) -> list[KeyValue]:
         values = model.encoder.encode(event_ids, event_times, entity_ids, scores, now, waits, inference_s * 1000)
         return [(event_id.encode(), value) for event_id, value in zip(event_ids, values, strict=True)]
-
-    def _dead(self, out: BatchOutput, record: SourceRecord, reason: str, error: str) -> None:
-        out.dead_letters.append(self.dead.encode(record, reason, error))
-        out.dead_reasons.append(reason)

@@ -25,7 +25,7 @@ from typing import Any
 
 from streams.codec import Codec, CodecError
 from streams.deadletters import DeadLetters, SourceRecord
-from streams.quality import SlidingMean
+from streams.quality import LOG_LOSS_FLOOR, SlidingMean
 
 __all__ = ["Entry", "JoinCore", "JoinOutput", "JoinTopics"]
 
@@ -33,7 +33,6 @@ KeyValue = tuple[bytes, bytes]
 Partition = tuple[str, int]
 Part = tuple[dict[str, Any], Partition, int]  # decoded record, its partition and offset
 RawPart = tuple[bytes, Partition, int]  # features are held as bytes (a tenth of the memory) and decoded again to emit
-MIN_SCORE = 1e-7
 
 
 @dataclass(frozen=True)
@@ -174,8 +173,7 @@ class JoinCore:
     def _dead(self, out: JoinOutput, record: SourceRecord, reason: str, error: str) -> None:
         if record.offset < self.replay_until.get((record.topic, record.partition), 0):
             return  # sent before the restart
-        out.dead_letters.append(self.dead.encode(record, reason, error))
-        out.dead_reasons.append(reason)
+        self.dead.add(out, record, reason, error)
 
     def _add(self, out: JoinOutput, record: SourceRecord, decoded: dict[str, Any]) -> None:
         if record.topic in (self.topics.predictions, self.topics.shadow_predictions):
@@ -258,7 +256,7 @@ class JoinCore:
             "prediction_delay_ms": prediction["prediction_time"] - event_time,
             "label_delay_ms": label["event_time"] - event_time,
             "correct": prediction["predicted_class"] == truth,
-            "log_loss": -math.log(max(score, MIN_SCORE)),
+            "log_loss": -math.log(max(score, LOG_LOSS_FLOOR)),
             "label_rate": label_rate,
         }
 

@@ -11,7 +11,16 @@ from confluent_kafka import Consumer, KafkaError, KafkaException, Message, Produ
 from streams.kafka.config import confluent_config
 from streams.settings import KafkaSettings
 
-__all__ = ["consume", "make_sender", "read_to_end", "read_topic", "send_all", "watermarks"]
+__all__ = [
+    "consume",
+    "make_sender",
+    "offset_reader",
+    "read_spans",
+    "read_to_end",
+    "read_topic",
+    "send_all",
+    "watermarks",
+]
 
 
 def make_sender(settings: KafkaSettings) -> Producer:
@@ -96,37 +105,49 @@ def read_topic(
     return messages
 
 
+def offset_reader(settings: KafkaSettings) -> Consumer:
+    """A consumer outside any group (nothing is committed), for reading chosen offsets."""
+    return Consumer(confluent_config(settings, {"group.id": "loopline-unused", "enable.auto.commit": False}))
+
+
+def read_spans(consumer: Consumer, topic: str, spans: dict[int, tuple[int, int]], timeout_s: float) -> list[Message]:
+    """The records of ``topic`` from offset ``start`` up to ``end`` (exclusive) of each partition in
+    ``spans`` (partition → (start, end)), in offset order per partition.
+
+    Raises:
+        KafkaException: the records were not all read within ``timeout_s``.
+    """
+    ends = {partition: end for partition, (start, end) in spans.items() if end > start}
+    messages: list[Message] = []
+    if not ends:
+        return messages
+    consumer.assign([TopicPartition(topic, partition, spans[partition][0]) for partition in ends])
+    deadline = time.monotonic() + timeout_s
+    while ends and time.monotonic() < deadline:
+        for msg in consume(consumer):
+            partition, offset = msg.partition(), msg.offset()
+            if partition not in ends or offset is None or offset >= ends[partition]:
+                continue
+            messages.append(msg)
+            if offset + 1 >= ends[partition]:
+                del ends[partition]
+    if ends:
+        raise KafkaException(KafkaError(KafkaError._TIMED_OUT, f"reading {topic} timed out"))
+    return messages
+
+
 def read_to_end(settings: KafkaSettings, topic: str, timeout_s: float = 30.0) -> list[Message]:
     """Every record of ``topic`` from its start to its end as of now, in offset order per partition.
 
     Reads without a consumer group, so that every caller sees the whole topic.
     """
-    consumer = Consumer(confluent_config(settings, {"group.id": "loopline-unused", "enable.auto.commit": False}))
+    consumer = offset_reader(settings)
     try:
         metadata = consumer.list_topics(topic, timeout=timeout_s).topics[topic]
         if metadata.error is not None:
             raise KafkaException(metadata.error)
-        ends: dict[int, int] = {}
-        starts = []
-        for partition in metadata.partitions:
-            low, high = watermarks(consumer, TopicPartition(topic, partition), timeout_s)
-            if high > low:
-                ends[partition] = high
-                starts.append(TopicPartition(topic, partition, low))
-        messages: list[Message] = []
-        if not starts:
-            return messages
-        consumer.assign(starts)
-        deadline = time.monotonic() + timeout_s
-        while ends and time.monotonic() < deadline:
-            for msg in consume(consumer):
-                messages.append(msg)
-                partition, offset = msg.partition(), msg.offset()
-                if partition is not None and offset is not None and offset + 1 >= ends.get(partition, 0):
-                    ends.pop(partition, None)
-        if ends:
-            raise KafkaException(KafkaError(KafkaError._TIMED_OUT, f"reading {topic} to its end timed out"))
-        return messages
+        spans = {p: watermarks(consumer, TopicPartition(topic, p), timeout_s) for p in metadata.partitions}
+        return read_spans(consumer, topic, spans, timeout_s)
     finally:
         consumer.close()
 

@@ -46,8 +46,7 @@ class SinkCore:
             try:
                 row = table.row(self.codecs[record.topic].decode(record.value))
             except CodecError as exc:
-                batch.dead_letters.append(self.dead.encode(record, exc.reason, str(exc)))
-                batch.dead_reasons.append(exc.reason)
+                self.dead.add(batch, record, exc.reason, str(exc))
                 continue
             batch.rows.setdefault(table, []).append(row)
         return batch

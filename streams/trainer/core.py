@@ -14,19 +14,19 @@ import time
 from dataclasses import dataclass, replace
 
 import numpy as np
-import torch
 
 from models import ArtifactStore, ModelVersion, Registry, Status, TrainConfig, make_version, train_mlp
 from models.registry import empty_lineage
+from models.runtime.device import resolve_device
 from models.versions import package_versions
 from streams.inference.loader import load_model
+from streams.quality import LOG_LOSS_FLOOR
 from streams.settings import InferenceSettings, TrainerSettings
 from streams.trainer.window import Window
 
 __all__ = ["Decision", "Refused", "Trainer", "evaluate", "training_config", "training_rows"]
 
 log = logging.getLogger(__name__)
-MIN_SCORE = 1e-7
 
 
 class Refused(Exception):
@@ -52,7 +52,7 @@ def evaluate(version: ModelVersion, x: np.ndarray, y: np.ndarray) -> tuple[float
     loaded = load_model(version, InferenceSettings(device="cpu"), shadow=False, expected_features=None)
     scores = loaded.backend.predict(np.ascontiguousarray(x, dtype=np.float32))
     accuracy = float((scores.argmax(axis=1) == y).mean())
-    log_loss = float(-np.log(np.maximum(scores[np.arange(len(y)), y], MIN_SCORE)).mean())
+    log_loss = float(-np.log(np.maximum(scores[np.arange(len(y)), y], LOG_LOSS_FLOOR)).mean())
     return accuracy, log_loss
 
 
@@ -68,10 +68,6 @@ def training_config(version: ModelVersion, seed: int) -> TrainConfig:
     recorded = version.lineage.get("hyperparameters", {})
     defaults = TrainConfig().as_strings()
     return TrainConfig.from_strings(defaults | recorded | {"seed": str(seed)})
-
-
-def device_for(setting: str) -> str:
-    return "cuda" if setting == "auto" and torch.cuda.is_available() else "cpu" if setting == "auto" else setting
 
 
 class Trainer:
@@ -97,7 +93,7 @@ class Trainer:
         holdout = max(1, int(len(y) * self.settings.holdout_fraction))
         split = len(y) - holdout
         config = training_config(serving, self.settings.seed)
-        device = device_for(self.settings.device)
+        device = resolve_device(self.settings.device)
         log.info("training %s on %d outcomes (%d held out) on %s: %s", model_name, split, holdout, device, why)
         start = time.perf_counter()
         model = train_mlp(x[:split], y[:split], len(serving.classes), config, device=device)

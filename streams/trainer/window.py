@@ -13,11 +13,10 @@ from dataclasses import dataclass
 from typing import Any, TypedDict
 
 import numpy as np
-from confluent_kafka import Consumer, TopicPartition
+from confluent_kafka import TopicPartition
 
 from streams.codec import Codec, CodecError
-from streams.kafka.clients import consume, watermarks
-from streams.kafka.config import confluent_config
+from streams.kafka.clients import offset_reader, read_spans, watermarks
 from streams.settings import KafkaSettings
 
 __all__ = ["Window", "read_ranges", "read_window"]
@@ -53,7 +52,7 @@ def read_window(
     before offset ``since[partition]``), filtered to ``model_name``'s served outcomes and cut to the
     ``max_events`` most recent of them."""
     topic = kafka.topic("outcomes")
-    consumer = Consumer(confluent_config(kafka, {"group.id": "loopline-unused", "enable.auto.commit": False}))
+    consumer = offset_reader(kafka)
     try:
         partitions = sorted(consumer.list_topics(topic, timeout=timeout_s).topics[topic].partitions)
         spans: list[OffsetRange] = []
@@ -78,26 +77,19 @@ def read_window(
 def read_ranges(kafka: KafkaSettings, model_name: str, ranges: list[OffsetRange], timeout_s: float = 60.0) -> Window:
     """``model_name``'s served outcomes in ``ranges`` (each event once), in partition then offset order."""
     codec = Codec.load("outcome")
-    consumer = Consumer(confluent_config(kafka, {"group.id": "loopline-unused", "enable.auto.commit": False}))
-    rows: dict[int, list[tuple[int, dict[str, Any]]]] = {}
+    consumer = offset_reader(kafka)
     try:
-        ends = {r["partition"]: r["end"] for r in ranges}
-        consumer.assign([TopicPartition(r["topic"], r["partition"], r["start"]) for r in ranges])
-        deadline = time.monotonic() + timeout_s
-        while ends and time.monotonic() < deadline:
-            for message in consume(consumer):
-                partition, offset = message.partition(), message.offset()
-                if partition not in ends or offset is None or offset > ends[partition]:
-                    continue
-                # An undecodable outcome is reported by the sink and the drift agent; training goes without it.
-                with contextlib.suppress(CodecError):
-                    rows.setdefault(partition, []).append((offset, codec.decode(message.value() or b"")))
-                if offset >= ends[partition]:
-                    del ends[partition]
-        if ends:
-            raise TimeoutError(f"reading the outcomes window timed out with partitions {sorted(ends)} unfinished")
+        spans = {r["partition"]: (r["start"], r["end"] + 1) for r in ranges}
+        messages = read_spans(consumer, ranges[0]["topic"], spans, timeout_s) if ranges else []
     finally:
         consumer.close()
+    rows: dict[int, list[tuple[int, dict[str, Any]]]] = {}
+    for message in messages:
+        # An undecodable outcome is reported by the sink and the drift agent; training goes without it.
+        with contextlib.suppress(CodecError):
+            rows.setdefault(message.partition() or 0, []).append(
+                (message.offset() or 0, codec.decode(message.value() or b""))
+            )
     seen: set[str] = set()
     values, labels = [], []
     for partition in sorted(rows):
