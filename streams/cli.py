@@ -23,6 +23,11 @@ __all__ = ["main"]
 
 
 def _broker_settings(args: argparse.Namespace) -> BrokerSettings:
+    """Broker settings from the environment, overridden by the options given.
+
+    Only options actually given are passed on, so that a port counts as explicit (and is checked
+    against the one a data dir was created with) only when ``--port`` or LOOPLINE_BROKER_PORT is set.
+    """
     overrides = {}
     if args.data_dir is not None:
         overrides["data_dir"] = args.data_dir
@@ -94,6 +99,7 @@ def cmd_worker(args: argparse.Namespace) -> int:
         InferenceSettings,
         JoinSettings,
         MetricsSettings,
+        RegistrySettings,
         SinkSettings,
         TrainerSettings,
     )
@@ -117,7 +123,7 @@ def cmd_worker(args: argparse.Namespace) -> int:
     else:
         from streams.agents.trainer import build_trainer_app
 
-        app = build_trainer_app(KafkaSettings(), TrainerSettings())
+        app = build_trainer_app(KafkaSettings(), TrainerSettings(), RegistrySettings())
     serve_metrics(MetricsSettings())
     run(app, loglevel=args.loglevel)
     return 0
@@ -152,7 +158,12 @@ def build_parser() -> argparse.ArgumentParser:
     kafka = sub.add_parser("kafka", help="the local single-node Kafka broker (tests, demo)")
     kafka.add_argument("action", choices=["fetch", "start", "stop", "status"])
     kafka.add_argument("--data-dir", type=Path, help="broker data dir (LOOPLINE_BROKER_DATA_DIR)")
-    kafka.add_argument("--port", type=int, help="listener port, 0 for a free one (LOOPLINE_BROKER_PORT)")
+    kafka.add_argument(
+        "--port",
+        type=int,
+        default=None,
+        help="listener port of a new broker, 0 for a free one; a restart keeps its port (LOOPLINE_BROKER_PORT)",
+    )
     kafka.set_defaults(func=cmd_kafka)
 
     topics = sub.add_parser("topics", help="the topic catalogue")

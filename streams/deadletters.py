@@ -2,31 +2,10 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Protocol
-
 from streams.codec import Codec
+from streams.records import Produced, SourceRecord, Topic
 
-__all__ = ["DeadLetters", "HasDeadLetters", "SourceRecord"]
-
-
-@dataclass(frozen=True)
-class SourceRecord:
-    """A consumed Kafka record, as the agents' cores see it."""
-
-    key: bytes | None
-    value: bytes
-    topic: str
-    partition: int
-    offset: int
-    timestamp_ms: int
-
-
-class HasDeadLetters(Protocol):
-    """A core's batch output: the dead letters it made and the reason of each."""
-
-    dead_letters: list[tuple[bytes, bytes]]
-    dead_reasons: list[str]
+__all__ = ["DeadLetters"]
 
 
 class DeadLetters:
@@ -56,7 +35,7 @@ class DeadLetters:
         }
         return source.topic.encode(), self.codec.encode(record)
 
-    def add(self, out: HasDeadLetters, source: SourceRecord, reason: str, error: str) -> None:
-        """Add the dead letter of ``source`` and its reason to a batch output."""
-        out.dead_letters.append(self.encode(source, reason, error))
+    def add(self, out: Produced, source: SourceRecord, reason: str, error: str) -> None:
+        """Route the dead letter of ``source`` to dead-letters in a batch output, with its reason."""
+        out.send(Topic.DEAD_LETTERS, *self.encode(source, reason, error))
         out.dead_reasons.append(reason)

@@ -32,7 +32,7 @@ DEFAULT_DATA_DIR = Path(".loopline")
 
 
 class KafkaSettings(BaseSettings):
-    """How every loopline client reaches Kafka (confluent-kafka and aiokafka/Faust alike)."""
+    """How every loopline client reaches Kafka, and what a worker's commits guarantee."""
 
     model_config = SettingsConfigDict(env_prefix="LOOPLINE_KAFKA_", extra="ignore", use_attribute_docstrings=True)
 
@@ -50,6 +50,23 @@ class KafkaSettings(BaseSettings):
     """Largest record on the model-versions topic (inline artifacts)."""
     client_id: str = "loopline"
     """Client id reported to the brokers."""
+    guarantee: Literal["exactly-once", "at-least-once"] = "exactly-once"
+    """exactly-once: each batch's outputs and its input offsets are committed in one Kafka
+    transaction, and every loopline consumer reads committed records only. at-least-once, for
+    brokers without transactions: offsets are committed once the outputs are acknowledged, and a
+    crash or rebalance may repeat a batch's outputs."""
+    worker_id: str | None = None
+    """A stable name of this worker process (e.g. its pod name): its transactional id, so that a
+    restarted worker aborts at once what its predecessor left open. By default a random one, whose
+    open transaction the broker aborts after ``transaction_timeout_ms``."""
+    transaction_timeout_ms: int = Field(default=10_000, ge=1000)
+    """How long the broker lets a transaction of a vanished worker stay open before aborting it;
+    committed readers of its output partitions wait for it that long."""
+    session_timeout_ms: int = Field(default=10_000, ge=1000)
+    """How long the group waits for a silent worker before giving its partitions to the others."""
+    max_poll_interval_ms: int = Field(default=300_000, ge=1000)
+    """Longest time a worker may spend on one batch (a training, a store outage) before the group
+    takes its partitions away."""
     security_protocol: Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"] = "PLAINTEXT"
     """Kafka security protocol."""
     sasl_mechanism: Literal["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"] | None = None

@@ -95,7 +95,7 @@ def analytics_records() -> dict[str, list[dict[str, Any]]]:
 def load_analytics_records(client: Any) -> None:
     """Create the tables in ``client``'s database and write :func:`analytics_records` the way the sink does."""
     from streams.codec import Codec
-    from streams.deadletters import SourceRecord
+    from streams.records import SourceRecord
     from streams.settings import KafkaSettings
     from streams.sink.core import SinkCore
     from streams.store import migrate

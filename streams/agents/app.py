@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import asyncio
+import logging
 import tempfile
+import threading
+from collections.abc import Callable
 
 import faust
 from faust.app.base import BootStrategy
@@ -12,21 +16,28 @@ from streams.settings import KafkaSettings
 
 __all__ = ["make_app", "run"]
 
+log = logging.getLogger(__name__)
+
+Body = Callable[[threading.Event], None]
+"""What a worker runs: a blocking function that returns once its stop event is set."""
+
 
 class TaskBoot(BootStrategy):
     """Start the worker's services and tasks, without Faust's own consumer and producer.
 
-    loopline's agents consume in batches with their own clients (``streams.agents.batches``).
+    loopline's agents consume in batches with their own clients (``streams.kafka.loop``).
     """
 
     enable_kafka_consumer = False
     enable_kafka_producer = False
 
 
-def make_app(agent: str, kafka: KafkaSettings) -> faust.App:
-    """A Faust app for one agent, with the id ``<topic prefix><agent>-worker``.
+def make_app(agent: str, kafka: KafkaSettings, *bodies: Body) -> faust.App:
+    """A Faust app for one agent, with the id ``<topic prefix><agent>-worker``, running ``bodies``.
 
-    The agent's work runs as app tasks; the web server is off (metrics have their own endpoint).
+    Each body (a batch loop, a version follower) runs in a thread of its own, started as an app
+    task and told to stop when the worker stops. A body that fails stops the worker with the error,
+    so that its supervisor restarts it. The web server is off (metrics have their own endpoint).
     """
     app = faust.App(
         f"{kafka.topic_prefix}{agent}-worker",
@@ -37,7 +48,27 @@ def make_app(agent: str, kafka: KafkaSettings) -> faust.App:
         datadir=tempfile.mkdtemp(prefix=f"loopline-{agent}-"),
     )
     app.boot_strategy = TaskBoot(app)
+    for body in bodies:
+        app.task(_in_thread(app, body))
     return app
+
+
+def _in_thread(app: faust.App, body: Body) -> Callable[[], object]:
+    async def task() -> None:
+        stop = threading.Event()
+        done = asyncio.get_running_loop().run_in_executor(None, body, stop)
+        try:
+            await asyncio.shield(done)
+        except asyncio.CancelledError:
+            stop.set()
+            await done
+            raise
+        except Exception as exc:
+            log.exception("%s failed; stopping the worker", getattr(body, "__qualname__", body))
+            await app.crash(exc)
+
+    task.__name__ = task.__qualname__ = getattr(body, "__qualname__", "body").replace(".", "_")
+    return task
 
 
 def run(app: faust.App, loglevel: str = "info") -> None:

@@ -2,84 +2,84 @@
 
 A batch is inserted before its offsets are committed. While ClickHouse is unavailable the worker
 retries the same batch with backoff and reads nothing more (backpressure): nothing is lost, and a
-batch written twice (a crash between insert and commit) collapses in the ReplacingMergeTree
-tables, which queries read with FINAL. The worker also serves the query endpoint, so that
-``loopline query`` works while it holds an embedded chdb store.
+batch written twice (a crash between insert and commit, an aborted commit) collapses in the
+ReplacingMergeTree tables, which queries read with FINAL: ClickHouse is outside the Kafka
+transaction, so the tables are idempotent instead. The worker also serves the query endpoint, so
+that ``loopline query`` works while it holds an embedded chdb store.
 """
 
 from __future__ import annotations
 
-import asyncio
 import logging
-from collections import Counter
+import threading
 
 import faust
 
 from streams.agents.app import make_app
-from streams.agents.batches import BatchConsumer, deliver, make_producer
 from streams.analytics.server import QueryServer
-from streams.metrics import BATCH_SIZE, DEAD_LETTERS, EVENTS_IN, SINK_FAILURES, SINK_ROWS
+from streams.kafka.loop import kafka_loop
+from streams.kafka.output import Stopped
+from streams.metrics import SINK_FAILURES, SINK_ROWS
+from streams.records import Produced, SourceRecord, Topic
 from streams.settings import ClickHouseSettings, KafkaSettings, SinkSettings
 from streams.sink.core import SinkBatch, SinkCore
 from streams.sink.store import Store
 
-__all__ = ["build_sink_app"]
+__all__ = ["build_sink_app", "write"]
 
 log = logging.getLogger("loopline.sink")
 
 
 def build_sink_app(kafka: KafkaSettings, clickhouse: ClickHouseSettings, settings: SinkSettings) -> faust.App:
-    """The Faust app of a sink worker."""
-    app = make_app("sink", kafka)
+    """The Faust app of a sink worker: the batch loop and the query endpoint."""
+    core, store = SinkCore(kafka), Store(clickhouse)
+    stopping = threading.Event()
 
-    @app.task
-    async def sink() -> None:
-        core, store = SinkCore(kafka), Store(clickhouse)
+    def process(records: list[SourceRecord]) -> SinkBatch:
+        batch = core.rows(records)
+        write(store, batch, settings.max_backoff_s, stopping)
+        return batch
+
+    loop = kafka_loop(
+        kafka, "sink", [Topic(t.topic) for t in core.tables.values()], process, settings.max_batch_rows,
+        settings.max_wait_ms / 1000, observe=_record_metrics,
+    )  # fmt: skip
+
+    def serve(stop: threading.Event) -> None:
         server = QueryServer(store, settings.query_host, settings.query_port) if settings.query_port else None
         if server is not None:
             server.start()
-        producer = make_producer(kafka)
-        await producer.start()
+        stop.wait()
+        stopping.set()
+        if server is not None:
+            server.stop()
+
+    def sink(stop: threading.Event) -> None:
         try:
-            consumer = BatchConsumer(
-                kafka, core.topics, f"{kafka.topic_prefix}sink", settings.max_batch_rows, settings.max_wait_ms / 1000
-            )
-            async with consumer:
-                async for records in consumer.batches():
-                    batch = core.rows(records)
-                    await write(store, batch, settings.max_backoff_s)
-                    dead = kafka.topic("dead-letters")
-                    await deliver(producer, [(dead, key, value) for key, value in batch.dead_letters])
-                    await consumer.commit(records)
-                    _record_metrics(len(records), batch)
+            loop.run(stop)
         finally:
-            await producer.stop()
-            if server is not None:
-                server.stop()
             store.close()
 
-    return app
+    return make_app("sink", kafka, serve, sink)
 
 
-async def write(store: Store, batch: SinkBatch, max_backoff_s: float) -> None:
-    """Insert ``batch``, trying again with backoff for as long as it takes."""
-    loop = asyncio.get_running_loop()
+def write(store: Store, batch: SinkBatch, max_backoff_s: float, stop: threading.Event) -> None:
+    """Insert ``batch``, trying again with backoff for as long as it takes (or until ``stop``)."""
     backoff = 0.5
     while True:
         try:
-            await loop.run_in_executor(None, store.insert, batch)
+            store.insert(batch)
             return
         except Exception as exc:  # any failure of the store: hold the batch and try again
             SINK_FAILURES.inc()
-            log.warning("writing %d rows failed (%s); holding the input, next try in %.1fs", len(batch), exc, backoff)
-            await asyncio.sleep(backoff)
-            backoff = min(backoff * 2, max_backoff_s)
+            log.warning("writing %d rows failed (%s); holding the input, next try in %.1fs", batch.row_count, exc,
+                        backoff)  # fmt: skip
+        if stop.wait(backoff):
+            raise Stopped
+        backoff = min(backoff * 2, max_backoff_s)
 
 
-def _record_metrics(size: int, batch: SinkBatch) -> None:
-    EVENTS_IN.labels("sink").inc(size)
-    BATCH_SIZE.labels("sink").observe(size)
-    for table, rows in batch.rows.items():
+def _record_metrics(produced: Produced) -> None:
+    assert isinstance(produced, SinkBatch)
+    for table, rows in produced.rows.items():
         SINK_ROWS.labels(table.table).inc(len(rows))
-    for reason, count in Counter(batch.dead_reasons).items():
-        DEAD_LETTERS.labels("sink", reason).inc(count)

@@ -11,21 +11,21 @@ version does worse.
 
 from __future__ import annotations
 
-import asyncio
 import logging
+import threading
 import time
 from typing import Any
 
 import faust
-from aiokafka import AIOKafkaProducer
 
-from models import ArtifactStore, ModelVersion
+from models import ArtifactStore
 from streams.agents.app import make_app
-from streams.agents.batches import BatchConsumer, deliver, make_producer
 from streams.codec import Codec, CodecError
-from streams.deadletters import DeadLetters, SourceRecord
+from streams.deadletters import DeadLetters
+from streams.kafka.loop import kafka_loop
 from streams.kafka.versions import VersionLookup, load_registry, publish_versions
-from streams.metrics import DEAD_LETTERS, EVENTS_IN, RETRAINS, ROLLBACKS
+from streams.metrics import RETRAINS, ROLLBACKS
+from streams.records import Produced, SourceRecord, Topic
 from streams.settings import KafkaSettings, RegistrySettings, TrainerSettings
 from streams.trainer.core import Refused, Trainer
 from streams.trainer.guard import RollbackGuard
@@ -35,25 +35,29 @@ __all__ = ["build_trainer_app"]
 
 log = logging.getLogger("loopline.trainer")
 
+Request = tuple[SourceRecord, dict[str, Any]]
+
 
 class Requests:
     """The request side of the worker: coalesce, train, publish, answer."""
 
-    def __init__(self, kafka: KafkaSettings, settings: TrainerSettings, producer: AIOKafkaProducer) -> None:
-        registry = RegistrySettings()
-        self.kafka, self.settings, self.producer = kafka, settings, producer
+    def __init__(self, kafka: KafkaSettings, settings: TrainerSettings, registry: RegistrySettings) -> None:
+        self.kafka, self.settings = kafka, settings
         self.trainer = Trainer(settings, ArtifactStore(registry.artifact_dir, registry.inline_limit_bytes))
         self.codec = Codec.load("retrain_request")
         self.dead = DeadLetters("trainer")
         self.trained_at: dict[str, int] = {}  # model → epoch ms when its last training ended
+        self.stop = threading.Event()
 
-    async def handle(self, records: list[SourceRecord]) -> None:
-        by_model: dict[str, list[tuple[SourceRecord, dict[str, Any]]]] = {}
+    def handle(self, records: list[SourceRecord]) -> Produced:
+        """Answer a batch of requests; refusals are its dead letters."""
+        out = Produced()
+        by_model: dict[str, list[Request]] = {}
         for record in records:
             try:
                 request = self.codec.decode(record.value)
             except CodecError as exc:
-                await self._refuse([record], exc.reason, str(exc))
+                self.dead.add(out, record, exc.reason, str(exc))
                 continue
             if record.timestamp_ms < self.trained_at.get(request["model_name"], 0):
                 RETRAINS.labels(request["model_name"], "coalesced").inc()
@@ -63,31 +67,33 @@ class Requests:
                 continue
             by_model.setdefault(request["model_name"], []).append((record, request))
         for model, requests in by_model.items():
-            await self._retrain(model, requests)
+            self._retrain(out, model, requests)
+        return out
 
-    async def _retrain(self, model: str, requests: list[tuple[SourceRecord, dict[str, Any]]]) -> None:
+    def _retrain(self, out: Produced, model: str, requests: list[Request]) -> None:
         why = "; ".join(f"{r['requested_by']}: {r['reason']}" for _, r in requests)
-        since = self._after_drift(requests)
-        loop = asyncio.get_running_loop()
         try:
-            window = await self._read_window(model, since)
-            records = await loop.run_in_executor(None, self._train, model, why, window)
+            window = self._read_window(model, self._after_drift(requests))
+            decision = self.trainer.retrain(load_registry(self.kafka), model, window, why)
+            publish_versions(self.kafka, decision.records)
         except Refused as exc:
             RETRAINS.labels(model, "refused").inc()
             log.warning("retrain of %s refused: %s", model, exc)
-            await self._refuse([record for record, _ in requests], exc.reason, str(exc))
+            for record, _ in requests:
+                self.dead.add(out, record, exc.reason, str(exc))
             return
         except Exception as exc:  # a failed training must not stop the worker: answer with the cause
             RETRAINS.labels(model, "failed").inc()
             log.exception("retrain of %s failed", model)
-            await self._refuse([record for record, _ in requests], "internal-error", repr(exc))
+            for record, _ in requests:
+                self.dead.add(out, record, "internal-error", repr(exc))
             return
         self.trained_at[model] = int(time.time() * 1000)
-        RETRAINS.labels(model, "promoted" if records[-1].status == "serving" else "rejected").inc()
+        RETRAINS.labels(model, "promoted" if decision.records[-1].status == "serving" else "rejected").inc()
 
-    def _after_drift(self, requests: list[tuple[SourceRecord, dict[str, Any]]]) -> dict[int, int]:
+    def _after_drift(self, requests: list[Request]) -> dict[int, int]:
         """Outcome offsets after the latest detection among drift requests: data of the new world."""
-        topic = self.kafka.topic("outcomes")
+        topic = self.kafka.topic(Topic.OUTCOMES)
         since: dict[int, int] = {}
         for _, request in requests:
             for span in (request["evidence"] or {}).get("offsets", []):
@@ -95,75 +101,56 @@ class Requests:
                     since[span["partition"]] = max(since.get(span["partition"], 0), span["end"] + 1)
         return since
 
-    async def _read_window(self, model: str, since: dict[int, int]) -> Window:
+    def _read_window(self, model: str, since: dict[int, int]) -> Window:
         """The training window; after a drift, once ``min_events`` outcomes came after the detection
         (or ``wait_minutes`` passed)."""
         s = self.settings
-        loop = asyncio.get_running_loop()
         max_age_s = s.window_minutes * 60 if s.window_minutes else None
         deadline = time.monotonic() + s.wait_minutes * 60
         while True:
-            window = await loop.run_in_executor(None, read_window, self.kafka, model, s.window_events, max_age_s, since)
+            window = read_window(self.kafka, model, s.window_events, max_age_s, since)
             if not since or len(window.labels) >= s.min_events or time.monotonic() >= deadline:
                 return window
             log.info("%s: %d outcomes since the drift, waiting for %d", model, len(window.labels), s.min_events)
-            await asyncio.sleep(2)
-
-    def _train(self, model: str, why: str, window: Window) -> list[ModelVersion]:
-        """Train, gate and publish (blocking: runs in an executor thread)."""
-        decision = self.trainer.retrain(load_registry(self.kafka), model, window, why)
-        publish_versions(self.kafka, decision.records)
-        return decision.records
-
-    async def _refuse(self, records: list[SourceRecord], reason: str, error: str) -> None:
-        topic = self.kafka.topic("dead-letters")
-        await deliver(self.producer, [(topic, *self.dead.encode(record, reason, error)) for record in records])
-        DEAD_LETTERS.labels("trainer", reason).inc(len(records))
+            if self.stop.wait(2):
+                return window
 
 
-def build_trainer_app(kafka: KafkaSettings, settings: TrainerSettings) -> faust.App:
+class Guard:
+    """The rollback guard over the outcome stream: it outputs nothing, it publishes rollbacks."""
+
+    def __init__(self, kafka: KafkaSettings, settings: TrainerSettings) -> None:
+        self.kafka = kafka
+        self.watch = RollbackGuard(settings.guard_outcomes, settings.guard_margin, VersionLookup(kafka))
+        self.codec = Codec.load("outcome")
+
+    def process(self, records: list[SourceRecord]) -> Produced:
+        for record in records:
+            try:
+                verdict = self.watch.add(self.codec.decode(record.value))
+            except (CodecError, KeyError):
+                continue  # the drift agent dead-letters these; the guard only skips them
+            if verdict is None:
+                continue
+            try:
+                _roll_back(self.kafka, verdict.model_name, verdict.version, verdict.predecessor, verdict.reason)
+            except Exception:  # the guard must keep watching: say so loudly and go on
+                log.exception("rolling %s back from version %d failed", verdict.model_name, verdict.version)
+        return Produced()
+
+
+def build_trainer_app(kafka: KafkaSettings, settings: TrainerSettings, registry: RegistrySettings) -> faust.App:
     """The Faust app of a trainer worker: the request loop and the rollback guard."""
-    app = make_app("trainer", kafka)
+    requests = Requests(kafka, settings, registry)
+    train = kafka_loop(kafka, "trainer", [Topic.RETRAIN_REQUESTS], requests.handle, 100, 0.5)
+    guard = kafka_loop(kafka, "trainer", [Topic.OUTCOMES], Guard(kafka, settings).process, 4096, 0.1,
+                       group="trainer-guard")  # fmt: skip
 
-    @app.task
-    async def train() -> None:
-        producer = make_producer(kafka)
-        await producer.start()
-        try:
-            requests = Requests(kafka, settings, producer)
-            consumer = BatchConsumer(kafka, kafka.topic("retrain-requests"), f"{kafka.topic_prefix}trainer", 100, 0.5)
-            async with consumer:
-                async for records in consumer.batches():
-                    await requests.handle(records)
-                    await consumer.commit(records)
-                    EVENTS_IN.labels("trainer").inc(len(records))
-        finally:
-            await producer.stop()
+    def run_requests(stop: threading.Event) -> None:
+        requests.stop = stop
+        train.run(stop)
 
-    @app.task
-    async def guard() -> None:
-        lookup = VersionLookup(kafka)
-        watch = RollbackGuard(settings.guard_outcomes, settings.guard_margin, lookup)
-        codec = Codec.load("outcome")
-        consumer = BatchConsumer(kafka, kafka.topic("outcomes"), f"{kafka.topic_prefix}trainer-guard", 4096, 0.1)
-        loop = asyncio.get_running_loop()
-        async with consumer:
-            async for records in consumer.batches():
-                for record in records:
-                    try:
-                        verdict = watch.add(codec.decode(record.value))
-                    except (CodecError, KeyError):
-                        continue  # the drift agent dead-letters these; the guard only skips them
-                    if verdict is None:
-                        continue
-                    try:
-                        await loop.run_in_executor(None, _roll_back, kafka, verdict.model_name, verdict.version,
-                                                   verdict.predecessor, verdict.reason)  # fmt: skip
-                    except Exception:  # the guard must keep watching: say so loudly and go on
-                        log.exception("rolling %s back from version %d failed", verdict.model_name, verdict.version)
-                await consumer.commit(records)
-
-    return app
+    return make_app("trainer", kafka, run_requests, guard.run)
 
 
 def _roll_back(kafka: KafkaSettings, model: str, version: int, predecessor: int, reason: str) -> None:

@@ -23,29 +23,33 @@ import numpy as np
 
 from models import ModelVersion
 from streams.codec import Codec, CodecError
-from streams.deadletters import DeadLetters, SourceRecord
+from streams.deadletters import DeadLetters
 from streams.drift.monitor import BlockMonitor, Detection, ErrorMonitor
 from streams.quality import SlidingMean
+from streams.records import KeyValue, Produced, SourceRecord, Topic
 from streams.settings import DriftSettings
 
 __all__ = ["DriftCore", "DriftOutput"]
 
-KeyValue = tuple[bytes, bytes]
 VERSIONS_KEPT = 4  # monitors kept per model: the serving version and a few it replaced
 
 
 @dataclass
-class DriftOutput:
+class DriftOutput(Produced):
     """What one batch produced."""
 
-    drift_events: list[KeyValue] = field(default_factory=list)
-    retrain_requests: list[KeyValue] = field(default_factory=list)
-    dead_letters: list[KeyValue] = field(default_factory=list)
-    dead_reasons: list[str] = field(default_factory=list)
     kinds: list[str] = field(default_factory=list)
     """The kind of each drift event."""
     quality: dict[tuple[str, int, bool], tuple[float, float]] = field(default_factory=dict)
     """(model, version, shadow) → (accuracy, log loss) over the window, for the versions this batch touched."""
+
+    @property
+    def drift_events(self) -> list[KeyValue]:
+        return self.to(Topic.DRIFT_EVENTS)
+
+    @property
+    def retrain_requests(self) -> list[KeyValue]:
+        return self.to(Topic.RETRAIN_REQUESTS)
 
 
 class Span:
@@ -212,7 +216,7 @@ class DriftCore:
                     "requested_by": "drift",
                     "evidence": evidence,
                 }
-                out.retrain_requests.append((model.encode(), self.request_codec.encode(request)))
+                out.send(Topic.RETRAIN_REQUESTS, model.encode(), self.request_codec.encode(request))
         watch.outcomes.saw(sources)
 
     def _predictions(
@@ -243,7 +247,7 @@ class DriftCore:
             "model_version": version,
             "evidence": evidence,
         }
-        out.drift_events.append((model.encode(), self.drift_codec.encode(record)))
+        out.send(Topic.DRIFT_EVENTS, model.encode(), self.drift_codec.encode(record))
         out.kinds.append(kind)
         return event_id
 

@@ -14,14 +14,13 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from streams.deadletters import DeadLetters, SourceRecord
+from streams.deadletters import DeadLetters
 from streams.inference.loader import LoadedModel
+from streams.records import KeyValue, Produced, SourceRecord, Topic
 
 __all__ = ["BatchOutput", "InferenceCore", "NotServing"]
 
 log = logging.getLogger(__name__)
-
-KeyValue = tuple[bytes, bytes]
 
 
 class NotServing(RuntimeError):
@@ -29,18 +28,22 @@ class NotServing(RuntimeError):
 
 
 @dataclass
-class BatchOutput:
+class BatchOutput(Produced):
     """What one batch produced. Every input record is in exactly one of predictions and dead_letters."""
 
-    predictions: list[KeyValue] = field(default_factory=list)
-    shadow_predictions: list[KeyValue] = field(default_factory=list)
-    dead_letters: list[KeyValue] = field(default_factory=list)
-    dead_reasons: list[str] = field(default_factory=list)
     version: int | None = None
     shadow_version: int | None = None
     inference_s: float = 0.0
     shadow_inference_s: float = 0.0
     latencies_s: np.ndarray = field(default_factory=lambda: np.zeros(0))
+
+    @property
+    def predictions(self) -> list[KeyValue]:
+        return self.to(Topic.PREDICTIONS)
+
+    @property
+    def shadow_predictions(self) -> list[KeyValue]:
+        return self.to(Topic.SHADOW_PREDICTIONS)
 
 
 class InferenceCore:
@@ -107,8 +110,9 @@ class InferenceCore:
             entity_ids = [batch.entity_ids[r] for r in rows]
             event_times = batch.event_times[rows]
             waits = np.array([now - records[i].timestamp_ms for i in sources], dtype=np.float32)
-            out.predictions = self._encode(
-                serving, event_ids, event_times, entity_ids, scores[rows], now, waits, out.inference_s
+            out.extend(
+                Topic.PREDICTIONS,
+                self._encode(serving, event_ids, event_times, entity_ids, scores[rows], now, waits, out.inference_s),
             )
             out.latencies_s = (now - event_times) / 1000.0
             if self.shadow is not None:
@@ -117,11 +121,11 @@ class InferenceCore:
                 shadow_scores = self.shadow.backend.predict(batch.matrix[rows])
                 out.shadow_inference_s = time.perf_counter() - start
                 ok = np.isfinite(shadow_scores).all(axis=1)
-                out.shadow_predictions = self._encode(
+                out.extend(Topic.SHADOW_PREDICTIONS, self._encode(
                     self.shadow, [e for e, keep in zip(event_ids, ok, strict=True) if keep], event_times[ok],
                     [e for e, keep in zip(entity_ids, ok, strict=True) if keep], shadow_scores[ok], now, waits[ok],
                     out.shadow_inference_s,
-                )  # fmt: skip
+                ))  # fmt: skip
         if len(out.predictions) + len(out.dead_letters) != len(records):
             raise AssertionError("inference lost or duplicated a record")  # the batching contract
         return out

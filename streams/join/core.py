@@ -24,12 +24,12 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from streams.codec import Codec, CodecError
-from streams.deadletters import DeadLetters, SourceRecord
+from streams.deadletters import DeadLetters
 from streams.quality import LOG_LOSS_FLOOR, SlidingMean
+from streams.records import KeyValue, Produced, SourceRecord, Topic
 
 __all__ = ["Entry", "JoinCore", "JoinOutput", "JoinTopics"]
 
-KeyValue = tuple[bytes, bytes]
 Partition = tuple[str, int]
 Part = tuple[dict[str, Any], Partition, int]  # decoded record, its partition and offset
 RawPart = tuple[bytes, Partition, int]  # features are held as bytes (a tenth of the memory) and decoded again to emit
@@ -65,12 +65,9 @@ class Entry:
 
 
 @dataclass
-class JoinOutput:
+class JoinOutput(Produced):
     """What one batch produced."""
 
-    outcomes: list[KeyValue] = field(default_factory=list)
-    dead_letters: list[KeyValue] = field(default_factory=list)
-    dead_reasons: list[str] = field(default_factory=list)
     duplicates: int = 0
     skipped: int = 0
     """Undecodable feature events: the inference agent dead-letters those."""
@@ -79,6 +76,10 @@ class JoinOutput:
     (pushed out by ``max_pending`` before their time)."""
     label_rates: dict[tuple[str, int], float] = field(default_factory=dict)
     """(model, version) → label rate now, for the versions this batch touched."""
+
+    @property
+    def outcomes(self) -> list[KeyValue]:
+        return self.to(Topic.OUTCOMES)
 
 
 class JoinCore:
@@ -231,7 +232,7 @@ class JoinCore:
                     rate.mean,
                 )
             )
-            out.outcomes.append((model.encode(), value))
+            out.send(Topic.OUTCOMES, model.encode(), value)
 
     def _outcome(
         self, features: dict[str, Any], prediction: dict[str, Any], label: dict[str, Any], label_rate: float

@@ -91,7 +91,14 @@ def free_port() -> int:
 
 
 def _port_in_use(port: int) -> bool:
+    """Whether ``port`` of 127.0.0.1 is taken by a listener (or a bound socket without SO_REUSEADDR).
+
+    The probe sets SO_REUSEADDR as Java's server sockets do on Linux, so that a port held only by
+    TIME_WAIT sockets (as right after a broker with live connections died) counts as free: the
+    broker can bind it, and only a real listener would make its start fail.
+    """
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
             s.bind(("127.0.0.1", port))
         except OSError:
@@ -110,6 +117,24 @@ def _pid_alive(pid: int) -> bool:
         return Path(f"/proc/{pid}/stat").read_text().split()[2] != "Z"
     except (FileNotFoundError, IndexError):
         return True
+
+
+def _is_broker_process(pid: int) -> bool:
+    """Whether the live process ``pid`` runs ``kafka.Kafka``.
+
+    A broker killed with SIGKILL leaves its pid file behind, and the system may since have given
+    that pid to an unrelated process, which must not be taken for the broker (nor be sent SIGTERM).
+    Where /proc is unavailable, any live process is taken for the broker, as before.
+    """
+    if not Path("/proc/self/cmdline").exists():
+        return True
+    try:
+        cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
+    except FileNotFoundError:  # it exited meanwhile
+        return False
+    except PermissionError:
+        return True
+    return b"kafka.Kafka" in cmdline
 
 
 def metadata_answers(bootstrap_servers: str, timeout_s: float = 2.0) -> bool:
@@ -150,7 +175,7 @@ class Broker:
         if not self.pid_file.exists():
             return None
         pid = int(self.pid_file.read_text().strip())
-        return pid if _pid_alive(pid) else None
+        return pid if _pid_alive(pid) and _is_broker_process(pid) else None
 
     @property
     def bootstrap_servers(self) -> str | None:
@@ -167,8 +192,26 @@ class Broker:
 
     # -- lifecycle ---------------------------------------------------------------------------
 
-    def _configure(self) -> dict[str, int | str]:
+    def _check_port(self) -> None:
+        """Refuse a port that contradicts the one the data dir's broker was created on.
+
+        A data dir that already has a broker keeps its ports, so that a restart needs no port: only a
+        port set explicitly (passed to the settings or in LOOPLINE_BROKER_PORT, not the 9092 default)
+        that differs from the recorded one is refused; 0 means the recorded one then.
+        """
         state = self._state()
+        if state is None or "port" not in self.settings.model_fields_set:
+            return
+        if self.settings.port not in (0, state["port"]):
+            raise BrokerError(
+                f"the broker in {self.data_dir} was created on port {state['port']}, not "
+                f"{self.settings.port}: use that port, or another data dir for a new broker"
+            )
+
+    def _configure(self) -> dict[str, int | str]:
+        """Render the config, choosing the ports on first use and reusing the recorded ones after."""
+        state = self._state()
+        created = state is None
         if state is None:
             port = self.settings.port or free_port()
             controller_port = free_port()
@@ -176,16 +219,11 @@ class Broker:
                 controller_port = free_port()
             cluster_id = base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
             state = {"port": port, "controller_port": controller_port, "cluster_id": cluster_id}
-        elif self.settings.port and self.settings.port != state["port"]:
-            raise BrokerError(
-                f"the broker in {self.data_dir} was created on port {state['port']}, not "
-                f"{self.settings.port}: use that port, or another data dir for a new broker"
-            )
         for key in ("port", "controller_port"):
             if _port_in_use(int(state[key])):
+                hint = "choose another port (LOOPLINE_BROKER_PORT, `--port`)" if created else "use another data dir"
                 raise BrokerError(
-                    f"port {state[key]} on 127.0.0.1 is already in use by another process: "
-                    "stop it, or choose another port (LOOPLINE_BROKER_PORT, `--port`)"
+                    f"port {state[key]} on 127.0.0.1 is already in use by another process: stop it, or {hint}"
                 )
         template = Template((KAFKA_OPS / "server.properties.template").read_text())
         self.data_dir.mkdir(parents=True, exist_ok=True)
@@ -220,7 +258,12 @@ class Broker:
             raise BrokerError(f"formatting the broker storage failed:\n{done.stderr[-2000:]}")
 
     def start(self) -> str:
-        """Start the broker (a no-op if it already runs) and return its bootstrap servers."""
+        """Start the broker (a no-op if it already runs) and return its bootstrap servers.
+
+        A broker that died (even by SIGKILL, leaving its pid file behind) is started again on the
+        ports and with the data it was created with.
+        """
+        self._check_port()
         if self._pid() is not None and self.bootstrap_servers is not None:
             if self._wait_ready(self.settings.start_timeout_s):
                 return self.bootstrap_servers

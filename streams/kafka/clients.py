@@ -26,7 +26,7 @@ __all__ = [
 def make_sender(settings: KafkaSettings) -> Producer:
     """A producer that waits for every in-sync replica and partitions keys with murmur2.
 
-    murmur2 is the Java client's (and aiokafka's) partitioner: the data topics are co-partitioned
+    murmur2 is the Java client's partitioner (and the agents' producers'): the data topics are co-partitioned
     by event_id only if every producer hashes keys the same way.
     """
     return Producer(
@@ -91,6 +91,7 @@ def read_topic(
                 "group.id": group_id or f"loopline-reader-{uuid.uuid4().hex}",
                 "auto.offset.reset": "earliest",
                 "enable.auto.commit": False,
+                "isolation.level": "read_committed",
             },
         )
     )
@@ -106,13 +107,31 @@ def read_topic(
 
 
 def offset_reader(settings: KafkaSettings) -> Consumer:
-    """A consumer outside any group (nothing is committed), for reading chosen offsets."""
-    return Consumer(confluent_config(settings, {"group.id": "loopline-unused", "enable.auto.commit": False}))
+    """A consumer outside any group (nothing is committed), for reading chosen offsets of committed records.
+
+    It reports reaching the end of a partition, which is how :func:`read_spans` knows that a range
+    whose last offsets hold transaction markers (never delivered) is read.
+    """
+    return Consumer(
+        confluent_config(
+            settings,
+            {
+                "group.id": "loopline-unused",
+                "enable.auto.commit": False,
+                "isolation.level": "read_committed",
+                "enable.partition.eof": True,
+                "fetch.message.max.bytes": settings.max_message_bytes,
+            },
+        )
+    )
 
 
 def read_spans(consumer: Consumer, topic: str, spans: dict[int, tuple[int, int]], timeout_s: float) -> list[Message]:
-    """The records of ``topic`` from offset ``start`` up to ``end`` (exclusive) of each partition in
-    ``spans`` (partition → (start, end)), in offset order per partition.
+    """The committed records of ``topic`` from offset ``start`` up to ``end`` (exclusive) of each
+    partition in ``spans`` (partition → (start, end)), in offset order per partition.
+
+    A partition is done at its ``end``, or at its end of log: offsets of aborted records and
+    transaction markers are never delivered, so the last record read may lie before ``end``.
 
     Raises:
         KafkaException: the records were not all read within ``timeout_s``.
@@ -124,12 +143,17 @@ def read_spans(consumer: Consumer, topic: str, spans: dict[int, tuple[int, int]]
     consumer.assign([TopicPartition(topic, partition, spans[partition][0]) for partition in ends])
     deadline = time.monotonic() + timeout_s
     while ends and time.monotonic() < deadline:
-        for msg in consume(consumer):
+        for msg in consumer.consume(num_messages=1000, timeout=0.5):
+            error = msg.error()
             partition, offset = msg.partition(), msg.offset()
-            if partition not in ends or offset is None or offset >= ends[partition]:
+            if error is not None and error.code() != KafkaError._PARTITION_EOF:
+                raise KafkaException(error)
+            if partition not in ends or offset is None:
                 continue
-            messages.append(msg)
-            if offset + 1 >= ends[partition]:
+            if error is None and offset < ends[partition]:
+                messages.append(msg)
+                offset += 1
+            if offset >= ends[partition]:
                 del ends[partition]
     if ends:
         raise KafkaException(KafkaError(KafkaError._TIMED_OUT, f"reading {topic} timed out"))

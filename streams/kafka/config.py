@@ -1,7 +1,7 @@
 """Client configuration from :class:`KafkaSettings`, the same security for every client stack.
 
-confluent-kafka (admin, producers and consumers outside Faust) and aiokafka/Faust (the agents)
-name their options differently; both are derived here from the one settings object.
+confluent-kafka (every loopline client) and Faust (the worker process, whose app still takes broker
+credentials) name their options differently; both are derived here from the one settings object.
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ from aiokafka.helpers import create_ssl_context
 
 from streams.settings import KafkaSettings
 
-__all__ = ["aiokafka_config", "confluent_config", "faust_credentials", "ssl_context"]
+__all__ = ["confluent_config", "faust_credentials", "ssl_context"]
 
 
 def _secret(value: Any) -> str | None:
@@ -42,7 +42,7 @@ def confluent_config(settings: KafkaSettings, extra: dict[str, Any] | None = Non
 
 
 def ssl_context(settings: KafkaSettings) -> ssl.SSLContext | None:
-    """A TLS context for aiokafka when the protocol uses SSL, else None."""
+    """A TLS context for Faust when the protocol uses SSL, else None."""
     if settings.security_protocol not in ("SSL", "SASL_SSL"):
         return None
     return create_ssl_context(
@@ -51,23 +51,6 @@ def ssl_context(settings: KafkaSettings) -> ssl.SSLContext | None:
         keyfile=str(settings.ssl_keyfile) if settings.ssl_keyfile else None,
         password=_secret(settings.ssl_key_password),
     )
-
-
-def aiokafka_config(settings: KafkaSettings) -> dict[str, Any]:
-    """Keyword arguments for aiokafka's producer and consumer."""
-    config: dict[str, Any] = {
-        "bootstrap_servers": settings.bootstrap_servers,
-        "client_id": settings.client_id,
-        "security_protocol": settings.security_protocol,
-    }
-    context = ssl_context(settings)
-    if context is not None:
-        config["ssl_context"] = context
-    if settings.sasl_mechanism is not None:
-        config["sasl_mechanism"] = settings.sasl_mechanism
-        config["sasl_plain_username"] = settings.sasl_username
-        config["sasl_plain_password"] = _secret(settings.sasl_password)
-    return config
 
 
 def faust_credentials(settings: KafkaSettings) -> faust.types.auth.CredentialsT | None:

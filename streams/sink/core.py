@@ -6,7 +6,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 from streams.codec import Codec, CodecError
-from streams.deadletters import DeadLetters, SourceRecord
+from streams.deadletters import DeadLetters
+from streams.records import Produced, SourceRecord
 from streams.settings import KafkaSettings
 from streams.sink.tables import TABLES, Row, Table
 
@@ -14,14 +15,13 @@ __all__ = ["SinkBatch", "SinkCore"]
 
 
 @dataclass
-class SinkBatch:
-    """Rows to insert per table, and the records that could not become rows."""
+class SinkBatch(Produced):
+    """Rows to insert per table; the records that could not become rows are its dead letters."""
 
     rows: dict[Table, list[Row]] = field(default_factory=dict)
-    dead_letters: list[tuple[bytes, bytes]] = field(default_factory=list)
-    dead_reasons: list[str] = field(default_factory=list)
 
-    def __len__(self) -> int:
+    @property
+    def row_count(self) -> int:
         return sum(len(rows) for rows in self.rows.values())
 
 

@@ -9,8 +9,8 @@ import numpy as np
 from models import ArtifactFormat, ModelVersion, Status
 from models.datasets import Concept, feature_names, sample
 from streams.codec import Codec
-from streams.deadletters import SourceRecord
 from streams.drift.core import DriftCore
+from streams.records import SourceRecord
 from streams.settings import DriftSettings
 
 N_FEATURES = 8

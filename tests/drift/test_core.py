@@ -94,7 +94,7 @@ def test_quality_windows_per_version():
 
 
 def test_unknown_versions_and_garbage_are_dead_letters():
-    from streams.deadletters import SourceRecord
+    from streams.records import SourceRecord
 
     out = drift_core().process([SourceRecord(b"m", b"junk", "o", 0, 0, 0)])
     assert out.dead_reasons == ["corrupt"]

@@ -5,9 +5,9 @@ import pytest
 
 from models import ArtifactStore, Status
 from streams.codec import Codec
-from streams.deadletters import SourceRecord
 from streams.inference.core import InferenceCore, NotServing
 from streams.inference.loader import ModelRejected, load_model
+from streams.records import SourceRecord
 from streams.settings import InferenceSettings
 from tests.helpers import features_record, nan_model, rows, small_model, tampered, version_of
 

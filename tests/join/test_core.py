@@ -5,8 +5,8 @@ import random
 import pytest
 
 from streams.codec import Codec
-from streams.deadletters import SourceRecord
 from streams.join.core import JoinCore, JoinTopics
+from streams.records import SourceRecord
 
 TOPICS = JoinTopics("f", "p", "sp", "l")
 HOUR = 3_600_000

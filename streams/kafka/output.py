@@ -1,0 +1,171 @@
+"""A batch's outputs and its input offsets, committed together (exactly-once) or in turn (at-least-once).
+
+Exactly-once: one Kafka transaction per batch holds its outputs and its input offsets, sent with
+the consumer's group metadata, so the broker refuses the commit of a worker that lost its
+partitions meanwhile (a zombie); readers with ``isolation.level=read_committed`` see a batch's
+outputs only once its offsets are committed, and an aborted batch never. At-least-once: the
+outputs are flushed, then the offsets committed; a crash in between repeats the batch's outputs.
+
+Records are produced with no Python callback or future per record: librdkafka reports failed
+deliveries only (``delivery.report.only.error``), and the transaction's commit (or the flush)
+says whether everything arrived.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import threading
+import time
+import uuid
+from collections.abc import Callable
+
+from confluent_kafka import KafkaError, KafkaException, Message, Producer, TopicPartition
+
+from streams.kafka.config import confluent_config
+from streams.kafka.noise import client_callbacks
+from streams.kafka.source import KafkaSource
+from streams.records import KeyValue, Topic
+from streams.settings import KafkaSettings
+
+__all__ = ["KafkaOutput", "Stopped"]
+
+log = logging.getLogger(__name__)
+
+RETRY_S = 1.0  # pause between two tries of a call the broker could not answer
+
+
+class Stopped(Exception):
+    """The worker was asked to stop while a batch waited for the broker; the batch is not committed."""
+
+
+class KafkaOutput:
+    """Sends the outputs of a batch and commits its input offsets through ``source``'s group.
+
+    Args:
+        name: the loop's name, part of its transactional id.
+    """
+
+    def __init__(self, kafka: KafkaSettings, source: KafkaSource, name: str) -> None:
+        self.kafka, self.source = kafka, source
+        self.transactional = kafka.guarantee == "exactly-once"
+        self.transactional_id = f"{kafka.topic_prefix}{name}-{kafka.worker_id or uuid.uuid4().hex[:12]}"
+        self.names = {topic: kafka.topic(topic) for topic in Topic}
+        self.failures: list[KafkaError] = []
+        self.producer = self._producer()
+
+    def _producer(self) -> Producer:
+        extra = {
+            "acks": "all",
+            "enable.idempotence": True,
+            "linger.ms": 1,
+            "partitioner": "murmur2_random",  # the Java client's: co-partitioning holds across producers
+            "message.max.bytes": self.kafka.max_message_bytes + 65536,
+            "delivery.report.only.error": True,
+            "on_delivery": self._failed,
+            **client_callbacks(),
+        }
+        if self.transactional:
+            extra |= {"transactional.id": self.transactional_id,
+                      "transaction.timeout.ms": self.kafka.transaction_timeout_ms}  # fmt: skip
+        producer = Producer(confluent_config(self.kafka, extra))
+        if self.transactional:
+            _until_answered(lambda: producer.init_transactions(30), "starting transactions", None)
+        return producer
+
+    def _failed(self, error: KafkaError | None, _message: Message) -> None:
+        if error is not None:
+            self.failures.append(error)
+
+    def commit(
+        self, records: dict[Topic, list[KeyValue]], offsets: list[TopicPartition], stop: threading.Event
+    ) -> bool:
+        """Send ``records`` and commit ``offsets``; False when the batch was not committed.
+
+        After False, nothing of the batch is visible to committed readers (exactly-once) and its
+        input must be read again from the committed offsets.
+
+        Raises:
+            Stopped: ``stop`` was set while the broker did not answer.
+        """
+        if self.transactional:
+            return self._transaction(records, offsets, stop)
+        self._produce(records)
+        while self.producer.flush(RETRY_S):
+            if stop.is_set():
+                raise Stopped
+        if self.failures:
+            log.warning("%d outputs were not delivered (%s); the batch is read again", len(self.failures),
+                        self.failures[0].str())  # fmt: skip
+            self.failures.clear()
+            return False
+        try:
+            self.source.commit(offsets)
+        except KafkaException as exc:  # its partitions moved: the new owner reads the batch again
+            log.warning("offsets not committed (%s); the batch's outputs may be repeated", exc.args[0].str())
+        return True
+
+    def _transaction(
+        self, records: dict[Topic, list[KeyValue]], offsets: list[TopicPartition], stop: threading.Event
+    ) -> bool:
+        producer = self.producer
+        try:
+            producer.begin_transaction()
+            self._produce(records)
+            if offsets:
+                group = self.source.consumer.consumer_group_metadata()
+                _until_answered(
+                    lambda: producer.send_offsets_to_transaction(offsets, group, 30), "sending offsets", stop
+                )
+            _until_answered(lambda: producer.commit_transaction(30), "committing", stop)
+            return True
+        except KafkaException as exc:
+            self._abort(exc.args[0], stop)
+            self.failures.clear()
+            return False
+
+    def _abort(self, error: KafkaError, stop: threading.Event) -> None:
+        if not error.fatal():
+            log.warning("batch aborted (%s); its input is read again", error.str())
+            try:
+                _until_answered(lambda: self.producer.abort_transaction(30), "aborting", stop)
+                return
+            except KafkaException as exc:
+                error = exc.args[0]
+        log.error("the producer can't go on (%s); starting a new one", error.str())
+        self.producer = self._producer()
+
+    def _produce(self, records: dict[Topic, list[KeyValue]]) -> None:
+        produce = self.producer.produce
+        for topic, pairs in records.items():
+            name = self.names[topic]
+            for key, value in pairs:
+                while True:
+                    try:
+                        produce(name, value, key)
+                        break
+                    except BufferError:  # librdkafka's queue is full: let it drain
+                        self.producer.poll(0.05)
+
+    def close(self) -> None:
+        """Abort a transaction left open by a stop and let the producer go."""
+        if self.transactional:
+            with contextlib.suppress(KafkaException):  # none was open
+                self.producer.abort_transaction(5)
+        self.producer.flush(5)
+
+
+def _until_answered(call: Callable[[], object], what: str, stop: threading.Event | None) -> None:
+    """Run ``call`` again while it fails with an error that a retry may fix (the broker is away)."""
+    while True:
+        try:
+            call()
+            return
+        except KafkaException as exc:
+            error = exc.args[0]
+            if not error.retriable() or error.fatal() or error.txn_requires_abort():
+                raise
+            log.warning("%s: %s; trying again", what, error.str())
+        if stop is not None and stop.is_set():
+            raise Stopped
+        time.sleep(RETRY_S)

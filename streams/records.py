@@ -1,0 +1,77 @@
+"""The records every agent reads and writes: the catalogue topics, a consumed record, a batch's outputs.
+
+Broker-free vocabulary shared by the cores and the batch loop (``streams.kafka.loop``): a core
+reads :class:`SourceRecord` and returns a :class:`Produced` whose records each name the catalogue
+:class:`Topic` they go to; the loop resolves the names and sends them.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from enum import StrEnum
+from typing import NamedTuple
+
+__all__ = ["KeyValue", "Produced", "SourceRecord", "Topic"]
+
+KeyValue = tuple[bytes, bytes]
+
+
+class Topic(StrEnum):
+    """The catalogue: every topic loopline reads or writes, by its name without the prefix."""
+
+    FEATURES = "features"
+    PREDICTIONS = "predictions"
+    SHADOW_PREDICTIONS = "shadow-predictions"
+    LABELS = "labels"
+    OUTCOMES = "outcomes"
+    DRIFT_EVENTS = "drift-events"
+    RETRAIN_REQUESTS = "retrain-requests"
+    MODEL_VERSIONS = "model-versions"
+    DEAD_LETTERS = "dead-letters"
+
+
+class SourceRecord(NamedTuple):
+    """A consumed Kafka record, as the agents' cores see it."""
+
+    key: bytes | None
+    value: bytes
+    topic: str
+    partition: int
+    offset: int
+    timestamp_ms: int
+
+
+@dataclass
+class Produced:
+    """What a core made of one batch: records routed to catalogue topics, and why each dead letter is one.
+
+    Each agent's batch output extends it with the figures its metrics need.
+    """
+
+    records: dict[Topic, list[KeyValue]] = field(default_factory=dict)
+    """Catalogue topic → (key, value) records, in the order they were made."""
+    dead_reasons: list[str] = field(default_factory=list)
+    """The reason of each record routed to dead-letters."""
+    offsets: dict[tuple[str, int], tuple[int, str]] | None = None
+    """Where to commit each input partition, with commit metadata, instead of after the batch's
+    last record (a core that still holds earlier records in memory says so here)."""
+
+    def send(self, topic: Topic, key: bytes, value: bytes) -> None:
+        """Route one record to ``topic``."""
+        self.records.setdefault(topic, []).append((key, value))
+
+    def extend(self, topic: Topic, records: list[KeyValue]) -> None:
+        """Route ``records`` to ``topic``."""
+        if records:
+            self.records.setdefault(topic, []).extend(records)
+
+    def to(self, topic: Topic) -> list[KeyValue]:
+        """The records routed to ``topic``."""
+        return self.records.get(topic, [])
+
+    @property
+    def dead_letters(self) -> list[KeyValue]:
+        return self.to(Topic.DEAD_LETTERS)
+
+    def __len__(self) -> int:
+        return sum(len(records) for records in self.records.values())
