@@ -41,10 +41,10 @@ class JoinWiring:
         out.offsets = {tp: (commit, str(reached)) for tp, (commit, reached) in self.core.positions().items()}
         return out
 
-    def assigned(self, metadata: dict[Partition, str]) -> None:
-        reached = {tp: int(text) for tp, text in metadata.items() if text.isdigit()}
-        self.core.assign(reached)
-        log.info("assigned %d partitions; %d were read up to a recorded offset before", len(metadata), len(reached))
+    def assigned(self, committed: dict[Partition, tuple[int, str]]) -> None:
+        known = {tp: (offset, int(text)) for tp, (offset, text) in committed.items() if text.isdigit()}
+        self.core.assign(known)
+        log.info("assigned %d partitions; %d were read up to a recorded offset before", len(committed), len(known))
 
     def revoked(self, partitions: list[Partition]) -> None:
         self.core.revoke({partition for _, partition in partitions})

@@ -18,7 +18,7 @@ import faust
 from streams.agents.app import make_app
 from streams.analytics.server import QueryServer
 from streams.kafka.loop import kafka_loop
-from streams.kafka.output import Stopped
+from streams.kafka.retry import Stopped
 from streams.metrics import SINK_FAILURES, SINK_ROWS
 from streams.records import Produced, SourceRecord, Topic
 from streams.settings import ClickHouseSettings, KafkaSettings, SinkSettings

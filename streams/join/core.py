@@ -12,7 +12,8 @@ Restarts: the shell commits, per input partition, the offset of the oldest recor
 state (:meth:`JoinCore.positions`), with the offset reached so far as commit metadata. A restarted
 worker re-reads from the commit and so rebuilds its state; :meth:`JoinCore.assign` passes the
 reached offsets back, and an outcome whose parts all lie below them (or a dead letter of a record
-below them) was sent before, so it is not sent again.
+below them) was sent before, so it is not sent again. Until the new worker has read every
+partition up to its reached offset it withholds its outputs and commits nothing (see :meth:`JoinCore.assign`).
 """
 
 from __future__ import annotations
@@ -117,12 +118,25 @@ class JoinCore:
         self.held: dict[Partition, deque[tuple[int, Entry]]] = {}
         self.reached: dict[Partition, int] = {}
         self.replay_until: dict[Partition, int] = {}
+        self.catching_up: set[Partition] = set()
+        self.withheld = Produced()
         self.label_rate: dict[tuple[str, int], SlidingMean] = {}
         self.now_ms = 0
 
-    def assign(self, replay_until: dict[Partition, int]) -> None:
-        """New input partitions, with the offsets reached before a restart (from the commit metadata)."""
-        self.replay_until.update(replay_until)
+    def assign(self, committed: dict[Partition, tuple[int, int]]) -> None:
+        """New input partitions: each one's committed offset and the offset reached before (commit metadata).
+
+        Until every one of them is read again up to its reached offset, the state is behind the
+        one that was committed, and an outcome completed meanwhile may lie above one partition's
+        reached offset but below another's. So while catching up the core withholds what it
+        makes and :meth:`positions` commits nothing: a worker killed meanwhile leaves the commit
+        as it was, and its successor catches up the same way. The withheld records go out with
+        the batch that completes the catch-up.
+        """
+        for tp, (offset, reached) in committed.items():
+            self.replay_until[tp] = reached
+            if offset < reached:
+                self.catching_up.add(tp)
 
     def revoke(self, partitions: Iterable[int]) -> None:
         """Forget the state of input partitions given to another worker."""
@@ -131,6 +145,8 @@ class JoinCore:
             if entry.partition in gone:
                 entry.live = False
         self.entries = {k: e for k, e in self.entries.items() if e.live}
+        self.catching_up = {tp for tp in self.catching_up if tp[1] not in gone}
+        self.withheld = Produced()  # revocations are eager: every partition goes, and its outputs with it
         self.by_age = deque(e for e in self.by_age if e.live)
         for tp in [tp for tp in self.reached if tp[1] in gone]:
             del self.reached[tp]
@@ -138,7 +154,10 @@ class JoinCore:
             self.replay_until.pop(tp, None)
 
     def positions(self) -> dict[Partition, tuple[int, int]]:
-        """Per input partition: (offset to commit, offset reached) after the records processed so far."""
+        """Per input partition: (offset to commit, offset reached) after the records processed so far;
+        nothing while catching up after an assignment."""
+        if self.catching_up:
+            return {}
         result = {}
         for tp, reached in self.reached.items():
             held = self.held.get(tp, deque())
@@ -169,6 +188,17 @@ class JoinCore:
                 continue
             self._add(out, record, decoded)
         self._expire(out)
+        self.catching_up = {tp for tp in self.catching_up if self.reached.get(tp, 0) < self.replay_until[tp]}
+        if self.catching_up:
+            for topic, pairs in out.records.items():
+                self.withheld.extend(topic, pairs)
+            self.withheld.dead_reasons += out.dead_reasons
+            out.records, out.dead_reasons = {}, []
+        elif self.withheld.records:
+            for topic, pairs in out.records.items():
+                self.withheld.extend(topic, pairs)
+            out.records, out.dead_reasons = self.withheld.records, self.withheld.dead_reasons + out.dead_reasons
+            self.withheld = Produced()
         return out
 
     def _dead(self, out: JoinOutput, record: SourceRecord, reason: str, error: str) -> None:

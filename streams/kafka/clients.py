@@ -9,6 +9,7 @@ from collections.abc import Callable, Iterable
 from confluent_kafka import Consumer, KafkaError, KafkaException, Message, Producer, TopicPartition
 
 from streams.kafka.config import confluent_config
+from streams.kafka.noise import client_callbacks
 from streams.settings import KafkaSettings
 
 __all__ = [
@@ -31,7 +32,14 @@ def make_sender(settings: KafkaSettings) -> Producer:
     """
     return Producer(
         confluent_config(
-            settings, {"acks": "all", "linger.ms": 5, "enable.idempotence": True, "partitioner": "murmur2_random"}
+            settings,
+            {
+                "acks": "all",
+                "linger.ms": 5,
+                "enable.idempotence": True,
+                "partitioner": "murmur2_random",
+                **client_callbacks(),
+            },
         )
     )
 
@@ -92,6 +100,7 @@ def read_topic(
                 "auto.offset.reset": "earliest",
                 "enable.auto.commit": False,
                 "isolation.level": "read_committed",
+                **client_callbacks(),
             },
         )
     )
@@ -121,6 +130,7 @@ def offset_reader(settings: KafkaSettings) -> Consumer:
                 "isolation.level": "read_committed",
                 "enable.partition.eof": True,
                 "fetch.message.max.bytes": settings.max_message_bytes,
+                **client_callbacks(),
             },
         )
     )

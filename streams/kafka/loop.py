@@ -28,7 +28,8 @@ from typing import Protocol
 from confluent_kafka import TopicPartition
 
 from streams.deadletters import DeadLetters
-from streams.kafka.output import KafkaOutput, Stopped
+from streams.kafka.output import KafkaOutput
+from streams.kafka.retry import Stopped
 from streams.kafka.source import KafkaSource, Partition
 from streams.metrics import BATCH_SIZE, DEAD_LETTERS, EVENTS_IN
 from streams.records import KeyValue, Produced, SourceRecord, Topic
@@ -148,7 +149,7 @@ def kafka_loop(
     max_wait_s: float,
     *,
     group: str | None = None,
-    on_assign: Callable[[dict[Partition, str]], None] | None = None,
+    on_assign: Callable[[dict[Partition, tuple[int, str]]], None] | None = None,
     on_revoke: Callable[[list[Partition]], None] | None = None,
     ready: Callable[[], bool] = lambda: True,
     observe: Callable[[Produced], None] | None = None,

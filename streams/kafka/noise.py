@@ -14,9 +14,10 @@ from typing import Any
 
 from confluent_kafka import KafkaError
 
-__all__ = ["client_callbacks"]
+__all__ = ["client_callbacks", "client_log"]
 
-log = logging.getLogger("loopline.kafka")
+client_log = log = logging.getLogger("loopline.kafka")
+"""The throttled logger of everything the Kafka clients report."""
 DIGITS = re.compile(r"\d+")
 
 

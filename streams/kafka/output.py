@@ -16,27 +16,20 @@ from __future__ import annotations
 import contextlib
 import logging
 import threading
-import time
 import uuid
-from collections.abc import Callable
 
 from confluent_kafka import KafkaError, KafkaException, Message, Producer, TopicPartition
 
 from streams.kafka.config import confluent_config
 from streams.kafka.noise import client_callbacks
+from streams.kafka.retry import RETRY_S, Stopped, until_answered
 from streams.kafka.source import KafkaSource
 from streams.records import KeyValue, Topic
 from streams.settings import KafkaSettings
 
-__all__ = ["KafkaOutput", "Stopped"]
+__all__ = ["KafkaOutput"]
 
 log = logging.getLogger(__name__)
-
-RETRY_S = 1.0  # pause between two tries of a call the broker could not answer
-
-
-class Stopped(Exception):
-    """The worker was asked to stop while a batch waited for the broker; the batch is not committed."""
 
 
 class KafkaOutput:
@@ -70,7 +63,7 @@ class KafkaOutput:
                       "transaction.timeout.ms": self.kafka.transaction_timeout_ms}  # fmt: skip
         producer = Producer(confluent_config(self.kafka, extra))
         if self.transactional:
-            _until_answered(lambda: producer.init_transactions(30), "starting transactions", None)
+            until_answered(lambda: producer.init_transactions(30), "starting transactions", None)
         return producer
 
     def _failed(self, error: KafkaError | None, _message: Message) -> None:
@@ -114,10 +107,10 @@ class KafkaOutput:
             self._produce(records)
             if offsets:
                 group = self.source.consumer.consumer_group_metadata()
-                _until_answered(
+                until_answered(
                     lambda: producer.send_offsets_to_transaction(offsets, group, 30), "sending offsets", stop
                 )
-            _until_answered(lambda: producer.commit_transaction(30), "committing", stop)
+            until_answered(lambda: producer.commit_transaction(30), "committing", stop)
             return True
         except KafkaException as exc:
             self._abort(exc.args[0], stop)
@@ -128,7 +121,7 @@ class KafkaOutput:
         if not error.fatal():
             log.warning("batch aborted (%s); its input is read again", error.str())
             try:
-                _until_answered(lambda: self.producer.abort_transaction(30), "aborting", stop)
+                until_answered(lambda: self.producer.abort_transaction(30), "aborting", stop)
                 return
             except KafkaException as exc:
                 error = exc.args[0]
@@ -153,19 +146,3 @@ class KafkaOutput:
             with contextlib.suppress(KafkaException):  # none was open
                 self.producer.abort_transaction(5)
         self.producer.flush(5)
-
-
-def _until_answered(call: Callable[[], object], what: str, stop: threading.Event | None) -> None:
-    """Run ``call`` again while it fails with an error that a retry may fix (the broker is away)."""
-    while True:
-        try:
-            call()
-            return
-        except KafkaException as exc:
-            error = exc.args[0]
-            if not error.retriable() or error.fatal() or error.txn_requires_abort():
-                raise
-            log.warning("%s: %s; trying again", what, error.str())
-        if stop is not None and stop.is_set():
-            raise Stopped
-        time.sleep(RETRY_S)

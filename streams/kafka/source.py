@@ -16,7 +16,8 @@ from collections.abc import Callable, Sequence
 from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, KafkaException, Message, TopicPartition
 
 from streams.kafka.config import confluent_config
-from streams.kafka.noise import client_callbacks
+from streams.kafka.noise import client_callbacks, client_log
+from streams.kafka.retry import until_answered
 from streams.metrics import CONSUMER_LAG
 from streams.records import SourceRecord
 from streams.settings import KafkaSettings
@@ -41,8 +42,8 @@ class KafkaSource:
     """Reads ``topics`` in the consumer group ``group_id`` as micro-batches of :class:`SourceRecord`.
 
     Args:
-        on_assign: told of the partitions given to this worker, with the metadata committed with
-            each one's offset ("" where none was).
+        on_assign: told of the partitions given to this worker, with each one's committed offset
+            (negative where none was) and the metadata committed with it ("" where none was).
         on_revoke: told of the partitions taken from this worker (revoked or lost).
     """
 
@@ -51,7 +52,7 @@ class KafkaSource:
         kafka: KafkaSettings,
         topics: Sequence[str],
         group_id: str,
-        on_assign: Callable[[dict[Partition, str]], None] | None = None,
+        on_assign: Callable[[dict[Partition, tuple[int, str]]], None] | None = None,
         on_revoke: Callable[[list[Partition]], None] | None = None,
     ) -> None:
         self.group_id = group_id
@@ -90,7 +91,7 @@ class KafkaSource:
             if error is None:
                 records.append(to_source(message))
             else:
-                log.warning("consumer of %s: %s", self.group_id, error.str())
+                client_log.warning("consumer of %s: %s", self.group_id, error.str())
         self._report_lag()
         return records
 
@@ -104,7 +105,7 @@ class KafkaSource:
         if not assigned:
             return
         self._revoked(self.consumer, assigned)
-        committed = self.consumer.committed(assigned, timeout=30)
+        committed = until_answered(lambda: self.consumer.committed(assigned, timeout=30), "reading offsets", None)
         for tp in committed:
             offset = tp.offset if tp.offset >= 0 else OFFSET_BEGINNING
             try:
@@ -112,7 +113,7 @@ class KafkaSource:
             except KafkaException as exc:  # taken away meanwhile: its new owner reads it
                 log.info("not rewinding %s[%d]: %s", tp.topic, tp.partition, exc)
         if self.on_assign is not None:
-            self.on_assign({(tp.topic, tp.partition): tp.metadata or "" for tp in committed})
+            self.on_assign({(tp.topic, tp.partition): (tp.offset, tp.metadata or "") for tp in committed})
 
     def commit(self, offsets: list[TopicPartition]) -> None:
         """Commit ``offsets`` outside any transaction (at-least-once), waiting for the answer.
@@ -129,8 +130,8 @@ class KafkaSource:
     def _assigned(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
         log.info("%s: assigned %s", self.group_id, _names(partitions))
         if self.on_assign is not None and partitions:
-            committed = consumer.committed(partitions, timeout=30)
-            self.on_assign({(tp.topic, tp.partition): tp.metadata or "" for tp in committed})
+            committed = until_answered(lambda: consumer.committed(partitions, timeout=30), "reading offsets", None)
+            self.on_assign({(tp.topic, tp.partition): (tp.offset, tp.metadata or "") for tp in committed})
 
     def _revoked(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
         log.info("%s: revoked %s", self.group_id, _names(partitions))

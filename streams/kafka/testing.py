@@ -24,7 +24,7 @@ class MemorySource:
     def __init__(
         self,
         records: Sequence[SourceRecord],
-        on_assign: Callable[[dict[Partition, str]], None] | None = None,
+        on_assign: Callable[[dict[Partition, tuple[int, str]]], None] | None = None,
         on_revoke: Callable[[list[Partition]], None] | None = None,
     ) -> None:
         self.records = list(records)
@@ -52,7 +52,7 @@ class MemorySource:
             self.on_revoke(self.partitions)
         self.position = {tp: offset for tp, (offset, _) in self.committed.items()}
         if self.on_assign is not None:
-            self.on_assign({tp: self.committed.get(tp, (0, ""))[1] for tp in self.partitions})
+            self.on_assign({tp: self.committed.get(tp, (-1, "")) for tp in self.partitions})
 
     @property
     def drained(self) -> bool:

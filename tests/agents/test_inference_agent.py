@@ -167,15 +167,16 @@ def test_two_workers_split_the_partitions_and_one_serves_all_after_the_other_sto
         assert first.metric("loopline_events_in_total") >= before + 100
 
 
-def test_a_killed_worker_loses_no_event(setup):
+def test_at_least_once_a_killed_worker_loses_no_event(setup):
     kafka, store, tmp = setup
     publish_versions(kafka, [version_of(small_model(), 1, store)])
     ids = set(send_features(kafka, 20000))
-    with worker("inference", kafka, tmp, LOOPLINE_INFERENCE_MAX_BATCH_SIZE="16", **MODEL) as first:
+    at_least_once = {"LOOPLINE_KAFKA_GUARANTEE": "at-least-once", **MODEL}
+    with worker("inference", kafka, tmp, LOOPLINE_INFERENCE_MAX_BATCH_SIZE="16", **at_least_once) as first:
         wait_for(lambda: len(read_to_end(kafka, kafka.topic("predictions"))) >= 200, what="some predictions")
         first.proc.kill()  # no clean shutdown: whatever was not committed is read again
         first.proc.wait()
     assert len(read_to_end(kafka, kafka.topic("predictions"))) < len(ids)
-    with worker("inference", kafka, tmp, **MODEL):
+    with worker("inference", kafka, tmp, **at_least_once):
         wait_for(lambda: {p["event_id"] for p in served(kafka)} >= ids, timeout_s=90, what="every event")
     assert {p["event_id"] for p in served(kafka)} == ids

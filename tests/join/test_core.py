@@ -150,11 +150,32 @@ def test_a_restart_replays_state_without_resending_outcomes():
     positions = first.positions()
     # A new worker reads again from the committed offsets, knowing how far the first one got.
     second = core()
-    second.assign({tp: reached for tp, (_, reached) in positions.items()})
+    second.assign(positions)
     replay = [r for r in records if r.offset >= positions[(r.topic, r.partition)][0]]
     assert second.process(replay).outcomes == []
     late = second.process([stream.record("l", "b", 10)])
     assert [o["event_id"] for o in outcomes(late)] == ["b"]
+
+
+def test_a_restart_killed_while_catching_up_commits_nothing_and_its_successor_sends_every_outcome_once():
+    stream = Stream()
+    a, b = stream.event("a"), [stream.record("f", "b", 0), stream.record("p", "b", 0)]
+    first = core()
+    assert len(first.process([*a, *b]).outcomes) == 1  # "b" waits for its label
+    positions = first.positions()
+    label_b = stream.record("l", "b", 10)  # arrives after the first worker's last commit
+    replay = [r for r in [*a, *b] if r.offset >= positions[(r.topic, r.partition)][0]]
+    # The second worker reads the label before the features of "b" again: still catching up.
+    second = core()
+    second.assign(positions)
+    early = second.process([label_b, *[r for r in replay if r.topic == "l"]])
+    assert early.outcomes == [] and second.positions() == {}  # withheld, and nothing committed
+    # Killed there: the third worker starts from the same commit and sends "b" once, "a" never.
+    third = core()
+    third.assign(positions)
+    sent = [o["event_id"] for batch in (replay, [label_b]) for o in outcomes(third.process(batch))]
+    assert sent == ["b"]
+    assert third.positions() != {}
 
 
 def test_revoked_partitions_leave_the_state():
@@ -168,7 +189,7 @@ def test_revoked_partitions_leave_the_state():
 def test_a_restart_sends_no_dead_letter_twice():
     garbage = SourceRecord(b"e2", b"\x00junk", "l", 0, 5, T0)
     join = core()
-    join.assign({("l", 0): 6})
+    join.assign({("l", 0): (5, 6)})
     assert join.process([garbage]).dead_letters == []
 
 
