@@ -36,6 +36,7 @@ format: setup ## format the code
 bench: setup ## run the benchmarks in bench/
 	$(BIN)/python bench/codec.py
 	$(BIN)/python bench/inference.py
+	$(BIN)/python bench/broker.py
 	$(BIN)/python bench/drift.py
 
 kafka-stop: ## stop the local broker started by the demo

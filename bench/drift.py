@@ -28,11 +28,11 @@ from timing import best_rate
 
 from models import ArtifactFormat, ModelVersion, Status
 from streams.codec import Codec
-from streams.deadletters import SourceRecord
 from streams.drift.core import DriftCore
 from streams.drift.detectors import BINARY, DETECTORS
 from streams.drift.monitor import BlockMonitor, ErrorMonitor
 from streams.join.core import JoinCore, JoinTopics
+from streams.records import SourceRecord
 from streams.settings import DriftSettings
 
 ONSET = 3000

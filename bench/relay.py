@@ -1,40 +1,103 @@
-"""The ceiling for bench/inference.py: a relay that copies features to another topic unchanged.
+"""The ceiling of bench/broker.py: a relay on plain confluent-kafka, with no loopline code at all.
 
-It uses the inference worker's client stack (the same Faust worker, batch consumer, delivery and
-commits), without decoding or a model.
+    python bench/relay.py BOOTSTRAP INPUT_TOPIC OUTPUT_TOPIC GROUP [--max-batch 1024]
+        [--max-wait-ms 5] [--transactional] [--retry-backoff-ms MS]
 
-    python bench/relay.py OUTPUT_TOPIC   (settings from LOOPLINE_* like any worker)
+It copies every record of INPUT_TOPIC to OUTPUT_TOPIC unchanged (same key and value), one batch
+at a time: ``consume(num_messages=max_batch)``, one ``produce`` per record, then
+
+* plain: ``flush`` and a synchronous offset commit (idempotent producer, acks=all);
+* transactional: ``begin_transaction``, the produces, ``send_offsets_to_transaction`` and
+  ``commit_transaction`` per batch (exactly-once, like loopline's default).
+
+It reads with ``isolation.level=read_committed`` and runs until SIGTERM or SIGINT. The producer
+has the same librdkafka settings as loopline's batch loop (acks=all, idempotence, linger.ms=1),
+so that a comparison with it measures what loopline's own code costs. ``--retry-backoff-ms`` sets
+librdkafka's ``retry.backoff.ms`` (100 by default), which paces a transaction that must wait for
+the previous one's commit markers (CONCURRENT_TRANSACTIONS).
 """
 
 from __future__ import annotations
 
-import sys
+import argparse
+import contextlib
+import signal
+import uuid
 
-from streams.agents.app import make_app, run
-from streams.agents.batches import BatchConsumer, deliver, make_producer
-from streams.settings import InferenceSettings, KafkaSettings
+from confluent_kafka import Consumer, KafkaException, Message, Producer, TopicPartition
+
+
+def ends(messages: list[Message]) -> list[TopicPartition]:
+    """The offsets after the last record of each partition in ``messages``."""
+    last: dict[tuple[str, int], int] = {}
+    for message in messages:
+        topic, partition, offset = message.topic(), message.partition(), message.offset()
+        assert topic is not None and partition is not None and offset is not None
+        last[(topic, partition)] = offset + 1
+    return [TopicPartition(topic, partition, offset) for (topic, partition), offset in last.items()]
 
 
 def main() -> None:
-    kafka, settings = KafkaSettings(), InferenceSettings()
-    output = sys.argv[1]
-    app = make_app("relay", kafka)
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("bootstrap")
+    parser.add_argument("input")
+    parser.add_argument("output")
+    parser.add_argument("group")
+    parser.add_argument("--max-batch", type=int, default=1024)
+    parser.add_argument("--max-wait-ms", type=float, default=5.0)
+    parser.add_argument("--transactional", action="store_true")
+    parser.add_argument("--retry-backoff-ms", type=int, default=None, help="librdkafka's retry.backoff.ms")
+    args = parser.parse_args()
 
-    @app.task
-    async def relay() -> None:
-        producer = make_producer(kafka)
-        await producer.start()
-        consumer = BatchConsumer(kafka, kafka.topic("features"), f"{kafka.topic_prefix}relay",
-                                 settings.max_batch_size, settings.max_wait_ms / 1000)  # fmt: skip
-        try:
-            async with consumer:
-                async for batch in consumer.batches():
-                    await deliver(producer, [(output, record.key, record.value) for record in batch])
-                    await consumer.commit(batch)
-        finally:
-            await producer.stop()
+    stopping = []
+    signal.signal(signal.SIGTERM, lambda *_: stopping.append(True))
+    signal.signal(signal.SIGINT, lambda *_: stopping.append(True))
 
-    run(app, loglevel="warning")
+    consumer = Consumer({
+        "bootstrap.servers": args.bootstrap, "group.id": args.group, "enable.auto.commit": False,
+        "auto.offset.reset": "earliest", "isolation.level": "read_committed",
+    })  # fmt: skip
+    producer_config = {
+        "bootstrap.servers": args.bootstrap, "acks": "all", "enable.idempotence": True, "linger.ms": 1,
+        "partitioner": "murmur2_random",
+    }  # fmt: skip
+    if args.retry_backoff_ms is not None:
+        producer_config["retry.backoff.ms"] = args.retry_backoff_ms
+    if args.transactional:
+        producer_config["transactional.id"] = f"{args.group}-{uuid.uuid4().hex[:8]}"
+    producer = Producer(producer_config)
+    if args.transactional:
+        producer.init_transactions(30)
+    consumer.subscribe([args.input])
+    wait_s = args.max_wait_ms / 1000
+    try:
+        while not stopping:
+            messages = consumer.consume(num_messages=args.max_batch, timeout=wait_s)
+            messages = [m for m in messages if m.error() is None]
+            if not messages:
+                continue
+            if args.transactional:
+                producer.begin_transaction()
+            for message in messages:
+                while True:
+                    try:
+                        producer.produce(args.output, message.value(), message.key())
+                        break
+                    except BufferError:
+                        producer.poll(0.05)
+            if args.transactional:
+                producer.send_offsets_to_transaction(ends(messages), consumer.consumer_group_metadata(), 30)
+                producer.commit_transaction(30)
+            else:
+                if producer.flush(30):
+                    raise KafkaException("outputs not delivered in 30 s")
+                consumer.commit(offsets=ends(messages), asynchronous=False)
+    finally:
+        if args.transactional:
+            with contextlib.suppress(KafkaException):  # none was open
+                producer.abort_transaction(5)
+        producer.flush(5)
+        consumer.close()
 
 
 if __name__ == "__main__":

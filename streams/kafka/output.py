@@ -93,7 +93,8 @@ class KafkaOutput:
             self.failures.clear()
             return False
         try:
-            self.source.commit(offsets)
+            if offsets:
+                self.source.commit(offsets)
         except KafkaException as exc:  # its partitions moved: the new owner reads the batch again
             log.warning("offsets not committed (%s); the batch's outputs may be repeated", exc.args[0].str())
         return True
