@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import urllib.request
 
+import numpy as np
 from prometheus_client import Counter, Gauge, Histogram, start_http_server
 from prometheus_client.parser import text_string_to_metric_families
 
@@ -34,6 +35,7 @@ __all__ = [
     "SERVING_VERSION",
     "SINK_FAILURES",
     "SINK_ROWS",
+    "observe_all",
     "read_metric",
     "serve_metrics",
 ]
@@ -85,6 +87,24 @@ RETRAINS = Counter(
 )
 ROLLBACKS = Counter("loopline_rollbacks", "Automatic rollbacks of a newly serving version", ["model"])
 RETRAIN_REQUESTS = Counter("loopline_retrain_requests", "Retrain requests raised", ["model", "requested_by"])
+
+
+def observe_all(histogram: Histogram, values: np.ndarray) -> None:
+    """``histogram.observe(v)`` for every ``v`` in ``values``, in one pass per batch.
+
+    A batch of predictions has one latency per event; observing them one by one cost about 2 µs an
+    event, a seventh of an inference worker's time (docs/benchmarks.md). prometheus_client has no
+    bulk call, so this adds the bucket counts and the sum the way ``observe`` does, through the
+    histogram's own value objects (tests/test_metrics.py checks it against ``observe``).
+    """
+    if not len(values):
+        return
+    bounds = np.asarray(histogram._upper_bounds)
+    counts = np.bincount(np.searchsorted(bounds, values, side="left"), minlength=len(bounds) + 1)
+    histogram._sum.inc(float(values.sum()))
+    for bucket, count in zip(histogram._buckets, counts.tolist(), strict=False):
+        if count:
+            bucket.inc(count)
 
 
 def serve_metrics(settings: MetricsSettings) -> None:

@@ -59,6 +59,9 @@ class KafkaSettings(BaseSettings):
     """A stable name of this worker process (e.g. its pod name): its transactional id, so that a
     restarted worker aborts at once what its predecessor left open. By default a random one, whose
     open transaction the broker aborts after ``transaction_timeout_ms``."""
+    commit_interval_ms: float = Field(default=100.0, ge=0)
+    """Longest time one commit (transaction) stays open while a backlog is read; a worker that has
+    caught up commits each batch at once."""
     transaction_timeout_ms: int = Field(default=10_000, ge=1000)
     """How long the broker lets a transaction of a vanished worker stay open before aborting it;
     committed readers of its output partitions wait for it that long."""

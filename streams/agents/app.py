@@ -6,6 +6,7 @@ import asyncio
 import logging
 import tempfile
 import threading
+from pathlib import Path
 from collections.abc import Callable
 
 import faust
@@ -45,7 +46,7 @@ def make_app(agent: str, kafka: KafkaSettings, *bodies: Body) -> faust.App:
         broker_credentials=faust_credentials(kafka),
         broker_client_id=f"{kafka.client_id}-{agent}",
         web_enabled=False,
-        datadir=tempfile.mkdtemp(prefix=f"loopline-{agent}-"),
+        datadir=Path(tempfile.gettempdir()) / "loopline-faust",  # Faust keeps no table here: one dir serves all
     )
     app.boot_strategy = TaskBoot(app)
     for body in bodies:

@@ -31,6 +31,7 @@ from streams.metrics import (
     MODEL_SWAPS,
     PREDICTIONS_OUT,
     SERVING_VERSION,
+    observe_all,
 )
 from streams.records import Produced, SourceRecord, Topic
 from streams.settings import InferenceSettings, KafkaSettings
@@ -140,8 +141,7 @@ def _record_metrics(model: str, produced: Produced) -> None:
     if out.predictions:
         PREDICTIONS_OUT.labels(model, str(out.version), "false").inc(len(out.predictions))
         INFERENCE_SECONDS.labels(model, "false").observe(out.inference_s)
-        for latency in out.latencies_s.tolist():
-            LATENCY_SECONDS.labels(model).observe(latency)
+        observe_all(LATENCY_SECONDS.labels(model), out.latencies_s)
     if out.shadow_predictions:
         PREDICTIONS_OUT.labels(model, str(out.shadow_version), "true").inc(len(out.shadow_predictions))
         INFERENCE_SECONDS.labels(model, "true").observe(out.shadow_inference_s)

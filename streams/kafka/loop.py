@@ -6,8 +6,8 @@ of wiring; this loop does the rest, the same for every agent:
 1. take a micro-batch from the source (up to ``max_batch`` records, ``max_wait_s`` after the first);
 2. call the core; an exception there dead-letters the batch's records with the cause, it never
    ends the worker;
-3. commit the outputs and the input offsets (one Kafka transaction, by default); when the commit
-   is aborted (the worker lost its partitions, the broker failed the transaction), the source
+3. commit the outputs and the input offsets (one Kafka transaction, by default; one commit may
+   hold several batches while there is a backlog, see :class:`BatchLoop`); when the commit is aborted (the worker lost its partitions, the broker failed the transaction), the source
    reads the batch again from the committed offsets, with the agent's state for those partitions
    rebuilt;
 4. count the batch in the metrics.
@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from collections import Counter
 from collections.abc import Callable, Sequence
 from typing import Protocol
@@ -43,6 +44,9 @@ log = logging.getLogger(__name__)
 class Source(Protocol):
     """Where batches come from (:class:`KafkaSource`, or ``streams.kafka.testing.MemorySource``)."""
 
+    before_revoke: Callable[[], None] | None
+    """Called before partitions are taken from this worker (set by the loop)."""
+
     def take(self, max_records: int, max_wait_s: float) -> list[SourceRecord]: ...
 
     def rewind(self) -> None: ...
@@ -53,9 +57,9 @@ class Source(Protocol):
 class Output(Protocol):
     """Where a batch's outputs and offsets go (:class:`KafkaOutput`, or ``MemoryOutput``)."""
 
-    def commit(
-        self, records: dict[Topic, list[KeyValue]], offsets: list[TopicPartition], stop: threading.Event
-    ) -> bool: ...
+    def write(self, records: dict[Topic, list[KeyValue]]) -> None: ...
+
+    def commit(self, offsets: list[TopicPartition], stop: threading.Event) -> bool: ...
 
     def close(self) -> None: ...
 
@@ -72,6 +76,12 @@ def next_offsets(records: Sequence[SourceRecord]) -> dict[Partition, tuple[int, 
 
 class BatchLoop:
     """Runs ``process`` over micro-batches from ``source`` and commits what it returns to ``output``.
+
+    One commit (a transaction) holds one batch, or several while a backlog lasts: it is made once a
+    batch comes back smaller than ``max_batch`` (the source is caught up, so waiting would only add
+    latency) or ``commit_interval_s`` after the commit's first batch (each transaction costs the
+    broker some milliseconds, which a backlog should not pay per batch). Before partitions are
+    revoked, the open commit is made, so a new owner never reads a batch whose outputs are in flight.
 
     Args:
         agent: the agent's name, for logs and metrics.
@@ -90,12 +100,18 @@ class BatchLoop:
         max_wait_s: float,
         ready: Callable[[], bool] = lambda: True,
         observe: Callable[[Produced], None] | None = None,
+        commit_interval_s: float = 0.1,
     ) -> None:
         self.agent, self.source, self.output, self.process = agent, source, output, process
         self.max_batch, self.max_wait_s, self.ready, self.observe = max_batch, max_wait_s, ready, observe
+        self.commit_interval_s = commit_interval_s
+        self.pending: list[tuple[int, Produced]] = []  # (records read, outputs) of the batches in the open commit
+        self.offsets: dict[Partition, tuple[int, str]] = {}
+        self.opened = 0.0
+        source.before_revoke = self._before_revoke
 
     def run(self, stop: threading.Event) -> None:
-        """Batches until ``stop`` is set; then the source and output are closed."""
+        """Batches until ``stop`` is set; then the open commit is made, and the source and output closed."""
         try:
             while not stop.is_set():
                 if not self.ready():
@@ -103,28 +119,57 @@ class BatchLoop:
                     continue
                 records = self.source.take(self.max_batch, self.max_wait_s)
                 if records:
-                    self.step(records, stop)
+                    self.add(records)
+                due = time.monotonic() - self.opened >= self.commit_interval_s
+                if self.pending and (len(records) < self.max_batch or due):
+                    self.commit(stop)
+            if self.pending:
+                self.commit(stop)
         except Stopped:
-            log.info("%s stopped with a batch uncommitted; it will be read again", self.agent)
+            log.info("%s stopped with a commit open; its batches will be read again", self.agent)
         finally:
             self.output.close()
             self.source.close()
 
     def step(self, records: list[SourceRecord], stop: threading.Event) -> bool:
         """Process and commit one batch; False when the commit was aborted and the batch is to be read again."""
+        self.add(records)
+        return self.commit(stop)
+
+    def add(self, records: list[SourceRecord]) -> None:
+        """Process one batch and write its outputs into the open commit."""
         out = self._process(records)
-        offsets = out.offsets if out.offsets is not None else next_offsets(records)
-        partitions = [TopicPartition(t, p, offset, metadata=meta) for (t, p), (offset, meta) in offsets.items()]
-        if not self.output.commit(out.records, partitions, stop):
+        if not self.pending:
+            self.opened = time.monotonic()
+        self.output.write(out.records)
+        self.offsets.update(out.offsets if out.offsets is not None else next_offsets(records))
+        self.pending.append((len(records), out))
+
+    def commit(self, stop: threading.Event) -> bool:
+        """Commit the open batches with their input offsets; when aborted, read them again."""
+        if not self._commit(stop):
             self.source.rewind()
             return False
-        EVENTS_IN.labels(self.agent).inc(len(records))
-        BATCH_SIZE.labels(self.agent).observe(len(records))
-        for reason, count in Counter(out.dead_reasons).items():
-            DEAD_LETTERS.labels(self.agent, reason).inc(count)
-        if self.observe is not None:
-            self.observe(out)
         return True
+
+    def _commit(self, stop: threading.Event) -> bool:
+        partitions = [TopicPartition(t, p, offset, metadata=meta) for (t, p), (offset, meta) in self.offsets.items()]
+        pending, self.pending, self.offsets = self.pending, [], {}
+        if not self.output.commit(partitions, stop):
+            return False
+        for size, out in pending:
+            EVENTS_IN.labels(self.agent).inc(size)
+            BATCH_SIZE.labels(self.agent).observe(size)
+            for reason, count in Counter(out.dead_reasons).items():
+                DEAD_LETTERS.labels(self.agent, reason).inc(count)
+            if self.observe is not None:
+                self.observe(out)
+        return True
+
+    def _before_revoke(self) -> None:
+        """Partitions are about to move: what was read from them is committed now, or aborted."""
+        if self.pending:
+            self._commit(threading.Event())
 
     def _process(self, records: list[SourceRecord]) -> Produced:
         try:
@@ -158,4 +203,6 @@ def kafka_loop(
     name = group or agent
     source = KafkaSource(kafka, [kafka.topic(t) for t in topics], f"{kafka.topic_prefix}{name}", on_assign, on_revoke)
     output = KafkaOutput(kafka, source, name)
-    return BatchLoop(agent, source, output, process, max_batch, max_wait_s, ready, observe)
+    return BatchLoop(
+        agent, source, output, process, max_batch, max_wait_s, ready, observe, kafka.commit_interval_ms / 1000
+    )

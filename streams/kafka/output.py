@@ -45,6 +45,7 @@ class KafkaOutput:
         self.transactional_id = f"{kafka.topic_prefix}{name}-{kafka.worker_id or uuid.uuid4().hex[:12]}"
         self.names = {topic: kafka.topic(topic) for topic in Topic}
         self.failures: list[KafkaError] = []
+        self.open = False  # whether a transaction is open
         self.producer = self._producer()
 
     def _producer(self) -> Producer:
@@ -55,6 +56,10 @@ class KafkaOutput:
             "partitioner": "murmur2_random",  # the Java client's: co-partitioning holds across producers
             "message.max.bytes": self.kafka.max_message_bytes + 65536,
             "delivery.report.only.error": True,
+            # A transaction begun right after a commit is refused while the broker writes the commit
+            # markers, and retried after this backoff: 100 ms by default, which capped a worker at
+            # ten transactions a second (docs/benchmarks.md).
+            "retry.backoff.ms": 5,
             "on_delivery": self._failed,
             **client_callbacks(),
         }
@@ -70,20 +75,33 @@ class KafkaOutput:
         if error is not None:
             self.failures.append(error)
 
-    def commit(
-        self, records: dict[Topic, list[KeyValue]], offsets: list[TopicPartition], stop: threading.Event
-    ) -> bool:
-        """Send ``records`` and commit ``offsets``; False when the batch was not committed.
+    def write(self, records: dict[Topic, list[KeyValue]]) -> None:
+        """Send ``records`` as part of the open commit (exactly-once: a transaction begins with the first)."""
+        if self.transactional and not self.open:
+            self.producer.begin_transaction()
+            self.open = True
+        produce = self.producer.produce
+        for topic, pairs in records.items():
+            name = self.names[topic]
+            for key, value in pairs:
+                while True:
+                    try:
+                        produce(name, value, key)
+                        break
+                    except BufferError:  # librdkafka's queue is full: let it drain
+                        self.producer.poll(0.05)
 
-        After False, nothing of the batch is visible to committed readers (exactly-once) and its
-        input must be read again from the committed offsets.
+    def commit(self, offsets: list[TopicPartition], stop: threading.Event) -> bool:
+        """Commit what was written since the last commit with the input ``offsets``; False when it was not.
+
+        After False, nothing written since the last commit is visible to committed readers
+        (exactly-once), and the input must be read again from the committed offsets.
 
         Raises:
             Stopped: ``stop`` was set while the broker did not answer.
         """
         if self.transactional:
-            return self._transaction(records, offsets, stop)
-        self._produce(records)
+            return self._transaction(offsets, stop)
         while self.producer.flush(RETRY_S):
             if stop.is_set():
                 raise Stopped
@@ -99,13 +117,12 @@ class KafkaOutput:
             log.warning("offsets not committed (%s); the batch's outputs may be repeated", exc.args[0].str())
         return True
 
-    def _transaction(
-        self, records: dict[Topic, list[KeyValue]], offsets: list[TopicPartition], stop: threading.Event
-    ) -> bool:
+    def _transaction(self, offsets: list[TopicPartition], stop: threading.Event) -> bool:
         producer = self.producer
         try:
-            producer.begin_transaction()
-            self._produce(records)
+            if not self.open:
+                producer.begin_transaction()
+                self.open = True
             if offsets:
                 group = self.source.consumer.consumer_group_metadata()
                 until_answered(
@@ -117,6 +134,8 @@ class KafkaOutput:
             self._abort(exc.args[0], stop)
             self.failures.clear()
             return False
+        finally:
+            self.open = False
 
     def _abort(self, error: KafkaError, stop: threading.Event) -> None:
         if not error.fatal():
@@ -129,21 +148,9 @@ class KafkaOutput:
         log.error("the producer can't go on (%s); starting a new one", error.str())
         self.producer = self._producer()
 
-    def _produce(self, records: dict[Topic, list[KeyValue]]) -> None:
-        produce = self.producer.produce
-        for topic, pairs in records.items():
-            name = self.names[topic]
-            for key, value in pairs:
-                while True:
-                    try:
-                        produce(name, value, key)
-                        break
-                    except BufferError:  # librdkafka's queue is full: let it drain
-                        self.producer.poll(0.05)
-
     def close(self) -> None:
-        """Abort a transaction left open by a stop and let the producer go."""
-        if self.transactional:
-            with contextlib.suppress(KafkaException):  # none was open
+        """Abort a transaction left open by a stop, and let the producer go."""
+        if self.open:
+            with contextlib.suppress(KafkaException):
                 self.producer.abort_transaction(5)
         self.producer.flush(5)

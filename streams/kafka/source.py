@@ -57,6 +57,8 @@ class KafkaSource:
     ) -> None:
         self.group_id = group_id
         self.on_assign, self.on_revoke = on_assign, on_revoke
+        self.before_revoke: Callable[[], None] | None = None
+        self.rebalanced = False
         self.consumer = Consumer(
             confluent_config(
                 kafka,
@@ -79,19 +81,25 @@ class KafkaSource:
 
     def take(self, max_records: int, max_wait_s: float) -> list[SourceRecord]:
         """The next micro-batch; empty when no record came within a short wait."""
+        self.rebalanced = False
         first = self.consumer.poll(FIRST_RECORD_WAIT_S)
         if first is None:
             return []
         messages = [first]
         if max_records > 1:
             messages += self.consumer.consume(max_records - 1, max_wait_s)
+        new = tuple.__new__  # SourceRecord's own constructor costs a third more per record
         records = []
         for message in messages:
             error = message.error()
             if error is None:
-                records.append(to_source(message))
+                records.append(new(SourceRecord, (message.key(), message.value() or b"", message.topic(),
+                                                  message.partition(), message.offset(), message.timestamp()[1])))  # fmt: skip
             else:
                 client_log.warning("consumer of %s: %s", self.group_id, error.str())
+        if self.rebalanced:  # a record read before its partition moved is its new owner's to read
+            owned = {(tp.topic, tp.partition) for tp in self.consumer.assignment()}
+            records = [r for r in records if (r.topic, r.partition) in owned]
         self._report_lag()
         return records
 
@@ -129,12 +137,16 @@ class KafkaSource:
 
     def _assigned(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
         log.info("%s: assigned %s", self.group_id, _names(partitions))
+        self.rebalanced = True
         if self.on_assign is not None and partitions:
             committed = until_answered(lambda: consumer.committed(partitions, timeout=30), "reading offsets", None)
             self.on_assign({(tp.topic, tp.partition): (tp.offset, tp.metadata or "") for tp in committed})
 
     def _revoked(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
         log.info("%s: revoked %s", self.group_id, _names(partitions))
+        self.rebalanced = True
+        if self.before_revoke is not None and partitions:
+            self.before_revoke()
         if self.on_revoke is not None and partitions:
             self.on_revoke([(tp.topic, tp.partition) for tp in partitions])
 

@@ -29,6 +29,7 @@ class MemorySource:
     ) -> None:
         self.records = list(records)
         self.on_assign, self.on_revoke = on_assign, on_revoke
+        self.before_revoke: Callable[[], None] | None = None
         self.committed: dict[Partition, tuple[int, str]] = {}
         self.position: dict[Partition, int] = {}
         self.closed = False
@@ -48,6 +49,8 @@ class MemorySource:
         return batch
 
     def rewind(self) -> None:
+        if self.before_revoke is not None:
+            self.before_revoke()
         if self.on_revoke is not None:
             self.on_revoke(self.partitions)
         self.position = {tp: offset for tp, (offset, _) in self.committed.items()}
@@ -64,22 +67,26 @@ class MemorySource:
 
 
 class MemoryOutput:
-    """Keeps what each commit sent; the commits numbered in ``abort`` (from 0) are aborted instead."""
+    """Keeps what each commit wrote; the commits numbered in ``abort`` (from 0) are aborted instead."""
 
     def __init__(self, source: MemorySource, abort: Sequence[int] = ()) -> None:
         self.source = source
         self.abort = set(abort)
         self.attempts = 0
         self.records: dict[Topic, list[KeyValue]] = {}
+        self.written: dict[Topic, list[KeyValue]] = {}
         self.closed = False
 
-    def commit(
-        self, records: dict[Topic, list[KeyValue]], offsets: list[TopicPartition], stop: threading.Event
-    ) -> bool:
+    def write(self, records: dict[Topic, list[KeyValue]]) -> None:
+        for topic, pairs in records.items():
+            self.written.setdefault(topic, []).extend(pairs)
+
+    def commit(self, offsets: list[TopicPartition], stop: threading.Event) -> bool:
         attempt, self.attempts = self.attempts, self.attempts + 1
+        written, self.written = self.written, {}
         if attempt in self.abort:
             return False
-        for topic, pairs in records.items():
+        for topic, pairs in written.items():
             self.records.setdefault(topic, []).extend(pairs)
         for tp in offsets:
             self.source.committed[(tp.topic, tp.partition)] = (tp.offset, tp.metadata or "")

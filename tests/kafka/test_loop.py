@@ -96,6 +96,24 @@ def test_run_takes_nothing_until_ready_and_closes_both_ends_on_stop():
     assert source.closed and output.closed
 
 
+def test_a_backlog_shares_one_commit_and_a_caught_up_batch_commits_at_once():
+    source = MemorySource(records(10))
+    output = MemoryOutput(source)
+    loop = BatchLoop("relay", source, output, relay, max_batch=3, max_wait_s=0, commit_interval_s=60)
+    stop = threading.Event()
+    thread = threading.Thread(target=loop.run, args=(stop,))
+    thread.start()
+    try:
+        while not source.committed and thread.is_alive():
+            stop.wait(0.01)
+    finally:
+        stop.set()
+        thread.join(10)
+    assert output.attempts == 1  # batches of 3, 3, 3 and 1: the short one closes the commit
+    assert len(output.to(Topic.PREDICTIONS)) == 10
+    assert source.committed == {("in", 0): (5, ""), ("in", 1): (5, "")}
+
+
 def test_next_offsets_is_one_after_the_last_record_of_each_partition():
     assert next_offsets(records(5)) == {("in", 0): (3, ""), ("in", 1): (2, "")}
 
