@@ -6,8 +6,8 @@ import asyncio
 import logging
 import tempfile
 import threading
-from pathlib import Path
 from collections.abc import Callable
+from pathlib import Path
 
 import faust
 from faust.app.base import BootStrategy
