@@ -8,13 +8,16 @@ at a time: ``consume(num_messages=max_batch)``, one ``produce`` per record, then
 
 * plain: ``flush`` and a synchronous offset commit (idempotent producer, acks=all);
 * transactional: ``begin_transaction``, the produces, ``send_offsets_to_transaction`` and
-  ``commit_transaction`` per batch (exactly-once, like loopline's default).
+  ``commit_transaction`` (exactly-once, like loopline's default).
+
+Either commit is made once a batch comes back short (caught up) or 100 ms after the first batch it
+holds (``--commit-interval-s``), the policy of loopline's batch loop.
 
 It reads with ``isolation.level=read_committed`` and runs until SIGTERM or SIGINT. The producer
-has the same librdkafka settings as loopline's batch loop (acks=all, idempotence, linger.ms=1),
-so that a comparison with it measures what loopline's own code costs. ``--retry-backoff-ms`` sets
-librdkafka's ``retry.backoff.ms`` (100 by default), which paces a transaction that must wait for
-the previous one's commit markers (CONCURRENT_TRANSACTIONS).
+has the same librdkafka settings as loopline's batch loop (acks=all, idempotence, linger.ms=1,
+retry.backoff.ms=5), so that a comparison with it measures what loopline's own code costs.
+``--retry-backoff-ms`` sets librdkafka's ``retry.backoff.ms`` (its default is 100), which paces a
+transaction that must wait for the previous one's commit markers (CONCURRENT_TRANSACTIONS).
 """
 
 from __future__ import annotations
@@ -22,6 +25,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import signal
+import time
 import uuid
 
 from confluent_kafka import Consumer, KafkaException, Message, Producer, TopicPartition
@@ -46,7 +50,8 @@ def main() -> None:
     parser.add_argument("--max-batch", type=int, default=1024)
     parser.add_argument("--max-wait-ms", type=float, default=5.0)
     parser.add_argument("--transactional", action="store_true")
-    parser.add_argument("--retry-backoff-ms", type=int, default=None, help="librdkafka's retry.backoff.ms")
+    parser.add_argument("--retry-backoff-ms", type=int, default=5, help="librdkafka's retry.backoff.ms")
+    parser.add_argument("--commit-interval-s", type=float, default=0.1)
     args = parser.parse_args()
 
     stopping = []
@@ -61,8 +66,7 @@ def main() -> None:
         "bootstrap.servers": args.bootstrap, "acks": "all", "enable.idempotence": True, "linger.ms": 1,
         "partitioner": "murmur2_random",
     }  # fmt: skip
-    if args.retry_backoff_ms is not None:
-        producer_config["retry.backoff.ms"] = args.retry_backoff_ms
+    producer_config["retry.backoff.ms"] = args.retry_backoff_ms
     if args.transactional:
         producer_config["transactional.id"] = f"{args.group}-{uuid.uuid4().hex[:8]}"
     producer = Producer(producer_config)
@@ -70,14 +74,16 @@ def main() -> None:
         producer.init_transactions(30)
     consumer.subscribe([args.input])
     wait_s = args.max_wait_ms / 1000
+    pending: list[Message] = []  # read since the last commit
+    opened = 0.0
     try:
         while not stopping:
             messages = consumer.consume(num_messages=args.max_batch, timeout=wait_s)
             messages = [m for m in messages if m.error() is None]
-            if not messages:
-                continue
-            if args.transactional:
-                producer.begin_transaction()
+            if messages and not pending:
+                opened = time.monotonic()
+                if args.transactional:
+                    producer.begin_transaction()
             for message in messages:
                 while True:
                     try:
@@ -85,13 +91,18 @@ def main() -> None:
                         break
                     except BufferError:
                         producer.poll(0.05)
+            pending += messages
+            # Commit once caught up (a short batch) or after the commit interval, as loopline does.
+            if not pending or (len(messages) == args.max_batch and time.monotonic() - opened < args.commit_interval_s):
+                continue
             if args.transactional:
-                producer.send_offsets_to_transaction(ends(messages), consumer.consumer_group_metadata(), 30)
+                producer.send_offsets_to_transaction(ends(pending), consumer.consumer_group_metadata(), 30)
                 producer.commit_transaction(30)
             else:
                 if producer.flush(30):
                     raise KafkaException("outputs not delivered in 30 s")
-                consumer.commit(offsets=ends(messages), asynchronous=False)
+                consumer.commit(offsets=ends(pending), asynchronous=False)
+            pending = []
     finally:
         if args.transactional:
             with contextlib.suppress(KafkaException):  # none was open
