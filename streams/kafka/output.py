@@ -17,6 +17,7 @@ import contextlib
 import logging
 import threading
 import uuid
+from collections.abc import Callable
 
 from confluent_kafka import KafkaError, KafkaException, Message, Producer, TopicPartition
 
@@ -28,6 +29,9 @@ from streams.records import KeyValue, Topic
 from streams.settings import KafkaSettings
 
 __all__ = ["KafkaOutput"]
+
+CALL_S = 10  # librdkafka's own timeout of a transactional call
+GRACE_S = 5  # how much longer a call may take before it is taken to hang
 
 log = logging.getLogger(__name__)
 
@@ -126,13 +130,20 @@ class KafkaOutput:
             if offsets:
                 group = self.source.consumer.consumer_group_metadata()
                 until_answered(
-                    lambda: producer.send_offsets_to_transaction(offsets, group, 30), "sending offsets", stop
+                    lambda: _bounded(lambda: producer.send_offsets_to_transaction(offsets, group, CALL_S)),
+                    "sending offsets",
+                    stop,
                 )
-            until_answered(lambda: producer.commit_transaction(30), "committing", stop)
+            until_answered(lambda: _bounded(lambda: producer.commit_transaction(CALL_S)), "committing", stop)
             return True
         except KafkaException as exc:
             self._abort(exc.args[0], stop)
             self.failures.clear()
+            return False
+        except Unanswered:
+            log.error("the producer did not answer in %.0fs; starting a new one, which aborts its transaction",
+                      CALL_S + GRACE_S)  # fmt: skip
+            self.producer = self._producer()
             return False
         finally:
             self.open = False
@@ -154,3 +165,35 @@ class KafkaOutput:
             with contextlib.suppress(KafkaException):
                 self.producer.abort_transaction(5)
         self.producer.flush(5)
+
+
+class Unanswered(Exception):
+    """A librdkafka call ran past its own timeout."""
+
+
+def _bounded(call: Callable[[], None]) -> None:
+    """``call()`` in a thread of its own, waited for ``CALL_S + GRACE_S`` at most.
+
+    librdkafka's ``send_offsets_to_transaction`` can block past its timeout, for good, when the
+    group coordinator went away during the transaction (librdkafka issues 5456 and 5511; seen here
+    when the broker was killed and restarted mid-batch). The caller then replaces the producer: a
+    new one with the same transactional id fences the stuck one and aborts its transaction.
+
+    Raises:
+        Unanswered: the call did not return in time.
+    """
+    failure: list[BaseException] = []
+
+    def target() -> None:
+        try:
+            call()
+        except BaseException as exc:  # handed to the caller's thread
+            failure.append(exc)
+
+    thread = threading.Thread(target=target, name="librdkafka-call", daemon=True)
+    thread.start()
+    thread.join(CALL_S + GRACE_S)
+    if thread.is_alive():
+        raise Unanswered
+    if failure:
+        raise failure[0]
