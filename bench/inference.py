@@ -59,7 +59,7 @@ def stage_alone(args: argparse.Namespace, store: ArtifactStore) -> None:
     fmt = ArtifactFormat.TORCH if args.backend == "torch" else ArtifactFormat.ONNX
     version = bench_model(fmt, store)
     settings = InferenceSettings(device=args.device, backend=args.backend)
-    loaded = load_model(version, settings, shadow=False, expected_features=None)
+    loaded = load_model(version, settings, store, shadow=False, expected_features=None)
     core = InferenceCore()
     core.stage("serving", loaded)
     sizes = [s for s in (1, 16, 64, 256, 1024, 4096, 16384, 65536) if s <= args.max_batch]

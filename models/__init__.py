@@ -2,7 +2,7 @@
 
 from models.artifacts import ArtifactError, ArtifactStore, sha256_hex
 from models.mlp import TabularMLP
-from models.registry import ArtifactFormat, ModelVersion, Registry, RegistryError, Status
+from models.registry import ArtifactFormat, ModelVersion, Outputs, Registry, RegistryError, Status
 from models.runtime import Backend, BackendError, BackendInfo, load_backend
 from models.train import TrainConfig, train_mlp
 from models.versions import bootstrap_version, make_version
@@ -15,6 +15,7 @@ __all__ = [
     "BackendError",
     "BackendInfo",
     "ModelVersion",
+    "Outputs",
     "Registry",
     "RegistryError",
     "Status",

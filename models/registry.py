@@ -7,19 +7,25 @@ order; it does no I/O, so the CLI, the trainer and every inference worker share 
 - the serving version of a model is the one whose latest record says ``serving`` (the most recently
   published, should two say so);
 - promoting a version publishes it as serving and the previous serving version as retired;
-- rolling back publishes the previous version (by default the highest retired version below the
-  current one) as serving and the current one as retired.
+- rolling back publishes an earlier version as serving and the current one as retired;
+- a version record is immutable once published: only its status (with its reason, time and id)
+  changes. A later record of the same version with another artifact, features, classes or
+  metadata is not folded; :meth:`Registry.apply` says why, and every reader reports it;
+- a model's feature contract is set by the first version that served it (the lowest-numbered
+  version whose status is serving or retired): every version that is to serve must take the same
+  features, since producers send values in that order.
 """
 
 from __future__ import annotations
 
+import json
 import time
 import uuid
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field, fields, replace
 from enum import StrEnum
 from typing import Any
 
-__all__ = ["ArtifactFormat", "ModelVersion", "Registry", "RegistryError", "Status"]
+__all__ = ["ArtifactFormat", "ModelVersion", "Outputs", "Registry", "RegistryError", "Status"]
 
 
 class Status(StrEnum):
@@ -37,6 +43,17 @@ class ArtifactFormat(StrEnum):
 
     ONNX = "onnx"
     TORCH = "torch"
+
+
+class Outputs(StrEnum):
+    """What a model's score rows are: class probabilities, or logits that the loader turns into them."""
+
+    PROBABILITIES = "probabilities"
+    LOGITS = "logits"
+
+
+STATUS_FIELDS = frozenset({"status", "reason", "event_time", "event_id"})
+"""The fields a later record of a version may change; every other field is fixed by its first record."""
 
 
 class RegistryError(ValueError):
@@ -81,6 +98,16 @@ class ModelVersion:
     created_time: int = field(default_factory=now_ms)
     event_time: int = field(default_factory=now_ms)
     event_id: str = field(default_factory=lambda: str(uuid.uuid4()))
+
+    @property
+    def outputs(self) -> str:
+        """What the artifact's scores are (``probabilities`` unless the version declares ``logits``).
+
+        Declared like the hidden widths, in the lineage's hyper-parameters (key ``outputs``): both
+        say how to read the artifact, and the record schema stays as it is.
+        """
+        declared: str = self.lineage.get("hyperparameters", {}).get("outputs", Outputs.PROBABILITIES.value)
+        return declared
 
     @property
     def key(self) -> str:
@@ -141,12 +168,25 @@ class Registry:
         self._order: dict[tuple[str, int], int] = {}
         self._applied = 0
 
-    def apply(self, version: ModelVersion) -> None:
-        """Fold one record (the latest record of a version replaces the earlier ones)."""
-        self._applied += 1
+    def apply(self, version: ModelVersion) -> str | None:
+        """Fold one record: the latest record of a version sets its status.
+
+        Returns:
+            None when the record was folded; otherwise why it was not: it changes more than the
+            status of a version already published (the first record's artifact is kept).
+        """
         key = (version.model_name, version.version)
+        first = self._latest.get(key)
+        if first is not None:
+            changed = changed_fields(first, version)
+            if changed:
+                shas = f" (sha256 {version.sha256[:12]}, published {first.sha256[:12]})" if "sha256" in changed else ""
+                return (f"version {version.version} of {version.model_name!r} is already published; a record with "
+                        f"another {', '.join(changed)}{shas} is refused")  # fmt: skip
+        self._applied += 1
         self._latest[key] = version
         self._order[key] = self._applied
+        return None
 
     def models(self) -> list[str]:
         """Names of every model with at least one version."""
@@ -181,6 +221,22 @@ class Registry:
         """The version that runs in shadow of the serving one, if any."""
         return self._latest_with(model_name, Status.SHADOW)
 
+    def contract(self, model_name: str) -> list[str] | None:
+        """The feature names a version of ``model_name`` must take to serve, None before any version served.
+
+        They are those of the lowest-numbered version that has served (serving or retired): a
+        version that served once fixed the values producers send, and version numbers survive
+        compaction of the topic, where the order of records does not.
+        """
+        served = [v for v in self.versions(model_name) if v.status in (Status.SERVING, Status.RETIRED)]
+        return list(served[0].feature_names) if served else None
+
+    def fallbacks(self, model_name: str, below: int | None = None) -> list[ModelVersion]:
+        """Retired versions of ``model_name`` (versions that served), newest first; only those below
+        version ``below`` if given. A worker and a rollback take the first of them that passes its checks."""
+        retired = [v for v in self.versions(model_name) if v.status == Status.RETIRED]
+        return [v for v in reversed(retired) if below is None or v.version < below]
+
     def next_version(self, model_name: str) -> int:
         """The number a new version of ``model_name`` gets."""
         return max((v.version for v in self.versions(model_name)), default=0) + 1
@@ -194,24 +250,37 @@ class Registry:
             records.insert(0, current.with_status(Status.RETIRED, f"replaced by version {version}: {reason}"))
         return records
 
-    def rollback(self, model_name: str, reason: str, to: int | None = None) -> list[ModelVersion]:
-        """Records that put the previous version (or ``to``) back to serving and retire the current.
+    def rollback(self, model_name: str, reason: str, to: int) -> list[ModelVersion]:
+        """Records that put version ``to`` back to serving and retire the current one.
+
+        Which version to return to is the caller's choice, after its checks
+        (``streams.inference.loader.rollback_records``: the first of :meth:`fallbacks` that passes).
 
         Raises:
-            RegistryError: nothing serves, or there is no earlier retired version to return to.
+            RegistryError: nothing serves, or there is no version ``to``.
         """
         current = self.serving(model_name)
         if current is None:
             raise RegistryError(f"model {model_name!r} has no serving version to roll back")
-        if to is None:
-            earlier = [
-                v for v in self.versions(model_name) if v.status == Status.RETIRED and v.version < current.version
-            ]
-            if not earlier:
-                raise RegistryError(f"model {model_name!r} has no retired version before {current.version}")
-            to = earlier[-1].version
         target = self.get(model_name, to)
         return [
             current.with_status(Status.RETIRED, f"rolled back to version {to}: {reason}"),
             target.with_status(Status.SERVING, f"rollback from version {current.version}: {reason}"),
         ]
+
+
+def changed_fields(first: ModelVersion, later: ModelVersion) -> list[str]:
+    """Names of the fields beyond the status that ``later`` changes in ``first`` (compared as JSON, so
+    that a NaN metric equals itself)."""
+    changed = []
+    for f in fields(ModelVersion):
+        if f.name in STATUS_FIELDS:
+            continue
+        before, after = getattr(first, f.name), getattr(later, f.name)
+        if isinstance(before, dict) or isinstance(after, dict):
+            same = json.dumps(before, sort_keys=True, default=str) == json.dumps(after, sort_keys=True, default=str)
+        else:
+            same = before == after
+        if not same:
+            changed.append(f.name)
+    return changed

@@ -107,7 +107,7 @@ def cmd_worker(args: argparse.Namespace) -> int:
     if args.agent == "inference":
         from streams.agents.inference import build_inference_app
 
-        app = build_inference_app(KafkaSettings(), InferenceSettings())
+        app = build_inference_app(KafkaSettings(), InferenceSettings(), RegistrySettings())
     elif args.agent == "join":
         from streams.agents.join import build_join_app
 

@@ -23,6 +23,7 @@ __all__ = [
     "JOIN_SKIPPED",
     "LABEL_RATE",
     "LATENCY_SECONDS",
+    "MODEL_FALLBACKS",
     "MODEL_REJECTIONS",
     "MODEL_SWAPS",
     "ONLINE_ACCURACY",
@@ -64,6 +65,11 @@ LATENCY_SECONDS = Histogram(
 SERVING_VERSION = Gauge("loopline_serving_version", "Model version this worker serves", ["model", "role"])
 MODEL_SWAPS = Counter("loopline_model_swaps", "Versions swapped in", ["model", "role"])
 MODEL_REJECTIONS = Counter("loopline_model_rejections", "Versions that failed their checks", ["model", "reason"])
+MODEL_FALLBACKS = Counter(
+    "loopline_model_fallbacks",
+    "Starts that served an older version because the serving one failed its checks",
+    ["model"],
+)
 OUTCOMES_OUT = Counter("loopline_outcomes_out", "Outcomes emitted by the join", ["model"])
 JOIN_EXPIRED = Counter("loopline_join_expired", "Event ids that left the join state without an outcome", ["reason"])
 JOIN_DUPLICATES = Counter("loopline_join_duplicates", "Repeated features, predictions or labels ignored by the join")

@@ -18,9 +18,10 @@ from models import (
     TrainConfig,
     bootstrap_version,
 )
+from models.artifacts import read_bounded
 from models.datasets import Concept, feature_names, sample
 from models.registry import empty_lineage
-from streams.inference.loader import load_model
+from streams.inference.loader import admit, rollback_records
 from streams.kafka.versions import load_registry, publish_versions
 from streams.settings import InferenceSettings, KafkaSettings, RegistrySettings
 
@@ -29,7 +30,12 @@ __all__ = ["add_models_parser"]
 
 def _store() -> ArtifactStore:
     settings = RegistrySettings()
-    return ArtifactStore(settings.artifact_dir, settings.inline_limit_bytes)
+    return ArtifactStore(settings.artifact_dir, settings.inline_limit_bytes, settings.max_artifact_bytes)
+
+
+def _checks() -> InferenceSettings:
+    """The inference worker's settings for the checks here, on the CPU (a GPU is the workers')."""
+    return InferenceSettings(device="cpu")
 
 
 def _describe(version: ModelVersion) -> dict[str, object]:
@@ -40,23 +46,31 @@ def _describe(version: ModelVersion) -> dict[str, object]:
     return record
 
 
-def _check(version: ModelVersion) -> None:
-    """Run the inference worker's checks on the CPU before a version is published."""
-    load_model(version, InferenceSettings(device="cpu"), shadow=False, expected_features=None)
-
-
 def _publish(kafka: KafkaSettings, records: list[ModelVersion]) -> None:
     publish_versions(kafka, records)
     for record in records:
         print(f"{record.model_name} v{record.version}: {record.status} ({record.reason})")
 
 
-def _with_promotion(registry: Registry, version: ModelVersion, serve: bool) -> list[ModelVersion]:
-    """The records that publish ``version`` and, when ``serve``, promote it."""
-    if not serve:
-        return [version]
-    registry.apply(version)
-    return [version, *registry.promote(version.model_name, version.version, version.reason)]
+def _publish_new(kafka: KafkaSettings, registry: Registry, store: ArtifactStore, version: ModelVersion,
+                 serve: bool) -> None:  # fmt: skip
+    """Check a version made here (the checks of a serving version, whatever its status) and publish it,
+    promoted when ``serve``; a refused version leaves nothing behind, neither a record nor a file.
+
+    Raises:
+        ModelRejected: the version fails a check.
+        RegistryError: its records can't be published.
+    """
+    try:
+        admit(registry, version, _checks(), store, shadow=version.status == Status.SHADOW)
+        records = [version]
+        if serve:
+            registry.apply(version)
+            records += registry.promote(version.model_name, version.version, version.reason)
+        _publish(kafka, records)
+    except BaseException:
+        store.discard(version)
+        raise
 
 
 def cmd_list(args: argparse.Namespace, kafka: KafkaSettings, registry: Registry) -> None:
@@ -76,8 +90,7 @@ def cmd_show(args: argparse.Namespace, kafka: KafkaSettings, registry: Registry)
 def cmd_register(args: argparse.Namespace, kafka: KafkaSettings, registry: Registry) -> None:
     artifact_format = ArtifactFormat.TORCH if args.file.suffix in (".pt", ".pth") else ArtifactFormat.ONNX
     lineage = empty_lineage()
-    if args.hidden:
-        lineage["hyperparameters"] = {"hidden": args.hidden}
+    lineage["hyperparameters"] = {"outputs": args.outputs} | ({"hidden": args.hidden} if args.hidden else {})
     draft = ModelVersion(
         model_name=args.model,
         version=registry.next_version(args.model),
@@ -89,9 +102,9 @@ def cmd_register(args: argparse.Namespace, kafka: KafkaSettings, registry: Regis
         lineage=lineage,
         reason=f"registered from {args.file.name}",
     )
-    version = _store().attach(draft, args.file.read_bytes())
-    _check(version)
-    _publish(kafka, _with_promotion(registry, version, serve=args.status == "serving"))
+    store = _store()
+    data = read_bounded(args.file.resolve(), store.max_bytes)
+    _publish_new(kafka, registry, store, store.attach(draft, data), serve=args.status == "serving")
 
 
 def cmd_bootstrap(args: argparse.Namespace, kafka: KafkaSettings, registry: Registry) -> None:
@@ -104,33 +117,36 @@ def cmd_bootstrap(args: argparse.Namespace, kafka: KafkaSettings, registry: Regi
         concept = Concept(seed=args.seed, n_features=args.features, n_classes=args.classes)
         x, y = sample(concept, args.rows, seed=args.seed)
         names, classes = feature_names(args.features), [f"class{c}" for c in range(args.classes)]
+    store = _store()
     version = bootstrap_version(
-        x, y, model_name=args.model, feature_names=names, classes=classes, store=_store(),
+        x, y, model_name=args.model, feature_names=names, classes=classes, store=store,
         config=TrainConfig(seed=args.seed, epochs=args.epochs), version=registry.next_version(args.model),
     )  # fmt: skip
-    _check(version)
     print(f"trained {args.model} v{version.version}: holdout accuracy {version.metrics['holdout_accuracy']:.3f}")
-    _publish(kafka, _with_promotion(registry, version, serve=args.serve))
+    _publish_new(kafka, registry, store, version, serve=args.serve)
 
 
 def cmd_promote(args: argparse.Namespace, kafka: KafkaSettings, registry: Registry) -> None:
     version = registry.get(args.model, args.version)
+    admit(registry, version, _checks(), _store(), shadow=args.shadow)
     if args.shadow:
         _publish(kafka, [version.with_status(Status.SHADOW, args.reason)])
         return
-    _check(version)
     _publish(kafka, registry.promote(args.model, args.version, args.reason))
 
 
 def cmd_rollback(args: argparse.Namespace, kafka: KafkaSettings, registry: Registry) -> None:
-    _publish(kafka, registry.rollback(args.model, args.reason, to=args.to))
+    records, skipped = rollback_records(registry, args.model, args.reason, _checks(), _store(), to=args.to)
+    for line in skipped:
+        print(line)
+    _publish(kafka, records)
 
 
 def cmd_reproduce(args: argparse.Namespace, kafka: KafkaSettings, registry: Registry) -> None:
     from streams.trainer.reproduce import reproduce
 
     version = registry.get(args.model, args.version)
-    result = reproduce(kafka, version)
+    result = reproduce(kafka, version, _store())
     print(f"{version.model_name} v{version.version}: retrained from {result.rows} outcomes in {result.ranges} "
           f"on the CPU with seed {result.seed}")  # fmt: skip
     if result.identical:
@@ -173,6 +189,8 @@ def add_models_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) 
     p.add_argument("--features", required=True, help="feature names in input order, comma-separated")
     p.add_argument("--classes", required=True, help="class names in score order, comma-separated")
     p.add_argument("--hidden", default="", help="hidden widths of a .pt state dict, e.g. 64,32")
+    p.add_argument("--outputs", default="probabilities", choices=["probabilities", "logits"],
+                   help="what the model's scores are; logits get a softmax when loaded")  # fmt: skip
     p.add_argument("--status", default="candidate", choices=["candidate", "shadow", "serving"])
     p = action("bootstrap", cmd_bootstrap, "train a first version from a dataset (.npz) or synthetic data")
     p.add_argument("--dataset", type=Path, help=".npz with x, y (and optional feature_names, classes)")
@@ -186,8 +204,8 @@ def add_models_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) 
     p.add_argument("version", type=int)
     p.add_argument("--shadow", action="store_true", help="run it in shadow of the serving version instead")
     p.add_argument("--reason", default="promoted by hand")
-    p = action("rollback", cmd_rollback, "put the previous version back to serving")
-    p.add_argument("--to", type=int, help="the version to return to (default: the previous one)")
+    p = action("rollback", cmd_rollback, "put the previous version that passes its checks back to serving")
+    p.add_argument("--to", type=int, help="the version to return to (default: the newest earlier one that passes)")
     p.add_argument("--reason", default="rolled back by hand")
     p = action("reproduce", cmd_reproduce, "retrain a version from its lineage on the CPU and compare the weights")
     p.add_argument("version", type=int)

@@ -130,6 +130,8 @@ class RegistrySettings(BaseSettings):
     """Directory of artifacts too large to travel inline (shared by every worker in production)."""
     inline_limit_bytes: int = Field(default=4 * 1024 * 1024, ge=0)
     """Largest artifact carried inline in its model-versions record."""
+    max_artifact_bytes: int = Field(default=256 * 1024 * 1024, ge=1)
+    """Largest artifact registered or loaded; a file is read with this bound, and only from the artifact directory."""
 
 
 class InferenceSettings(BaseSettings):

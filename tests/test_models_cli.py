@@ -1,15 +1,19 @@
 """``loopline models ...`` against the session broker."""
 
 import json
+from dataclasses import replace
+from pathlib import Path
 
+import numpy as np
 import pytest
 
 from models import ArtifactStore, Status
 from models.export import to_onnx
 from streams.cli import main
 from streams.kafka.topics import create_topics
-from streams.kafka.versions import load_registry
-from tests.helpers import N_FEATURES, nan_model, small_model
+from streams.kafka.versions import load_registry, publish_versions
+from tests.helpers import N_FEATURES, nan_model, small_model, version_of
+from tests.inference.test_loader import raw_scores
 
 
 @pytest.fixture
@@ -61,11 +65,76 @@ def test_register_checks_the_model_before_publishing(cli, kafka, tmp_path):
     code, _, err = cli("register", str(bad), "--model", "m", "--features", names, "--classes", "no,yes")
     assert code == 2 and "non-finite-output" in err
     code, _, err = cli("register", str(good), "--model", "m", "--features", "a,b", "--classes", "no,yes")
+    assert code == 2 and "feature-mismatch" in err and len(err.splitlines()) == 1
+    code, _, err = cli("register", str(good), "--model", "new", "--features", "a,b", "--classes", "no,yes")
     assert code == 2 and "declares 2 features" in err
     assert statuses(kafka) == {1: Status.SERVING}
-    assert ArtifactStore.fetch(load_registry(kafka).serving("m")) == good.read_bytes()
+    assert ArtifactStore(tmp_path / "artifacts", 1 << 20).fetch(load_registry(kafka).serving("m")) == good.read_bytes()
 
 
 def test_rollback_without_history_is_a_clear_error(cli):
     code, _, err = cli("rollback", "--model", "nothing")
     assert code == 2 and "no serving version" in err
+
+
+NAMES = ",".join(f"x{i}" for i in range(N_FEATURES))
+
+
+def register(cli, path, *extra):
+    return cli("register", str(path), "--model", "m", "--features", NAMES, "--classes", "no,yes", *extra)
+
+
+def test_a_version_with_other_features_never_serves_and_rollback_returns_to_one_that_passes(cli, kafka, tmp_path):
+    """Item 6: an older client forced a version with other features to serving; the CLI undoes it and refuses more."""
+    model = tmp_path / "v1.onnx"
+    model.write_bytes(to_onnx(small_model()))
+    assert register(cli, model, "--status", "serving")[0] == 0
+    registry = load_registry(kafka)
+    other = replace(version_of(small_model(1), 2, ArtifactStore(tmp_path / "artifacts", 1 << 20)),
+                    feature_names=[f"y{i}" for i in range(N_FEATURES)])  # fmt: skip
+    publish_versions(kafka, [registry.get("m", 1).with_status(Status.RETIRED, "forced"), other])
+    code, out, err = cli("rollback", "--model", "m")
+    assert code == 0 and "m v1: serving" in out
+    assert statuses(kafka) == {1: Status.SERVING, 2: Status.RETIRED}
+    for args in (("promote", "2"), ("promote", "2", "--shadow")):
+        code, _, err = cli(*args, "--model", "m")
+        assert code == 2 and err.startswith("loopline: feature-mismatch: version 2") and len(err.splitlines()) == 1
+    code, _, err = cli("register", str(model), "--model", "m", "--features", "a,b,c,d,e,f", "--classes", "no,yes",
+                       "--status", "serving")  # fmt: skip
+    assert code == 2 and "feature-mismatch" in err
+    assert statuses(kafka) == {1: Status.SERVING, 2: Status.RETIRED}
+
+
+def test_refused_registrations_leave_no_file_and_rollback_skips_a_broken_version(cli, kafka, tmp_path, monkeypatch):
+    """Items 6, 8 and 9 through the CLI, with every artifact in files."""
+    monkeypatch.setenv("LOOPLINE_REGISTRY_INLINE_LIMIT_BYTES", "0")
+    artifacts = tmp_path / "artifacts"
+    files = []
+    for seed in range(3):
+        files.append(tmp_path / f"m{seed}.onnx")
+        files[-1].write_bytes(to_onnx(small_model(seed)))
+    assert register(cli, files[0], "--status", "serving")[0] == 0
+    for number in (2, 3):
+        assert register(cli, files[number - 1])[0] == 0
+        assert cli("promote", str(number), "--model", "m")[0] == 0
+    published = sorted(p.name for p in artifacts.rglob("*") if p.is_file())
+    assert len(published) == 3
+
+    scores = tmp_path / "scores.onnx"
+    scores.write_bytes(raw_scores(np.zeros((2, N_FEATURES)), [-3e30, -3e30]))
+    nan = tmp_path / "nan.onnx"
+    nan.write_bytes(to_onnx(nan_model()))
+    for path, why in ((scores, "not-probabilities"), (nan, "non-finite-output"), (Path("/dev/zero"), "regular file")):
+        code, _, err = register(cli, path)
+        assert code == 2 and why in err and len(err.splitlines()) == 1
+    assert sorted(p.name for p in artifacts.rglob("*") if p.is_file()) == published  # nothing left behind
+    code, out, _ = register(cli, scores, "--outputs", "logits")
+    assert code == 0 and "m v4: candidate" in out
+
+    registry = load_registry(kafka)
+    ArtifactStore(artifacts, 0).path_of(registry.get("m", 2).artifact_uri).unlink()
+    code, out, _ = cli("rollback", "--model", "m")
+    assert code == 0 and out.splitlines()[0].startswith("skipped version 2: artifact:")
+    assert statuses(kafka) == {1: Status.SERVING, 2: Status.RETIRED, 3: Status.RETIRED, 4: Status.CANDIDATE}
+    code, _, err = cli("rollback", "--model", "m", "--to", "2")
+    assert code == 2 and "artifact" in err

@@ -12,7 +12,7 @@ import numpy as np
 import torch
 
 from models.export import load_state_dict
-from models.runtime.base import BackendInfo
+from models.runtime.base import BackendError, BackendInfo
 
 __all__ = ["TorchBackend"]
 
@@ -22,7 +22,10 @@ class TorchBackend:
 
     def __init__(self, data: bytes, device: str, n_features: int, n_classes: int, hidden: Sequence[int]) -> None:
         self.device = torch.device(device)
-        self.model = load_state_dict(data, n_features, n_classes, hidden).to(self.device)
+        try:
+            self.model = load_state_dict(data, n_features, n_classes, hidden).to(self.device)
+        except Exception as exc:  # torch raises many types for a pickle, a foreign or a mismatched state dict
+            raise BackendError(f"torch can't load the state dict: {exc}") from exc
         self.info = BackendInfo("torch", device, n_features, n_classes)
         self._pinned_in: torch.Tensor | None = None
         self._pinned_out: torch.Tensor | None = None

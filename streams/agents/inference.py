@@ -2,65 +2,100 @@
 
 Every worker follows the model-versions topic itself (no consumer group), so each one swaps to a
 new serving version, and each one keeps serving the old version when the new one fails a check.
+A worker that has nothing loaded yet (it just started) and whose serving version fails falls back
+to the newest retired version that passes; with nothing to serve it says so every
+``NOTHING_TO_SERVE_EVERY_S`` and reports the backlog it is not reading as its consumer lag.
 """
 
 from __future__ import annotations
 
 import logging
 import threading
+import time
+from collections.abc import Callable
 from functools import partial
+from typing import Protocol
 
 import faust
-from confluent_kafka import OFFSET_BEGINNING, Consumer, TopicPartition
+from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaException, TopicPartition
 
-from models import ModelVersion, Registry
+from models import ArtifactStore, ModelVersion, Registry
 from streams.agents.app import make_app
 from streams.codec import Codec, CodecError
 from streams.deadletters import DeadLetters
 from streams.inference.core import BatchOutput, InferenceCore
-from streams.inference.loader import LoadedModel, ModelRejected, load_model
+from streams.inference.loader import LoadedModel, ModelRejected, admit
 from streams.kafka.clients import consume, make_sender, send_all
 from streams.kafka.config import confluent_config
 from streams.kafka.loop import kafka_loop
 from streams.kafka.noise import client_callbacks
 from streams.kafka.source import to_source
 from streams.metrics import (
+    CONSUMER_LAG,
     INFERENCE_SECONDS,
     LATENCY_SECONDS,
+    MODEL_FALLBACKS,
     MODEL_REJECTIONS,
     MODEL_SWAPS,
     PREDICTIONS_OUT,
     SERVING_VERSION,
     observe_all,
 )
-from streams.records import Produced, SourceRecord, Topic
-from streams.settings import InferenceSettings, KafkaSettings
+from streams.records import KeyValue, Produced, SourceRecord, Topic
+from streams.settings import InferenceSettings, KafkaSettings, RegistrySettings
 
 __all__ = ["build_inference_app"]
 
 log = logging.getLogger("loopline.inference")
 
+NOTHING_TO_SERVE_EVERY_S = 30.0
+"""How often a worker with nothing to serve says so again."""
+LAG_EVERY_S = 1.0
+"""How often a worker with nothing to serve reports the lag of the features it is not reading."""
+
 
 class VersionFollower:
-    """Reads model-versions from the start, and loads and stages every new serving or shadow version."""
+    """Reads model-versions from the start, and loads and stages every new serving or shadow version.
 
-    def __init__(self, core: InferenceCore, kafka: KafkaSettings, settings: InferenceSettings) -> None:
-        self.core, self.kafka, self.settings = core, kafka, settings
+    Every version goes through :func:`streams.inference.loader.admit`, the checks of the CLI and
+    the trainer. The registry is acted on as soon as a serving version is read, but a fallback
+    and the "nothing to serve" report wait until the topic is read to its end (a poll that brings
+    nothing), so that a worker reading its history does not act on half of it.
+    """
+
+    def __init__(
+        self,
+        core: InferenceCore,
+        kafka: KafkaSettings,
+        settings: InferenceSettings,
+        store: ArtifactStore,
+        emit: Callable[[KeyValue], None],
+        lag: Lag,
+    ) -> None:
+        self.core, self.kafka, self.settings, self.store = core, kafka, settings, store
+        self.emit, self.lag = emit, lag
         self.registry = Registry()
         self.codec = Codec.load("model_version")
         self.dead = DeadLetters("inference")
-        self.sender = make_sender(kafka)
+        self.staged: dict[str, ModelVersion | None] = {"serving": None, "shadow": None}
         self.tried: dict[str, str] = {}  # role → event_id of the version record last tried
+        self.failed: set[str] = set()  # event_ids of version records that failed their checks
+        self.reported: set[tuple[int, int]] = set()  # (partition, offset) of conflicting records dead-lettered
         self.sources: dict[str, SourceRecord] = {}  # event_id → the record it came in
+        self.idle_said = float("-inf")
+        self.lag_reported = float("-inf")
 
     def run(self, stop: threading.Event) -> None:
         """Follow the topic until ``stop`` is set; errors are logged and the reading starts over."""
-        while not stop.is_set():
-            try:
-                self._read(stop)
-            except Exception:
-                log.exception("following model-versions failed; starting over in 2s")
-                stop.wait(2)
+        try:
+            while not stop.is_set():
+                try:
+                    self._read(stop)
+                except Exception:
+                    log.exception("following model-versions failed; starting over in 2s")
+                    stop.wait(2)
+        finally:
+            self.lag.close()
 
     def _read(self, stop: threading.Event) -> None:
         # No group: this worker reads every partition, from the start of the topic.
@@ -74,65 +109,164 @@ class VersionFollower:
             consumer.assign([TopicPartition(topic, p, OFFSET_BEGINNING) for p in partitions])
             self.registry = Registry()
             while not stop.is_set():
-                for message in consume(consumer):
-                    self._apply(to_source(message))
-                self._follow()
+                messages = consume(consumer)
+                for message in messages:
+                    self.apply(to_source(message))
+                self.follow(caught_up=not messages)
         finally:
             consumer.close()
 
-    def _apply(self, source: SourceRecord) -> None:
+    def apply(self, source: SourceRecord) -> None:
+        """Fold one model-versions record; an undecodable or conflicting one is dead-lettered."""
         try:
             version = ModelVersion.from_record(self.codec.decode(source.value))
         except CodecError as exc:
             log.error("model-versions offset %d is not a version record: %s", source.offset, exc)
             self._dead_letter(source, exc.reason, str(exc))
             return
-        self.sources[version.event_id] = source
-        self.registry.apply(version)
+        conflict = self.registry.apply(version)
+        if conflict is None:
+            self.sources[version.event_id] = source
+        elif (source.partition, source.offset) not in self.reported:
+            self.reported.add((source.partition, source.offset))
+            MODEL_REJECTIONS.labels(version.model_name, "version-conflict").inc()
+            log.error("model-versions offset %d: %s", source.offset, conflict)
+            self._dead_letter(source, "version-conflict", conflict)
 
     def _dead_letter(self, source: SourceRecord, reason: str, error: str) -> None:
-        send_all(self.kafka, self.kafka.topic(Topic.DEAD_LETTERS), [self.dead.encode(source, reason, error)],
-                 self.sender)  # fmt: skip
+        self.emit(self.dead.encode(source, reason, error))
 
-    def _follow(self) -> None:
+    def follow(self, caught_up: bool) -> None:
+        """Act on the registry as read so far; ``caught_up`` when the last poll found nothing new."""
         name = self.settings.model_name
-        for role, wanted in (
-            ("serving", self.registry.serving(name)),
-            ("shadow", self.registry.shadow(name)),
-        ):
-            current = getattr(self.core, role)
-            if wanted is None:
-                if role == "shadow" and current is not None:
-                    self.core.stage("shadow", None)
-                    log.info("shadow version %d of %s removed", current.version.version, name)
-                continue  # no serving version: keep serving what is loaded
-            if self.tried.get(role) == wanted.event_id:
-                continue
-            self.tried[role] = wanted.event_id
-            if current is not None and current.version.event_id == wanted.event_id:
-                continue
-            self._load(role, wanted)
+        wanted = self.registry.serving(name)
+        if wanted is not None and self.tried.get("serving") != wanted.event_id:
+            self.tried["serving"] = wanted.event_id
+            current = self.staged["serving"]
+            if current is None or current.version != wanted.version:
+                self._load("serving", wanted)
+        if self.staged["serving"] is None and caught_up:
+            if wanted is not None and wanted.event_id in self.failed:
+                self._fall_back(name, wanted)
+            if self.staged["serving"] is None:
+                self._nothing_to_serve(name)
+        self._follow_shadow(name)
 
-    def _load(self, role: str, version: ModelVersion) -> None:
-        serving = self.core.serving
-        expected = serving.version.feature_names if serving is not None else None
+    def _follow_shadow(self, name: str) -> None:
+        wanted, current = self.registry.shadow(name), self.staged["shadow"]
+        if wanted is None:
+            if current is not None:
+                self.core.stage("shadow", None)
+                self.staged["shadow"] = None
+                log.info("shadow version %d of %s removed", current.version, name)
+            return
+        if self.tried.get("shadow") == wanted.event_id:
+            return
+        self.tried["shadow"] = wanted.event_id
+        if current is None or current.version != wanted.version:
+            self._load("shadow", wanted)
+
+    def _fall_back(self, name: str, failed: ModelVersion) -> None:
+        """Serve the newest retired version that passes, since the serving one fails and nothing is loaded."""
+        for version in self.registry.fallbacks(name):
+            if version.version == failed.version or version.event_id in self.failed:
+                continue
+            if self._load("serving", version):
+                MODEL_FALLBACKS.labels(name).inc()
+                log.warning("serving version %d of %s fails its checks; serving version %d instead, the newest "
+                            "retired version that passes", failed.version, name, version.version)  # fmt: skip
+                return
+
+    def _load(self, role: str, version: ModelVersion) -> bool:
+        """Check and stage ``version`` as ``role``; a failure is logged, counted and dead-lettered once."""
         try:
-            loaded: LoadedModel = load_model(
-                version, self.settings, shadow=role == "shadow", expected_features=expected
-            )
+            loaded: LoadedModel = admit(self.registry, version, self.settings, self.store, shadow=role == "shadow")
         except ModelRejected as exc:
+            self.failed.add(version.event_id)
             MODEL_REJECTIONS.labels(version.model_name, exc.reason).inc()
-            log.error("rejected version %d of %s as %s, keeping the current one: %s", version.version,
-                      version.model_name, role, exc)  # fmt: skip
+            log.error("rejected version %d of %s as %s: %s", version.version, version.model_name, role, exc)
             self._dead_letter(
                 self.sources[version.event_id], "model-rejected", f"{role} version {version.version}: {exc}"
             )
-            return
+            return False
         self.core.stage(role, loaded)
+        self.staged[role] = version
+        if role == "serving":
+            self.lag.close()
         MODEL_SWAPS.labels(version.model_name, role).inc()
         SERVING_VERSION.labels(version.model_name, role).set(version.version)
         log.info("version %d of %s loaded on %s/%s, swapping in as %s at the next batch", version.version,
                  version.model_name, loaded.backend.info.backend, loaded.backend.info.device, role)  # fmt: skip
+        return True
+
+    def _nothing_to_serve(self, name: str) -> None:
+        """Say that nothing serves (at once, then every ``NOTHING_TO_SERVE_EVERY_S``) and report the lag."""
+        SERVING_VERSION.labels(name, "serving").set(0)
+        now = time.monotonic()
+        if now - self.idle_said >= NOTHING_TO_SERVE_EVERY_S:
+            self.idle_said = now
+            log.warning("nothing to serve: %s; features are not read until a version of %r serves",
+                        self._why_nothing(name), name)  # fmt: skip
+        if now - self.lag_reported >= LAG_EVERY_S:
+            self.lag_reported = now
+            self.lag.report()
+
+    def _why_nothing(self, name: str) -> str:
+        versions = self.registry.versions(name)
+        if not versions:
+            others = ", ".join(repr(m) for m in self.registry.models()) or "none"
+            return (f"model {name!r} has no versions (models in the registry: {others}; "
+                    "is LOOPLINE_INFERENCE_MODEL_NAME right?)")  # fmt: skip
+        listed = ", ".join(f"{v.version} {v.status}" for v in versions)
+        if self.registry.serving(name) is None:
+            return f"model {name!r} has no serving version (versions: {listed})"
+        return f"no version of {name!r} that may serve passes its checks (versions: {listed})"
+
+
+class Lag(Protocol):
+    """Reports the features a worker with nothing to serve is not reading."""
+
+    def report(self) -> None: ...
+
+    def close(self) -> None: ...
+
+
+class UnreadLag:
+    """The inference group's unread features, per partition, into the consumer-lag gauge.
+
+    The batch loop reports lag from its consumer as it reads; while nothing serves it reads
+    nothing, so this reports it instead: the end of each partition less the group's committed
+    offset (its start where none is), read without joining the group.
+    """
+
+    def __init__(self, kafka: KafkaSettings) -> None:
+        self.kafka = kafka
+        self.group = f"{kafka.topic_prefix}inference"
+        self.consumer: Consumer | None = None
+
+    def report(self) -> None:
+        """Set the gauge of every features partition (a broker that does not answer is logged, not raised)."""
+        if self.consumer is None:
+            self.consumer = Consumer(confluent_config(self.kafka, {
+                "group.id": self.group, "enable.auto.commit": False, "isolation.level": "read_committed",
+                **client_callbacks(),
+            }))  # fmt: skip
+        topic = self.kafka.topic(Topic.FEATURES)
+        try:
+            metadata = self.consumer.list_topics(topic, timeout=10).topics[topic]
+            partitions = [TopicPartition(topic, p) for p in metadata.partitions]
+            for tp in self.consumer.committed(partitions, timeout=10):
+                low, high = self.consumer.get_watermark_offsets(tp, timeout=10, cached=False)
+                start = tp.offset if tp.offset >= 0 else low
+                CONSUMER_LAG.labels(self.group, topic, str(tp.partition)).set(max(0, high - start))
+        except KafkaException as exc:  # the broker is away: the gauge keeps its last value until the next try
+            log.warning("can't read the lag of %s on %s: %s", self.group, topic, exc)
+
+    def close(self) -> None:
+        """Close the consumer (a version serves, or the worker stops)."""
+        if self.consumer is not None:
+            self.consumer.close()
+            self.consumer = None
 
 
 def _record_metrics(model: str, produced: Produced) -> None:
@@ -147,13 +281,19 @@ def _record_metrics(model: str, produced: Produced) -> None:
         INFERENCE_SECONDS.labels(model, "true").observe(out.shadow_inference_s)
 
 
-def build_inference_app(kafka: KafkaSettings, settings: InferenceSettings) -> faust.App:
+def build_inference_app(kafka: KafkaSettings, settings: InferenceSettings, registry: RegistrySettings) -> faust.App:
     """The Faust app of an inference worker: the version follower and the batch loop.
 
     No batch is read until a version serves.
     """
     core = InferenceCore()
-    follower = VersionFollower(core, kafka, settings)
+    store = ArtifactStore(registry.artifact_dir, registry.inline_limit_bytes, registry.max_artifact_bytes)
+    sender = make_sender(kafka)
+
+    def emit(dead_letter: KeyValue) -> None:  # the follower's dead letters, outside any batch's transaction
+        send_all(kafka, kafka.topic(Topic.DEAD_LETTERS), [dead_letter], sender)
+
+    follower = VersionFollower(core, kafka, settings, store, emit, UnreadLag(kafka))
     loop = kafka_loop(
         kafka, "inference", [Topic.FEATURES], core.process, settings.max_batch_size, settings.max_wait_ms / 1000,
         ready=lambda: core.ready, observe=partial(_record_metrics, settings.model_name),

@@ -22,13 +22,14 @@ from models import ArtifactStore
 from streams.agents.app import make_app
 from streams.codec import Codec, CodecError
 from streams.deadletters import DeadLetters
+from streams.inference.loader import rollback_records
 from streams.kafka.loop import kafka_loop
 from streams.kafka.versions import VersionLookup, load_registry, publish_versions
 from streams.metrics import RETRAINS, ROLLBACKS
 from streams.records import Produced, SourceRecord, Topic
-from streams.settings import KafkaSettings, RegistrySettings, TrainerSettings
+from streams.settings import InferenceSettings, KafkaSettings, RegistrySettings, TrainerSettings
 from streams.trainer.core import Refused, Trainer
-from streams.trainer.guard import RollbackGuard
+from streams.trainer.guard import RollbackGuard, Verdict
 from streams.trainer.window import Window, read_window
 
 __all__ = ["build_trainer_app"]
@@ -43,7 +44,8 @@ class Requests:
 
     def __init__(self, kafka: KafkaSettings, settings: TrainerSettings, registry: RegistrySettings) -> None:
         self.kafka, self.settings = kafka, settings
-        self.trainer = Trainer(settings, ArtifactStore(registry.artifact_dir, registry.inline_limit_bytes))
+        store = ArtifactStore(registry.artifact_dir, registry.inline_limit_bytes, registry.max_artifact_bytes)
+        self.trainer = Trainer(settings, store)
         self.codec = Codec.load("retrain_request")
         self.dead = DeadLetters("trainer")
         self.trained_at: dict[str, int] = {}  # model → epoch ms when its last training ended
@@ -119,8 +121,8 @@ class Requests:
 class Guard:
     """The rollback guard over the outcome stream: it outputs nothing, it publishes rollbacks."""
 
-    def __init__(self, kafka: KafkaSettings, settings: TrainerSettings) -> None:
-        self.kafka = kafka
+    def __init__(self, kafka: KafkaSettings, settings: TrainerSettings, store: ArtifactStore) -> None:
+        self.kafka, self.store = kafka, store
         self.watch = RollbackGuard(settings.guard_outcomes, settings.guard_margin, VersionLookup(kafka))
         self.codec = Codec.load("outcome")
 
@@ -133,7 +135,7 @@ class Guard:
             if verdict is None:
                 continue
             try:
-                _roll_back(self.kafka, verdict.model_name, verdict.version, verdict.predecessor, verdict.reason)
+                _roll_back(self.kafka, self.store, verdict, f"automatic: {verdict.reason}")
             except Exception:  # the guard must keep watching: say so loudly and go on
                 log.exception("rolling %s back from version %d failed", verdict.model_name, verdict.version)
         return Produced()
@@ -143,8 +145,8 @@ def build_trainer_app(kafka: KafkaSettings, settings: TrainerSettings, registry:
     """The Faust app of a trainer worker: the request loop and the rollback guard."""
     requests = Requests(kafka, settings, registry)
     train = kafka_loop(kafka, "trainer", [Topic.RETRAIN_REQUESTS], requests.handle, 100, 0.5)
-    guard = kafka_loop(kafka, "trainer", [Topic.OUTCOMES], Guard(kafka, settings).process, 4096, 0.1,
-                       group="trainer-guard")  # fmt: skip
+    guard = kafka_loop(kafka, "trainer", [Topic.OUTCOMES], Guard(kafka, settings, requests.trainer.store).process,
+                       4096, 0.1, group="trainer-guard")  # fmt: skip
 
     def run_requests(stop: threading.Event) -> None:
         requests.stop = stop
@@ -153,13 +155,20 @@ def build_trainer_app(kafka: KafkaSettings, settings: TrainerSettings, registry:
     return make_app("trainer", kafka, run_requests, guard.run)
 
 
-def _roll_back(kafka: KafkaSettings, model: str, version: int, predecessor: int, reason: str) -> None:
-    """Put ``predecessor`` back if ``version`` still serves (a person may have acted meanwhile)."""
+def _roll_back(kafka: KafkaSettings, store: ArtifactStore, verdict: Verdict, reason: str) -> None:
+    """Put the predecessor back if the judged version still serves (a person may have acted meanwhile),
+    after the checks every serving version passes.
+
+    Raises:
+        ModelRejected: the predecessor fails its checks (nothing is published).
+    """
+    model, version, predecessor = verdict.model_name, verdict.version, verdict.predecessor
     registry = load_registry(kafka)
     serving = registry.serving(model)
     if serving is None or serving.version != version:
         log.info("version %d of %s no longer serves; no rollback", version, model)
         return
-    publish_versions(kafka, registry.rollback(model, f"automatic: {reason}", to=predecessor))
+    records, _ = rollback_records(registry, model, reason, InferenceSettings(device="cpu"), store, to=predecessor)
+    publish_versions(kafka, records)
     ROLLBACKS.labels(model).inc()
     log.warning("rolled %s back from version %d to %d: %s", model, version, predecessor, reason)

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from streams.deadletters import DeadLetters
-from streams.inference.loader import LoadedModel
+from streams.inference.loader import LoadedModel, are_probabilities
 from streams.records import KeyValue, Produced, SourceRecord, Topic
 
 __all__ = ["BatchOutput", "InferenceCore", "NotServing"]
@@ -95,16 +95,13 @@ class InferenceCore:
             start = time.perf_counter()
             scores = serving.backend.predict(batch.matrix)
             out.inference_s = time.perf_counter() - start
-            finite = np.isfinite(scores).all(axis=1)
+            valid = are_probabilities(scores)
             now = self.clock_ms()
-            rows = np.flatnonzero(finite)
-            for row in np.flatnonzero(~finite):
-                self.dead.add(
-                    out,
-                    records[batch.index[row]],
-                    "non-finite-output",
-                    "the model gave NaN or infinite scores",
-                )
+            rows = np.flatnonzero(valid)
+            for row in np.flatnonzero(~valid):
+                reason = "not-probabilities" if np.isfinite(scores[row]).all() else "non-finite-output"
+                self.dead.add(out, records[batch.index[row]], reason,
+                              f"the model's scores {scores[row].tolist()} are not a probability distribution")  # fmt: skip
             sources = [batch.index[r] for r in rows]
             event_ids = [batch.event_ids[r] for r in rows]
             entity_ids = [batch.entity_ids[r] for r in rows]
@@ -120,7 +117,7 @@ class InferenceCore:
                 start = time.perf_counter()
                 shadow_scores = self.shadow.backend.predict(batch.matrix[rows])
                 out.shadow_inference_s = time.perf_counter() - start
-                ok = np.isfinite(shadow_scores).all(axis=1)
+                ok = are_probabilities(shadow_scores)
                 out.extend(Topic.SHADOW_PREDICTIONS, self._encode(
                     self.shadow, [e for e, keep in zip(event_ids, ok, strict=True) if keep], event_times[ok],
                     [e for e, keep in zip(entity_ids, ok, strict=True) if keep], shadow_scores[ok], now, waits[ok],

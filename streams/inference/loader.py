@@ -1,16 +1,50 @@
-"""Loading a model version for serving, and the checks it must pass before it is swapped in."""
+"""Loading a model version for serving, and the checks it must pass before it serves or runs in shadow.
+
+This is the one validation path: the inference worker (at start and on every new version), the
+CLI (register, bootstrap, promote, rollback), the trainer's gate and the rollback guard all go
+through :func:`admit`, so they agree on which versions may serve. A version passes when its
+artifact is where artifacts may be, within the size cap and matches its sha256; its features are
+the model's feature contract (:meth:`models.Registry.contract`); the backend loads it with the
+declared widths; and a probe batch gives one probability distribution per row (a version that
+declares ``logits`` has the softmax applied by the loader).
+"""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
 
-from models import ArtifactError, ArtifactStore, Backend, BackendError, ModelVersion, load_backend
+from models import (
+    ArtifactError,
+    ArtifactStore,
+    Backend,
+    BackendError,
+    BackendInfo,
+    ModelVersion,
+    Outputs,
+    Registry,
+    RegistryError,
+    load_backend,
+)
 from streams.codec import Codec, FeatureDecoder, PredictionEncoder
 from streams.settings import InferenceSettings
 
-__all__ = ["LoadedModel", "ModelRejected", "load_model"]
+__all__ = [
+    "PROBABILITY_TOLERANCE",
+    "LoadedModel",
+    "ModelRejected",
+    "admit",
+    "are_probabilities",
+    "load_model",
+    "rollback_records",
+    "serving_or_fallback",
+]
+
+PROBABILITY_TOLERANCE = 1e-3
+"""How far a score row may be from a probability distribution: each score at least ``-tolerance``,
+their sum within ``tolerance`` of 1 (float32 softmax outputs are within about 1e-6)."""
 
 
 class ModelRejected(Exception):
@@ -18,7 +52,7 @@ class ModelRejected(Exception):
 
     Attributes:
         reason: short cause: ``artifact``, ``feature-mismatch``, ``load``, ``probe``,
-            ``output-shape`` or ``non-finite-output``.
+            ``output-shape``, ``non-finite-output`` or ``not-probabilities``.
     """
 
     def __init__(self, reason: str, message: str) -> None:
@@ -36,6 +70,32 @@ class LoadedModel:
     encoder: PredictionEncoder
 
 
+class Softmax:
+    """A backend whose artifact gives logits, read as class probabilities (a numerically stable softmax)."""
+
+    def __init__(self, logits: Backend) -> None:
+        self.logits = logits
+        self.info: BackendInfo = logits.info
+
+    def predict(self, batch: np.ndarray) -> np.ndarray:
+        """Class probabilities for a float32 batch."""
+        scores = self.logits.predict(batch).astype(np.float32, copy=True)
+        scores -= scores.max(axis=1, keepdims=True)
+        np.exp(scores, out=scores)
+        scores /= scores.sum(axis=1, keepdims=True)
+        return scores
+
+
+def are_probabilities(scores: np.ndarray) -> np.ndarray:
+    """Per row of ``scores``, whether it is a finite probability distribution within :data:`PROBABILITY_TOLERANCE`."""
+    with np.errstate(invalid="ignore", over="ignore"):
+        finite = np.isfinite(scores).all(axis=1)
+        non_negative = (scores >= -PROBABILITY_TOLERANCE).all(axis=1)
+        sums_to_one = np.abs(scores.sum(axis=1, dtype=np.float64) - 1.0) <= PROBABILITY_TOLERANCE
+    result: np.ndarray = finite & non_negative & sums_to_one
+    return result
+
+
 def probe_batch(rows: int, width: int) -> np.ndarray:
     """A fixed batch to run a new version on: zeros, ones and seeded normal rows."""
     batch = np.random.default_rng(0).normal(size=(rows, width)).astype(np.float32)
@@ -48,21 +108,24 @@ def probe_batch(rows: int, width: int) -> np.ndarray:
 def load_model(
     version: ModelVersion,
     settings: InferenceSettings,
+    store: ArtifactStore,
     *,
     shadow: bool,
     expected_features: list[str] | None,
 ) -> LoadedModel:
     """Fetch, check and load ``version``.
 
-    Checks, in order: the artifact's sha256, that its feature names equal ``expected_features``
-    (the serving version's, if any), that the backend loads it with the declared widths, and that
-    a probe batch runs and gives one finite score row per input row.
+    Checks, in order: the artifact (inside the store's directory, within its size cap, matching
+    its sha256), that the feature names equal ``expected_features`` (if given), that the backend
+    loads it with the declared widths, and that a probe batch runs and gives one probability
+    distribution per input row (after the softmax, for a version whose outputs are ``logits``).
+    :func:`admit` is this with the model's feature contract as ``expected_features``.
 
     Raises:
         ModelRejected: a check failed; the message says which and why.
     """
     try:
-        data = ArtifactStore.fetch(version)
+        data = store.fetch(version)
     except ArtifactError as exc:
         raise ModelRejected("artifact", str(exc)) from exc
     if expected_features is not None and list(version.feature_names) != expected_features:
@@ -70,6 +133,9 @@ def load_model(
             "feature-mismatch",
             f"version {version.version} takes features {version.feature_names}, the served ones are {expected_features}",
         )
+    if version.outputs not in (Outputs.PROBABILITIES, Outputs.LOGITS):
+        raise ModelRejected("load", f"version {version.version} declares outputs {version.outputs!r}: "
+                            "use probabilities or logits")  # fmt: skip
     hidden = version.lineage.get("hyperparameters", {}).get("hidden", "")
     try:
         backend = load_backend(
@@ -81,8 +147,10 @@ def load_model(
             backend=settings.backend,
             device=settings.device,
         )
-    except BackendError as exc:
+    except (BackendError, ValueError) as exc:  # ValueError: hidden widths that are not numbers
         raise ModelRejected("load", str(exc)) from exc
+    if version.outputs == Outputs.LOGITS:
+        backend = Softmax(backend)
     probe = probe_batch(settings.probe_rows, len(version.feature_names))
     try:
         scores = backend.predict(probe)
@@ -97,6 +165,15 @@ def load_model(
         raise ModelRejected(
             "non-finite-output", f"version {version.version} gives NaN or infinite scores on the probe batch"
         )
+    bad = np.flatnonzero(~are_probabilities(scores))
+    if len(bad):
+        row = scores[bad[0]]
+        raise ModelRejected(
+            "not-probabilities",
+            f"version {version.version} gives {len(bad)} of {len(probe)} probe rows that are not probabilities "
+            f"(row {bad[0]}: min {row.min():.4g}, sum {row.sum(dtype=np.float64):.4g}); a model that gives logits "
+            "must declare outputs=logits",
+        )
     return LoadedModel(
         version=version,
         backend=backend,
@@ -105,3 +182,77 @@ def load_model(
             Codec.load("prediction"), version.model_name, version.version, version.classes, shadow=shadow
         ),
     )
+
+
+def admit(
+    registry: Registry,
+    version: ModelVersion,
+    settings: InferenceSettings,
+    store: ArtifactStore,
+    *,
+    shadow: bool = False,
+) -> LoadedModel:
+    """Every check a version must pass to serve (or run in shadow): :func:`load_model` against the
+    model's feature contract in ``registry``.
+
+    Raises:
+        ModelRejected: a check failed.
+    """
+    contract = registry.contract(version.model_name)
+    return load_model(version, settings, store, shadow=shadow, expected_features=contract)
+
+
+Rejected = Callable[[ModelVersion, ModelRejected], None]
+"""Told of each version that failed its checks on the way to one that passes."""
+
+
+def serving_or_fallback(
+    registry: Registry, model_name: str, settings: InferenceSettings, store: ArtifactStore, rejected: Rejected
+) -> LoadedModel | None:
+    """What actually serves ``model_name``: its serving version if that passes, else the newest
+    retired version that passes (:meth:`models.Registry.fallbacks`); None when nothing serves or passes."""
+    serving = registry.serving(model_name)
+    if serving is None:
+        return None
+    for version in [serving, *(v for v in registry.fallbacks(model_name) if v.version != serving.version)]:
+        try:
+            return admit(registry, version, settings, store)
+        except ModelRejected as exc:
+            rejected(version, exc)
+    return None
+
+
+def rollback_records(
+    registry: Registry,
+    model_name: str,
+    reason: str,
+    settings: InferenceSettings,
+    store: ArtifactStore,
+    to: int | None = None,
+) -> tuple[list[ModelVersion], list[str]]:
+    """The records of a rollback to ``to``, or to the newest earlier retired version that passes its checks.
+
+    Returns:
+        The records to publish, and a line for each version skipped because it failed.
+
+    Raises:
+        ModelRejected: version ``to`` fails its checks.
+        RegistryError: nothing serves, or no earlier retired version passes.
+    """
+    current = registry.serving(model_name)
+    if current is None:
+        raise RegistryError(f"model {model_name!r} has no serving version to roll back")
+    if to is not None:
+        admit(registry, registry.get(model_name, to), settings, store)
+        return registry.rollback(model_name, reason, to), []
+    skipped = []
+    for version in registry.fallbacks(model_name, below=current.version):
+        try:
+            admit(registry, version, settings, store)
+        except ModelRejected as exc:
+            skipped.append(f"skipped version {version.version}: {exc}")
+            continue
+        return registry.rollback(model_name, reason, version.version), skipped
+    passing = " that passes its checks" if skipped else ""
+    raise RegistryError(f"model {model_name!r} has no retired version before {current.version}{passing}"
+                        + "".join(f"; {line}" for line in skipped))  # fmt: skip

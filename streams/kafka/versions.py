@@ -17,20 +17,36 @@ log = logging.getLogger(__name__)
 
 
 def publish_versions(settings: KafkaSettings, versions: Sequence[ModelVersion]) -> None:
-    """Publish ``versions`` in order, each keyed ``model:version``; return once all are acknowledged."""
+    """Publish ``versions`` in order, each keyed ``model:version``; return once all are acknowledged.
+
+    Version records are immutable once published: the topic is read first, and nothing is sent
+    when one of ``versions`` changes more than the status of a published version.
+
+    Raises:
+        RegistryError: a record would change a published version's artifact, features or metadata.
+    """
+    registry = load_registry(settings)
+    for version in versions:
+        conflict = registry.apply(version)
+        if conflict is not None:
+            raise RegistryError(conflict)
     codec = Codec.load("model_version")
     send_all(settings, settings.topic("model-versions"), [(v.key, codec.encode(v.to_record())) for v in versions])
 
 
 def load_registry(settings: KafkaSettings) -> Registry:
-    """The registry as the model-versions topic says now. Undecodable records are logged and skipped."""
+    """The registry as the model-versions topic says now. Undecodable and conflicting records are
+    logged and skipped."""
     codec = Codec.load("model_version")
     registry = Registry()
     for message in read_to_end(settings, settings.topic("model-versions")):
         try:
-            registry.apply(ModelVersion.from_record(codec.decode(message.value() or b"")))
+            conflict = registry.apply(ModelVersion.from_record(codec.decode(message.value() or b"")))
         except CodecError as exc:
             log.warning("skipping model-versions offset %s: %s", message.offset(), exc)
+            continue
+        if conflict is not None:
+            log.warning("skipping model-versions offset %s: %s", message.offset(), conflict)
     return registry
 
 

@@ -1,8 +1,10 @@
 """The trainer core: a window of outcomes and the registry in, a gated new version out (no Kafka).
 
 A retrain trains a candidate on the older part of the window with the serving version's
-hyper-parameters and the configured seed, exports it to ONNX, and runs both the candidate and the
-serving version through the inference worker's loader on the held-out newest part. The candidate
+hyper-parameters and the configured seed, exports it to ONNX, checks it as every serving version
+is checked, and runs both the candidate and what serves (the serving version, or the version the
+workers fall back to when it fails its checks) through the inference worker's loader on the
+held-out newest part. The candidate
 serves only if its held-out accuracy beats the serving one's by ``min_improvement`` (a negative
 value is a tolerance); otherwise it is published as rejected, with the figures as the reason.
 """
@@ -19,7 +21,7 @@ from models import ArtifactStore, ModelVersion, Registry, Status, TrainConfig, m
 from models.registry import empty_lineage
 from models.runtime.device import resolve_device
 from models.versions import package_versions
-from streams.inference.loader import load_model
+from streams.inference.loader import LoadedModel, ModelRejected, admit, serving_or_fallback
 from streams.quality import LOG_LOSS_FLOOR
 from streams.settings import InferenceSettings, TrainerSettings
 from streams.trainer.window import Window
@@ -47,9 +49,8 @@ class Decision:
     records: list[ModelVersion]
 
 
-def evaluate(version: ModelVersion, x: np.ndarray, y: np.ndarray) -> tuple[float, float]:
-    """Accuracy and log loss of ``version`` on ``x``/``y``, through the inference worker's loader (CPU)."""
-    loaded = load_model(version, InferenceSettings(device="cpu"), shadow=False, expected_features=None)
+def evaluate(loaded: LoadedModel, x: np.ndarray, y: np.ndarray) -> tuple[float, float]:
+    """Accuracy and log loss of a version loaded (and checked) by the inference worker's loader on ``x``/``y``."""
     scores = loaded.backend.predict(np.ascontiguousarray(x, dtype=np.float32))
     accuracy = float((scores.argmax(axis=1) == y).mean())
     log_loss = float(-np.log(np.maximum(scores[np.arange(len(y)), y], LOG_LOSS_FLOOR)).mean())
@@ -75,17 +76,39 @@ class Trainer:
 
     def __init__(self, settings: TrainerSettings, store: ArtifactStore) -> None:
         self.settings, self.store = settings, store
+        self.checks = InferenceSettings(device="cpu")
 
-    def retrain(self, registry: Registry, model_name: str, window: Window, why: str) -> Decision:
-        """Train a candidate for ``model_name`` on ``window`` and gate it against the serving version.
+    def serving(self, registry: Registry, model_name: str) -> LoadedModel:
+        """What actually serves ``model_name``: the version the inference workers serve, checked as they check it.
 
         Raises:
-            Refused: the model is unknown, has no serving version, or the window is too small.
+            Refused: the model is unknown, or has no serving version that passes its checks.
         """
-        serving = registry.serving(model_name)
-        if serving is None:
+
+        def rejected(version: ModelVersion, exc: ModelRejected) -> None:
+            log.warning("version %d of %s fails its checks, not gating against it: %s", version.version,
+                        model_name, exc)  # fmt: skip
+
+        if registry.serving(model_name) is None:
             known = "has no serving version" if registry.versions(model_name) else "is not a registered model"
             raise Refused("unknown-model", f"{model_name!r} {known}")
+        loaded = serving_or_fallback(registry, model_name, self.checks, self.store, rejected)
+        if loaded is None:
+            raise Refused("model-rejected", f"no serving or retired version of {model_name!r} passes its checks")
+        return loaded
+
+    def retrain(self, registry: Registry, model_name: str, window: Window, why: str) -> Decision:
+        """Train a candidate for ``model_name`` on ``window`` and gate it against what serves.
+
+        The candidate goes through the same checks as every serving version (:func:`admit`); one
+        that fails them is published as rejected, with the failed check as the reason.
+
+        Raises:
+            Refused: the model is unknown, nothing that may serve passes its checks, or the window
+                is too small.
+        """
+        served = self.serving(registry, model_name)
+        serving = served.version
         x, y = training_rows(window, serving.classes)
         if len(y) < self.settings.min_events:
             raise Refused("too-few-outcomes", f"{len(y)} labeled outcomes of {model_name!r} in the window, "
@@ -118,8 +141,15 @@ class Trainer:
             feature_names=serving.feature_names, classes=serving.classes, store=self.store,
             metrics=metrics, lineage=lineage,
         )  # fmt: skip
-        candidate_accuracy, candidate_loss = evaluate(draft, x[split:], y[split:])
-        serving_accuracy, serving_loss = evaluate(serving, x[split:], y[split:])
+        try:
+            checked = admit(registry, draft, self.checks, self.store)
+        except ModelRejected as exc:
+            reason = f"checks failed: {exc}; {why}"
+            candidate = replace(draft, metrics=metrics, status=Status.REJECTED, reason=reason)
+            log.warning("%s v%d: %s", model_name, candidate.version, reason)
+            return Decision(candidate, False, reason, [candidate])
+        candidate_accuracy, candidate_loss = evaluate(checked, x[split:], y[split:])
+        serving_accuracy, serving_loss = evaluate(served, x[split:], y[split:])
         metrics |= {"holdout_accuracy": candidate_accuracy, "holdout_log_loss": candidate_loss,
                     "serving_holdout_accuracy": serving_accuracy, "serving_holdout_log_loss": serving_loss}  # fmt: skip
         figures = (f"held-out accuracy {candidate_accuracy:.4f} against version {serving.version}'s "

@@ -40,7 +40,7 @@ def _weights(data: bytes, artifact_format: ArtifactFormat) -> dict[str, np.ndarr
     return {init.name: numpy_helper.to_array(init) for init in onnx.load_from_string(data).graph.initializer}
 
 
-def reproduce(kafka: KafkaSettings, version: ModelVersion) -> Reproduction:
+def reproduce(kafka: KafkaSettings, version: ModelVersion, store: ArtifactStore) -> Reproduction:
     """Retrain ``version`` from its lineage on the CPU.
 
     Raises:
@@ -55,7 +55,7 @@ def reproduce(kafka: KafkaSettings, version: ModelVersion) -> Reproduction:
     config = TrainConfig.from_strings(lineage["hyperparameters"])
     model = train_mlp(x[:rows], y[:rows], len(version.classes), config, device="cpu")
     again = to_onnx(model) if version.artifact_format == ArtifactFormat.ONNX else state_dict_bytes(model)
-    published = ArtifactStore.fetch(version)
+    published = store.fetch(version)
     ranges = ", ".join(f"{r['topic']}[{r['partition']}] {r['start']}..{r['end']}" for r in lineage["data"])
     if again == published:
         return Reproduction(True, 0.0, rows, ranges, config.seed)

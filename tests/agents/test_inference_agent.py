@@ -4,17 +4,23 @@ import threading
 import time
 import uuid
 from collections import defaultdict
+from dataclasses import replace
 
+import numpy as np
 import pytest
 
 from models import ArtifactStore, Status
+from streams.codec import Codec
+from streams.inference.loader import load_model, rollback_records
 from streams.kafka.clients import read_to_end, send_all
 from streams.kafka.topics import create_topics
-from streams.kafka.versions import publish_versions
+from streams.kafka.versions import load_registry, publish_versions
+from streams.settings import InferenceSettings
 from tests.helpers import FEATURES, features_record, nan_model, rows, small_model, tampered, version_of
 from tests.workers import decoded, wait_for, wait_records, worker
 
 MODEL = {"LOOPLINE_INFERENCE_MODEL_NAME": "m", "LOOPLINE_INFERENCE_MAX_WAIT_MS": "20"}
+CHECKS = InferenceSettings(device="cpu")
 
 
 @pytest.fixture
@@ -180,3 +186,62 @@ def test_at_least_once_a_killed_worker_loses_no_event(setup):
     with worker("inference", kafka, tmp, **at_least_once):
         wait_for(lambda: {p["event_id"] for p in served(kafka)} >= ids, timeout_s=90, what="every event")
     assert {p["event_id"] for p in served(kafka)} == ids
+
+
+def test_a_worker_starting_on_a_failing_serving_version_falls_back_and_agrees_with_the_registry_after_rollback(setup):
+    """Items 6 and 7: an older client published v2 (other features), then v3 (wrong sha256) as serving, and
+    another artifact under v1's key. The worker serves v1 with its first artifact, says why, and after the
+    CLI's rollback the registry says what the worker does."""
+    kafka, store, tmp = setup
+    v1 = version_of(small_model(0), 1, store)
+    v2 = replace(version_of(small_model(1), 2, store), feature_names=[f"y{i}" for i in range(6)])
+    v3 = replace(version_of(small_model(2), 3, store), sha256="0" * 64)
+    publish_versions(kafka, [v1])
+    publish_versions(kafka, [v1.with_status(Status.RETIRED, "forced"), v2])
+    publish_versions(kafka, [v2.with_status(Status.RETIRED, "forced"), v3])
+    codec = Codec.load("model_version")
+    swapped = version_of(small_model(3), 1, store)
+    send_all(kafka, kafka.topic("model-versions"), [(swapped.key, codec.encode(swapped.to_record()))])
+    first = send_features(kafka, 100, seed=1)
+    with worker("inference", kafka, tmp, **MODEL) as w:
+        predictions = wait_records(kafka, "predictions", "prediction", 100)
+        letters = wait_records(kafka, "dead-letters", "dead_letter", 3)
+        assert w.metric("loopline_model_fallbacks_total", model="m") == 1
+        assert w.metric("loopline_serving_version", model="m", role="serving") == 1
+        records, skipped = rollback_records(load_registry(kafka), "m", "by hand", CHECKS, store)
+        publish_versions(kafka, records)
+        later = send_features(kafka, 100, seed=2)
+        predictions = wait_records(kafka, "predictions", "prediction", 200)
+        assert w.metric("loopline_model_swaps_total", model="m", role="serving") == 1  # v1 stayed loaded
+    assert sorted(p["event_id"] for p in predictions) == sorted(first + later)  # every event once
+    assert {p["model_version"] for p in predictions} == {1}
+    expected = load_model(v1, CHECKS, store, shadow=False, expected_features=None).backend.predict(rows(100, 1))
+    by_id = {p["event_id"]: p["scores"] for p in predictions}
+    np.testing.assert_allclose([by_id[e] for e in first], expected, rtol=1e-5)  # v1's first artifact served
+    reasons = sorted((d["reason"], d["error"]) for d in letters)
+    assert [reason for reason, _ in reasons] == ["model-rejected", "model-rejected", "version-conflict"]
+    assert reasons[0][1].startswith("serving version 2: feature-mismatch")
+    assert reasons[1][1].startswith("serving version 3: artifact: sha256 mismatch")
+    assert reasons[2][1].startswith("version 1 of 'm' is already published; a record with another sha256")
+    registry = load_registry(kafka)
+    assert registry.serving("m").version == 1 and registry.get("m", 1).sha256 == v1.sha256
+    assert len(skipped) == 1 and skipped[0].startswith("skipped version 2: feature-mismatch")
+
+
+def test_a_worker_with_nothing_to_serve_says_so_and_counts_its_backlog_as_lag(setup):
+    """Item 12: no serving version of the worker's model: a log line naming the versions, the gauge at 0,
+    the unread features as consumer lag; once a version serves, every held event is predicted."""
+    kafka, store, tmp = setup
+    candidate = version_of(small_model(), 1, store, status=Status.CANDIDATE)
+    publish_versions(kafka, [candidate])
+    ids = send_features(kafka, 50)
+    with worker("inference", kafka, tmp, **MODEL) as w:
+        group = f"{kafka.topic_prefix}inference"
+        wait_for(lambda: w.metric("loopline_consumer_lag", group=group) == 50, what="the backlog as lag")
+        assert "nothing to serve: model 'm' has no serving version (versions: 1 candidate)" in w.log.read_text()
+        assert w.metric("loopline_serving_version", model="m", role="serving") == 0
+        assert decoded(kafka, "predictions", "prediction") == []
+        publish_versions(kafka, [candidate.with_status(Status.SERVING, "go")])
+        predictions = wait_records(kafka, "predictions", "prediction", 50)
+        wait_for(lambda: w.metric("loopline_consumer_lag", group=group) == 0, what="the lag to drain")
+    assert sorted(p["event_id"] for p in predictions) == sorted(ids)

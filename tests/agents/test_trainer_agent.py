@@ -83,7 +83,7 @@ def test_a_drift_ends_in_a_new_serving_version_that_recovers_the_accuracy(setup)
     assert data[0]["start"] > requests[0]["evidence"]["offsets"][0]["end"]  # trained on the new world only
     assert version.metrics["holdout_accuracy"] > version.metrics["serving_holdout_accuracy"]
     assert load_registry(kafka).get("m", 1).status == Status.RETIRED
-    assert reproduce(kafka, version).identical
+    assert reproduce(kafka, version, store).identical
 
 
 def test_requests_are_gated_coalesced_or_refused_with_a_reason(setup, capsys):

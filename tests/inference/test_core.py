@@ -1,4 +1,5 @@
 import math
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -26,8 +27,9 @@ def models():
     return small_model(seed=0), small_model(seed=1)
 
 
-def load(version, shadow=False, expected=None):
-    return load_model(version, SETTINGS, shadow=shadow, expected_features=expected)
+def load(version, shadow=False, expected=None, store=None):
+    store = store or ArtifactStore(Path("/nonexistent"), inline_limit=1 << 20)  # every version here is inline
+    return load_model(version, SETTINGS, store, shadow=shadow, expected_features=expected)
 
 
 def records(values_or_bytes, now=1_795_000_000_000):

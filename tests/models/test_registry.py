@@ -36,20 +36,21 @@ def test_promote_retires_the_previous_serving_version():
     assert registry.next_version("fraud") == 3
 
 
-def test_rollback_returns_to_the_previous_version():
+def test_rollback_returns_to_a_retired_version_and_fallbacks_are_the_retired_ones_newest_first():
     registry = fold(version(1, Status.RETIRED), version(2, Status.RETIRED), version(3, Status.REJECTED),
-                    version(4, Status.SERVING))  # fmt: skip
-    records = registry.rollback("fraud", "accuracy fell")
+                    version(4, Status.SERVING), version(5, Status.RETIRED))  # fmt: skip
+    assert [v.version for v in registry.fallbacks("fraud")] == [5, 2, 1]
+    assert [v.version for v in registry.fallbacks("fraud", below=4)] == [2, 1]
+    records = registry.rollback("fraud", "accuracy fell", to=2)
     assert [(r.version, r.status) for r in records] == [(4, Status.RETIRED), (2, Status.SERVING)]
     assert "accuracy fell" in records[1].reason
-    assert [r.version for r in registry.rollback("fraud", "by hand", to=1)] == [4, 1]
 
 
 def test_rollback_without_anything_to_return_to_is_an_error():
     with pytest.raises(RegistryError, match="no serving version"):
-        fold(version(1)).rollback("fraud", "x")
-    with pytest.raises(RegistryError, match="no retired version"):
-        fold(version(1, Status.SERVING)).rollback("fraud", "x")
+        fold(version(1)).rollback("fraud", "x", to=1)
+    with pytest.raises(RegistryError, match="no version 9"):
+        fold(version(1, Status.SERVING)).rollback("fraud", "x", to=9)
     with pytest.raises(RegistryError, match="no version 9"):
         fold(version(1)).promote("fraud", 9, "x")
 
@@ -72,15 +73,45 @@ def test_small_artifacts_travel_inline_and_large_ones_by_uri(tmp_path):
     assert small.artifact == b"tiny" and small.artifact_uri is None
     large = store.attach(version(2), b"x" * 100)
     assert large.artifact is None and large.artifact_uri.startswith("file://")
-    assert ArtifactStore.fetch(small) == b"tiny"
-    assert ArtifactStore.fetch(large) == b"x" * 100
+    assert store.fetch(small) == b"tiny"
+    assert store.fetch(large) == b"x" * 100
 
 
 def test_a_sha256_mismatch_is_refused(tmp_path):
     store = ArtifactStore(tmp_path, inline_limit=10)
     with pytest.raises(ArtifactError, match="sha256 mismatch"):
-        ArtifactStore.fetch(replace(store.attach(version(1), b"tiny"), artifact=b"tinY"))
+        store.fetch(replace(store.attach(version(1), b"tiny"), artifact=b"tinY"))
     large = store.attach(version(2), b"x" * 100)
-    (tmp_path / "fraud" / f"2-{large.sha256}.onnx").write_bytes(b"y" * 100)
+    store.path_of(large.artifact_uri).write_bytes(b"y" * 100)
     with pytest.raises(ArtifactError, match="sha256 mismatch"):
-        ArtifactStore.fetch(large)
+        store.fetch(large)
+
+
+def test_a_published_version_is_immutable_but_its_status_changes():
+    """Item 7: republishing version 1 with another artifact is refused; the first artifact stays version 1."""
+    registry = fold(version(1, Status.SERVING))
+    swapped = replace(version(1, Status.SERVING), artifact=b"another model", sha256="1" * 64)
+    conflict = registry.apply(swapped)
+    assert conflict is not None and "version 1 of 'fraud' is already published" in conflict
+    assert "artifact" in conflict and "sha256" in conflict
+    assert registry.serving("fraud").artifact == b"x" and registry.serving("fraud").sha256 == "0" * 64
+    assert registry.apply(replace(version(1), feature_names=["b", "a"])) is not None
+    assert registry.apply(registry.get("fraud", 1).with_status(Status.RETIRED, "replaced")) is None
+    assert registry.get("fraud", 1).status == Status.RETIRED and registry.get("fraud", 1).artifact == b"x"
+
+
+def test_a_status_change_of_a_version_with_a_nan_metric_is_no_conflict():
+    first = replace(version(1), metrics={"holdout_accuracy": float("nan")})
+    registry = fold(first)
+    assert registry.apply(first.with_status(Status.SERVING, "go")) is None
+
+
+def test_the_feature_contract_is_set_by_the_lowest_version_that_served():
+    """Item 6: a version forced to serving with other features does not change what the model takes."""
+    other = replace(version(2, Status.SERVING), feature_names=["c", "d", "e"])
+    registry = fold(version(1, Status.CANDIDATE), replace(version(3), feature_names=["z"]))
+    assert registry.contract("fraud") is None  # nothing served yet: the first version to serve sets it
+    registry = fold(version(1, Status.RETIRED), other, version(3))
+    assert registry.contract("fraud") == ["a", "b"]
+    registry.apply(other.with_status(Status.RETIRED, "rolled back"))
+    assert registry.contract("fraud") == ["a", "b"]
