@@ -11,13 +11,13 @@ from clickhouse_connect.driver.exceptions import DatabaseError
 from pydantic import ValidationError
 
 from models import ArtifactError, RegistryError
-from streams.analytics.server import QueryError
+from streams.analytics.queries import QueryError
+from streams.errors import ConfigError
 from streams.inference.loader import ModelRejected
 from streams.kafka.broker import KAFKA_OPS, Broker, BrokerError, fetch_classpath
 from streams.models_cli import add_models_parser
 from streams.query_cli import add_query_parser
 from streams.settings import BrokerSettings, ClickHouseSettings, KafkaSettings
-from streams.store import ConfigError
 
 __all__ = ["main"]
 

@@ -13,16 +13,13 @@ from urllib.parse import urlsplit
 import clickhouse_connect
 from clickhouse_connect.driver.client import Client
 
+from streams.errors import ConfigError
 from streams.paths import OPS_DIR
 from streams.settings import ClickHouseSettings
 
 __all__ = ["ConfigError", "connect", "migrate", "migration_files"]
 
 MIGRATIONS_DIR = OPS_DIR / "clickhouse"
-
-
-class ConfigError(ValueError):
-    """A setting can't be used as given; the message says what to write instead."""
 
 
 def connect(settings: ClickHouseSettings) -> Client:
