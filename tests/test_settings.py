@@ -36,7 +36,7 @@ def test_a_bad_value_is_a_clear_error(monkeypatch, capsys):
     with pytest.raises(ValidationError, match="partitions"):
         KafkaSettings()
     assert main(["topics", "create"]) == 2
-    assert "partitions" in capsys.readouterr().err
+    assert capsys.readouterr().err.startswith("loopline: bad setting LOOPLINE_KAFKA_PARTITIONS='zero': ")
 
 
 def test_a_bad_database_name_is_refused():
@@ -48,3 +48,14 @@ def test_an_unknown_dsn_scheme_fails_the_command_with_the_fix(monkeypatch, capsy
     monkeypatch.setenv("LOOPLINE_CLICKHOUSE_DSN", "mysql://db")
     assert main(["db", "migrate"]) == 2
     assert "chdb://<dir>" in capsys.readouterr().err
+
+
+def test_a_dsn_no_client_can_open_is_refused_without_showing_its_password():
+    with pytest.raises(ValidationError, match=r"unknown ClickHouse DSN scheme 'mysql'.*chdb://<dir>") as refused:
+        ClickHouseSettings(dsn="mysql://loopline:s3cret@db:3306/x")
+    assert "s3cret" not in str(refused.value)
+    for dsn in ["http:///loopline", "https://s3cret@host:port/db", "http://host:0"]:
+        with pytest.raises(ValidationError, match="dsn") as refused:
+            ClickHouseSettings(dsn=dsn)
+        assert "s3cret" not in str(refused.value)
+    assert ClickHouseSettings(dsn="https://u:p@clickhouse:8443/db").dsn.get_secret_value().startswith("https://")
