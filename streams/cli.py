@@ -59,7 +59,12 @@ def cmd_kafka(args: argparse.Namespace) -> int:
         return 0
     broker = Broker(_broker_settings(args))
     if args.action == "start":
-        print(f"kafka running on {broker.start()} (data and log in {broker.data_dir})")
+        servers = broker.start()
+        print(f"kafka running on {servers} (data and log in {broker.data_dir})")
+        print(f"export LOOPLINE_KAFKA_BOOTSTRAP_SERVERS={servers}")
+        if os.environ.get("LOOPLINE_KAFKA_BOOTSTRAP_SERVERS", servers) != servers:
+            print(f"note: LOOPLINE_KAFKA_BOOTSTRAP_SERVERS is set to {os.environ['LOOPLINE_KAFKA_BOOTSTRAP_SERVERS']} "
+                  "here: other commands run in this shell go there, not to this broker", file=sys.stderr)  # fmt: skip
     elif args.action == "stop":
         print("kafka stopped" if broker.stop() else "kafka was not running")
     else:

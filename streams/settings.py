@@ -7,10 +7,10 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 from urllib.parse import urlsplit
 
-from pydantic import Field, SecretStr, ValidationInfo, field_validator
+from pydantic import Field, SecretStr, ValidationInfo, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 __all__ = [
@@ -38,7 +38,8 @@ class KafkaSettings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="LOOPLINE_KAFKA_", extra="ignore", use_attribute_docstrings=True)
 
     bootstrap_servers: str = "127.0.0.1:9092"
-    """Comma-separated host:port list of brokers."""
+    """Comma-separated host:port list of brokers. When unset: the local broker that ``loopline kafka start``
+    recorded in ``LOOPLINE_BROKER_DATA_DIR`` (its ``broker.json``), if there is one."""
     connect_timeout_s: float = Field(default=5.0, gt=0)
     """How long a command or a starting worker waits for the brokers to answer before it stops with
     exit code 2 ("cannot reach Kafka at ...")."""
@@ -91,6 +92,26 @@ class KafkaSettings(BaseSettings):
     def topic(self, name: str) -> str:
         """Full name of a catalogue topic, e.g. ``features`` → ``loopline.features``."""
         return f"{self.topic_prefix}{name}"
+
+    @model_validator(mode="before")
+    @classmethod
+    def _local_broker(cls, data: Any) -> Any:
+        """Without a bootstrap address, take the local broker's recorded one.
+
+        ``loopline kafka start --port 0`` picks a free port; reading it back here means the other
+        commands reach that broker without an export, instead of whatever else listens on 9092.
+        An address that is set (environment or argument) is always used as given.
+        """
+        if not isinstance(data, dict) or "bootstrap_servers" in data:
+            return data
+        from streams.kafka.broker import Broker
+
+        broker = Broker(BrokerSettings())
+        try:
+            recorded = broker.bootstrap_servers
+        except (ValueError, KeyError, OSError) as exc:
+            raise ValueError(f"the local broker's state file {broker.state_file} is unreadable ({exc!r})") from None
+        return data if recorded is None else data | {"bootstrap_servers": recorded}
 
 
 class BrokerSettings(BaseSettings):

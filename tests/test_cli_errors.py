@@ -8,13 +8,15 @@ import os
 import pickle
 import subprocess
 import sys
+import uuid
 
 import pytest
 
 from streams.cli import main
-from streams.kafka.broker import free_port
+from streams.kafka.broker import Broker, free_port
 from streams.kafka.topics import require_topics
 from streams.kafka.versions import load_registry
+from streams.settings import KafkaSettings
 
 
 def one_line(code, err):
@@ -116,3 +118,19 @@ def test_on_a_broker_without_topics_commands_say_to_create_them_and_a_pickle_is_
         line = one_line(main(argv), capsys.readouterr().err)
         assert "refused" in line or "can't load the artifact" in line, line
     assert load_registry(kafka).models() == []
+
+
+def test_after_kafka_start_the_other_commands_reach_that_broker(broker: Broker, isolated, capsys):
+    isolated.setenv("LOOPLINE_KAFKA_BOOTSTRAP_SERVERS", "127.0.0.1:1")
+    assert main(["kafka", "start", "--data-dir", str(broker.data_dir)]) == 0  # it runs already: says where
+    out, err = capsys.readouterr()
+    assert f"export LOOPLINE_KAFKA_BOOTSTRAP_SERVERS={broker.bootstrap_servers}" in out.splitlines()
+    assert "LOOPLINE_KAFKA_BOOTSTRAP_SERVERS is set to 127.0.0.1:1" in err  # and that this shell goes elsewhere
+
+    isolated.delenv("LOOPLINE_KAFKA_BOOTSTRAP_SERVERS")
+    isolated.setenv("LOOPLINE_BROKER_DATA_DIR", str(broker.data_dir))
+    prefix = f"t{uuid.uuid4().hex[:12]}."
+    isolated.setenv("LOOPLINE_KAFKA_TOPIC_PREFIX", prefix)
+    assert main(["topics", "create"]) == 0
+    assert KafkaSettings().bootstrap_servers == broker.bootstrap_servers
+    require_topics(KafkaSettings(bootstrap_servers=broker.bootstrap_servers, topic_prefix=prefix))

@@ -1,3 +1,5 @@
+import json
+
 import pytest
 from pydantic import ValidationError
 
@@ -59,3 +61,18 @@ def test_a_dsn_no_client_can_open_is_refused_without_showing_its_password():
             ClickHouseSettings(dsn=dsn)
         assert "s3cret" not in str(refused.value)
     assert ClickHouseSettings(dsn="https://u:p@clickhouse:8443/db").dsn.get_secret_value().startswith("https://")
+
+
+def test_without_an_address_kafka_settings_reach_the_local_broker_recorded_by_kafka_start(tmp_path, monkeypatch):
+    monkeypatch.delenv("LOOPLINE_KAFKA_BOOTSTRAP_SERVERS", raising=False)
+    monkeypatch.setenv("LOOPLINE_BROKER_DATA_DIR", str(tmp_path))
+    assert KafkaSettings().bootstrap_servers == "127.0.0.1:9092"  # no local broker recorded there
+    (tmp_path / "broker.json").write_text(json.dumps({"port": 41234, "controller_port": 41235, "cluster_id": "c"}))
+    assert KafkaSettings().bootstrap_servers == "127.0.0.1:41234"
+    assert KafkaSettings(bootstrap_servers="k1:9092").bootstrap_servers == "k1:9092"  # an address given wins
+    monkeypatch.setenv("LOOPLINE_KAFKA_BOOTSTRAP_SERVERS", "127.0.0.1:9092")
+    assert KafkaSettings().bootstrap_servers == "127.0.0.1:9092"  # even the default's value, when set
+    monkeypatch.delenv("LOOPLINE_KAFKA_BOOTSTRAP_SERVERS")
+    (tmp_path / "broker.json").write_text("{")
+    with pytest.raises(ValidationError, match=r"broker\.json"):
+        KafkaSettings()
