@@ -11,8 +11,9 @@ import sys
 import uuid
 
 import pytest
+from confluent_kafka import KafkaError, KafkaException
 
-from streams.cli import main
+from streams.cli import _one_line, main
 from streams.kafka.broker import Broker, free_port
 from streams.kafka.topics import require_topics
 from streams.kafka.versions import load_registry
@@ -83,6 +84,24 @@ def test_an_unreachable_broker_is_one_line_after_a_bounded_wait(isolated, capsys
     for argv in [["topics", "create"], ["models", "list"], ["retrain", "default"], ["worker", "inference"]]:
         line = one_line(main(argv), capsys.readouterr().err)
         assert line.startswith(f"loopline: cannot reach Kafka at {servers}: ") and "Connection refused" in line, argv
+
+
+@pytest.mark.parametrize(
+    ("code", "line"),
+    [
+        (
+            KafkaError.UNKNOWN_TOPIC_OR_PART,
+            "Kafka: Broker: Unknown topic or partition: run `loopline topics create` first",
+        ),
+        (KafkaError._ALL_BROKERS_DOWN, "cannot reach Kafka: Local: All broker connections are down"),
+        (
+            KafkaError.TOPIC_AUTHORIZATION_FAILED,
+            "Kafka: TOPIC_AUTHORIZATION_FAILED: Broker: Topic authorization failed",
+        ),
+    ],
+)
+def test_a_kafka_error_after_the_checks_is_one_line_too(code, line):
+    assert _one_line(KafkaException(KafkaError(code))) == line
 
 
 def test_as_processes_a_bad_dsn_and_an_unreachable_broker_stop_workers_at_start_in_one_line(tmp_path):
