@@ -1,23 +1,39 @@
-"""The ``loopline`` command line."""
+"""The ``loopline`` command line.
+
+A configuration or connection error (a bad setting, a broker or store that isn't there, missing
+topics, a refused model or query) ends a command or a starting worker with one line on stderr and
+exit code 2; :func:`main` is the one place that turns them into that line.
+"""
 
 from __future__ import annotations
 
 import argparse
+import os
+import pickle
+import re
 import sys
+import warnings
 from collections.abc import Callable, Sequence
+from functools import partial
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from clickhouse_connect.driver.exceptions import DatabaseError
+from clickhouse_connect.driver.exceptions import ClickHouseError
+from confluent_kafka import KafkaError, KafkaException
 from pydantic import ValidationError
+from pydantic_settings import BaseSettings, SettingsError
 
 from models import ArtifactError, RegistryError
-from streams.analytics.server import QueryError
+from streams.analytics.queries import QueryError
+from streams.errors import ConfigError, Unreachable
 from streams.inference.loader import ModelRejected
 from streams.kafka.broker import KAFKA_OPS, Broker, BrokerError, fetch_classpath
 from streams.models_cli import add_models_parser
 from streams.query_cli import add_query_parser
-from streams.settings import BrokerSettings, ClickHouseSettings, KafkaSettings
-from streams.store import ConfigError
+from streams.settings import BrokerSettings, ClickHouseSettings, KafkaSettings, all_settings_classes
+
+if TYPE_CHECKING:
+    import faust
 
 __all__ = ["main"]
 
@@ -43,7 +59,12 @@ def cmd_kafka(args: argparse.Namespace) -> int:
         return 0
     broker = Broker(_broker_settings(args))
     if args.action == "start":
-        print(f"kafka running on {broker.start()} (data and log in {broker.data_dir})")
+        servers = broker.start()
+        print(f"kafka running on {servers} (data and log in {broker.data_dir})")
+        print(f"export LOOPLINE_KAFKA_BOOTSTRAP_SERVERS={servers}")
+        if os.environ.get("LOOPLINE_KAFKA_BOOTSTRAP_SERVERS", servers) != servers:
+            print(f"note: LOOPLINE_KAFKA_BOOTSTRAP_SERVERS is set to {os.environ['LOOPLINE_KAFKA_BOOTSTRAP_SERVERS']} "
+                  "here: other commands run in this shell go there, not to this broker", file=sys.stderr)  # fmt: skip
     elif args.action == "stop":
         print("kafka stopped" if broker.stop() else "kafka was not running")
     else:
@@ -58,15 +79,19 @@ def cmd_kafka(args: argparse.Namespace) -> int:
 def cmd_topics(args: argparse.Namespace) -> int:
     from streams.kafka.topics import create_topics
 
-    for name, state in create_topics(KafkaSettings()).items():
+    kafka = KafkaSettings()
+    _ready(kafka, topics=False)
+    for name, state in create_topics(kafka).items():
         print(f"{name}: {state}")
     return 0
 
 
 def cmd_db(args: argparse.Namespace) -> int:
-    from streams.store import connect, migrate
+    from streams.store import check_store, connect, migrate
 
-    client = connect(ClickHouseSettings())
+    clickhouse = ClickHouseSettings()
+    check_store(clickhouse)
+    client = connect(clickhouse)
     try:
         for name in migrate(client):
             print(f"applied {name}")
@@ -104,27 +129,37 @@ def cmd_worker(args: argparse.Namespace) -> int:
         TrainerSettings,
     )
 
+    kafka, metrics = KafkaSettings(), MetricsSettings()
+    store: ClickHouseSettings | None = None
+    build: Callable[[], faust.App]
     if args.agent == "inference":
         from streams.agents.inference import build_inference_app
 
-        app = build_inference_app(KafkaSettings(), InferenceSettings(), RegistrySettings())
+        build = partial(build_inference_app, kafka, InferenceSettings(), RegistrySettings())
     elif args.agent == "join":
         from streams.agents.join import build_join_app
 
-        app = build_join_app(KafkaSettings(), JoinSettings())
+        build = partial(build_join_app, kafka, JoinSettings())
     elif args.agent == "drift":
         from streams.agents.drift import build_drift_app
 
-        app = build_drift_app(KafkaSettings(), DriftSettings())
+        build = partial(build_drift_app, kafka, DriftSettings())
     elif args.agent == "sink":
         from streams.agents.sink import build_sink_app
 
-        app = build_sink_app(KafkaSettings(), ClickHouseSettings(), SinkSettings())
+        store = ClickHouseSettings()
+        build = partial(build_sink_app, kafka, store, SinkSettings())
     else:
         from streams.agents.trainer import build_trainer_app
 
-        app = build_trainer_app(KafkaSettings(), TrainerSettings(), RegistrySettings())
-    serve_metrics(MetricsSettings())
+        build = partial(build_trainer_app, kafka, TrainerSettings(), RegistrySettings())
+    if store is not None:  # a DSN that can't work stops it here; a store that is down is waited for, input held
+        from streams.store import check_dsn
+
+        check_dsn(store)
+    _ready(kafka, topics=True)
+    app = build()
+    serve_metrics(metrics)
     run(app, loglevel=args.loglevel)
     return 0
 
@@ -137,6 +172,7 @@ def cmd_retrain(args: argparse.Namespace) -> int:
     from streams.kafka.clients import send_all
 
     kafka = KafkaSettings()
+    _ready(kafka, topics=True)
     request = {
         "event_id": str(uuid.uuid4()),
         "event_time": int(time.time() * 1000),
@@ -196,16 +232,107 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _ready(kafka: KafkaSettings, *, topics: bool) -> None:
+    """Check the brokers (and the topics) once a command's or worker's settings are read, before its work.
+
+    Without it an absent broker means librdkafka retrying forever (a worker) or a long wait and a
+    traceback (a command).
+
+    Raises:
+        Unreachable: no broker answers within ``LOOPLINE_KAFKA_CONNECT_TIMEOUT_S``.
+        ConfigError: ``topics`` is set and the catalogue's topics are not there yet.
+    """
+    from streams.kafka.config import reach
+    from streams.kafka.topics import require_topics
+
+    if topics:
+        require_topics(kafka)
+    else:
+        reach(kafka)
+
+
+def _setting_name(cls: type[BaseSettings], field: str) -> str:
+    return f"{cls.model_config.get('env_prefix', '')}{field}".upper()
+
+
+def _invalid_settings(exc: ValidationError) -> str:
+    """A settings error as the variables to fix, e.g. ``LOOPLINE_INFERENCE_MAX_BATCH_SIZE='0': ...``."""
+    cls = {c.__name__: c for c in all_settings_classes()}.get(exc.title)
+    problems = []
+    for error in exc.errors(include_url=False):
+        message = error["msg"].removeprefix("Value error, ")
+        field = str(error["loc"][0]) if error["loc"] else None
+        if cls is None:
+            where = ".".join(str(part) for part in error["loc"]) or exc.title
+        elif field is None or field not in cls.model_fields:
+            where = f"{exc.title} ({cls.model_config.get('env_prefix', '')}*)"
+        else:
+            where = _setting_name(cls, field)
+            secret = "Secret" in str(cls.model_fields[field].annotation) or cls.model_config.get("hide_input_in_errors")
+            if isinstance(error["input"], str | int | float) and not secret:
+                where += f"={error['input']!r}"
+        problems.append(f"{where}: {message}")
+    return "bad setting " + "; ".join(problems)
+
+
+def _unparsable_setting(exc: SettingsError) -> str:
+    """pydantic-settings names the field only; name the variable that is set, and why it doesn't parse."""
+    found = re.search(r'field "([^"]+)"', str(exc))
+    field = found.group(1) if found else ""
+    names = [_setting_name(c, field) for c in all_settings_classes() if field in c.model_fields]
+    variables = [name for name in names if name in {key.upper() for key in os.environ}] or names or [field]
+    cause = f" ({exc.__cause__})" if exc.__cause__ is not None else ""
+    return f"bad setting {' or '.join(variables)}: not valid JSON{cause}"
+
+
+def _kafka_problem(exc: KafkaException) -> str:
+    error = exc.args[0] if exc.args and isinstance(exc.args[0], KafkaError) else None
+    if error is None:
+        return f"Kafka: {exc}"
+    if error.code() == KafkaError.UNKNOWN_TOPIC_OR_PART:
+        return f"Kafka: {error.str()}: run `loopline topics create` first"
+    if error.code() in (KafkaError._TRANSPORT, KafkaError._ALL_BROKERS_DOWN, KafkaError._RESOLVE):
+        return f"cannot reach Kafka: {error.str()}"
+    return f"Kafka: {error.name()}: {error.str()}"
+
+
+def _one_line(exc: Exception) -> str:
+    """What went wrong, on one line."""
+    if isinstance(exc, ValidationError):
+        text = _invalid_settings(exc)
+    elif isinstance(exc, SettingsError):
+        text = _unparsable_setting(exc)
+    elif isinstance(exc, KafkaException):
+        text = _kafka_problem(exc)
+    elif isinstance(exc, pickle.UnpicklingError):
+        found = re.search(r"WeightsUnpickler error:\s*(.*?)(\. Please|\n|$)", str(exc))
+        text = (
+            "the artifact is refused: torch reads state dicts with weights_only=True, and this file holds more than "
+            f"tensors ({found.group(1) if found else exc})"
+        )
+    else:
+        text = str(exc)
+    return " ".join(text.split())
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-    """Entry point of the ``loopline`` console script."""
-    args = build_parser().parse_args(argv)
-    func: Callable[[argparse.Namespace], int] = args.func
+    """Entry point of the ``loopline`` console script.
+
+    Returns:
+        The command's exit code; 2 after a configuration or connection error, reported as one line on stderr.
+    """
+    warnings.filterwarnings("ignore", "Detected pickle protocol", UserWarning)  # the refusal that follows says it
     try:
+        args = build_parser().parse_args(argv)
+        func: Callable[[argparse.Namespace], int] = args.func
+        if args.command == "models":  # every models command starts by reading the model-versions topic
+            _ready(KafkaSettings(), topics=True)
         return func(args)
     except (
-        BrokerError, ConfigError, ValidationError, ModelRejected, RegistryError, ArtifactError, QueryError, DatabaseError
+        ValidationError, SettingsError, ConfigError, Unreachable, KafkaException, BrokerError, ModelRejected,
+        RegistryError, ArtifactError, QueryError, ClickHouseError, pickle.UnpicklingError,
     ) as exc:  # fmt: skip
-        print(f"loopline: {exc}", file=sys.stderr)
+        print(f"loopline: {_one_line(exc)}", file=sys.stderr)
         return 2
 
 

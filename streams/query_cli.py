@@ -2,7 +2,7 @@
 
 With an embedded store (``chdb://``) the query goes to the sink worker's endpoint when a sink runs
 (it owns the store), and opens the store in this process otherwise. With a server DSN it goes to
-the server.
+the server. Either way it is one statement, run read-only (:mod:`streams.analytics.queries`).
 """
 
 from __future__ import annotations
@@ -13,17 +13,23 @@ from urllib.parse import urlsplit
 
 from clickhouse_connect.driver.exceptions import ProgrammingError
 
-from streams.analytics.queries import DEFAULTS, QUERIES
+from streams.analytics.queries import DEFAULTS, QUERIES, READ_ONLY, one_statement
 from streams.analytics.results import Result
 from streams.analytics.server import ask
+from streams.errors import ConfigError
 from streams.settings import ClickHouseSettings, SinkSettings
-from streams.store import ConfigError, connect
+from streams.store import connect
 
 __all__ = ["add_query_parser", "run_query"]
 
 
 def run_query(sql: str, parameters: dict[str, Any], clickhouse: ClickHouseSettings, sink: SinkSettings) -> Result:
-    """Run ``sql`` with bound ``parameters`` wherever the store answers."""
+    """Run ``sql`` with bound ``parameters`` wherever the store answers, as one read-only statement.
+
+    Raises:
+        QueryError: the query is not one statement, or the endpoint refused it.
+    """
+    sql = one_statement(sql)
     embedded = urlsplit(clickhouse.dsn.get_secret_value()).scheme == "chdb"
     if embedded and sink.query_port:
         try:
@@ -40,7 +46,7 @@ def run_query(sql: str, parameters: dict[str, Any], clickhouse: ClickHouseSettin
             "set LOOPLINE_SINK_QUERY_PORT to the port of its query endpoint"
         ) from None
     try:
-        return Result.of(client.query(sql, parameters=parameters))
+        return Result.of(client.query(sql, parameters=parameters, settings=READ_ONLY))
     finally:
         client.close()
 

@@ -7,9 +7,10 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
+from urllib.parse import urlsplit
 
-from pydantic import Field, SecretStr, model_validator
+from pydantic import Field, SecretStr, ValidationInfo, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 __all__ = [
@@ -37,7 +38,11 @@ class KafkaSettings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="LOOPLINE_KAFKA_", extra="ignore", use_attribute_docstrings=True)
 
     bootstrap_servers: str = "127.0.0.1:9092"
-    """Comma-separated host:port list of brokers."""
+    """Comma-separated host:port list of brokers. When unset: the local broker that ``loopline kafka start``
+    recorded in ``LOOPLINE_BROKER_DATA_DIR`` (its ``broker.json``), if there is one."""
+    connect_timeout_s: float = Field(default=5.0, gt=0)
+    """How long a command or a starting worker waits for the brokers to answer before it stops with
+    exit code 2 ("cannot reach Kafka at ...")."""
     topic_prefix: str = "loopline."
     """Prefix of every topic name, so that tenants and tests never collide."""
     partitions: int = Field(default=4, ge=1)
@@ -91,6 +96,26 @@ class KafkaSettings(BaseSettings):
         """Full name of a catalogue topic, e.g. ``features`` → ``loopline.features``."""
         return f"{self.topic_prefix}{name}"
 
+    @model_validator(mode="before")
+    @classmethod
+    def _local_broker(cls, data: Any) -> Any:
+        """Without a bootstrap address, take the local broker's recorded one.
+
+        ``loopline kafka start --port 0`` picks a free port; reading it back here means the other
+        commands reach that broker without an export, instead of whatever else listens on 9092.
+        An address that is set (environment or argument) is always used as given.
+        """
+        if not isinstance(data, dict) or "bootstrap_servers" in data:
+            return data
+        from streams.kafka.broker import Broker
+
+        broker = Broker(BrokerSettings())
+        try:
+            recorded = broker.bootstrap_servers
+        except (ValueError, KeyError, OSError) as exc:
+            raise ValueError(f"the local broker's state file {broker.state_file} is unreadable ({exc!r})") from None
+        return data if recorded is None else data | {"bootstrap_servers": recorded}
+
 
 class BrokerSettings(BaseSettings):
     """The local single-node Kafka broker that tests and the demo start (not for production)."""
@@ -110,7 +135,9 @@ class BrokerSettings(BaseSettings):
 class ClickHouseSettings(BaseSettings):
     """Where the analytics tables live."""
 
-    model_config = SettingsConfigDict(env_prefix="LOOPLINE_CLICKHOUSE_", extra="ignore", use_attribute_docstrings=True)
+    model_config = SettingsConfigDict(
+        env_prefix="LOOPLINE_CLICKHOUSE_", extra="ignore", use_attribute_docstrings=True, hide_input_in_errors=True
+    )
 
     dsn: SecretStr = SecretStr(f"chdb://{DEFAULT_DATA_DIR / 'clickhouse'}")
     """``chdb://<dir>`` (``chdb:///<absolute dir>``) for the embedded engine, or
@@ -119,6 +146,20 @@ class ClickHouseSettings(BaseSettings):
     """Server password, when it is not in the DSN."""
     database: str | None = Field(default=None, pattern=r"^[A-Za-z_][A-Za-z0-9_]*$")
     """Database of the loopline tables, created if missing; by default the DSN's own."""
+
+    @field_validator("dsn")
+    @classmethod
+    def _known_scheme(cls, dsn: SecretStr) -> SecretStr:
+        """Refuse a DSN no client can open here, so that a worker stops at start instead of retrying forever."""
+        parts = urlsplit(dsn.get_secret_value())
+        if parts.scheme not in ("chdb", "http", "https"):
+            raise ValueError(
+                f"unknown ClickHouse DSN scheme {parts.scheme!r}: use chdb://<dir> (embedded) or "
+                "http(s)://user:password@host:8123/db (server)"
+            )
+        if parts.scheme != "chdb" and (not parts.hostname or parts.port == 0):  # .port raises on a bad number
+            raise ValueError("a server DSN needs a host and a port: http(s)://user:password@host:8123/db")
+        return dsn
 
 
 class RegistrySettings(BaseSettings):
@@ -185,14 +226,17 @@ class DriftSettings(BaseSettings):
     max_wait_ms: float = Field(default=50.0, ge=0)
     """Longest wait for a batch to fill after its first record."""
 
-    @model_validator(mode="after")
-    def _detectors_build(self) -> DriftSettings:
+    @field_validator("concept_params", "covariate_params", "prediction_params")
+    @classmethod
+    def _detector_builds(cls, params: dict[str, int | float], info: ValidationInfo) -> dict[str, int | float]:
+        """Build each detector once with its parameters, so that a bad one is refused by name, at start."""
         from streams.drift.detectors import make_detector
 
-        make_detector(self.concept_detector, self.concept_params, binary_input=True)
-        make_detector(self.covariate_detector, self.covariate_params)
-        make_detector(self.prediction_detector, self.prediction_params)
-        return self
+        kind = str(info.field_name).removesuffix("_params")
+        detector = info.data.get(f"{kind}_detector")  # absent when the name itself was refused
+        if detector is not None:
+            make_detector(detector, params, binary_input=kind == "concept")
+        return params
 
 
 class JoinSettings(BaseSettings):

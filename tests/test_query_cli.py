@@ -1,11 +1,15 @@
-"""``loopline query`` on an embedded store that no sink holds."""
+"""``loopline query`` on an embedded store, opened here or through a sink's query endpoint."""
 
 import json
 
 import pytest
 
+from streams.analytics.queries import DEFAULTS, QUERIES, QueryError, one_statement
+from streams.analytics.server import QueryServer, ask
 from streams.cli import main
-from streams.settings import ClickHouseSettings
+from streams.kafka.broker import free_port
+from streams.settings import ClickHouseSettings, SinkSettings
+from streams.sink.store import Store
 from streams.store import connect
 from tests.samples import load_analytics_records
 
@@ -58,3 +62,77 @@ def test_own_sql_binds_values_and_never_pastes_them(store, capsys):
 def test_bad_sql_is_a_clear_error(store, capsys):
     code, _, err = run(capsys, "--sql", "SELECT nope FROM predictions")
     assert code == 2 and "nope" in err
+
+
+@pytest.mark.parametrize(
+    ("sql", "statement"),
+    [
+        ("SELECT 1", "SELECT 1"),
+        ("SELECT 1;", "SELECT 1"),
+        ("SELECT 1; -- done\n /* and done */ ;", "SELECT 1"),
+        ("SELECT ';' AS a, `b;c`, \"d;e\" -- ;\n", "SELECT ';' AS a, `b;c`, \"d;e\" -- ;\n"),
+        ("SELECT 'it''s; \\' ;' /* ; /* ; */ ; */", "SELECT 'it''s; \\' ;' /* ; /* ; */ ; */"),
+        ("SELECT $$;$$, $t$ ; $$ $t$", "SELECT $$;$$, $t$ ; $$ $t$"),
+    ],
+)
+def test_one_statement_strips_a_trailing_semicolon_and_counts_none_inside_strings_or_comments(sql, statement):
+    assert one_statement(sql) == statement
+
+
+@pytest.mark.parametrize(
+    "sql",
+    ["SELECT 1; DROP TABLE predictions", "SELECT 1;DROP TABLE labels;", "SELECT 'a'; 'b'", "SELECT $t$;$t$; SELECT 2",
+     "SELECT 1 -- c\n; DROP TABLE x", "SELECT a$b$; DROP TABLE x; $b$", ";", "", "  -- only a comment"],
+)  # fmt: skip
+def test_one_statement_refuses_several_or_none(sql):
+    with pytest.raises(QueryError):
+        one_statement(sql)
+
+
+def row_counts(clickhouse):
+    client = connect(clickhouse)
+    try:
+        return {t: client.query(f"SELECT count() FROM {t}").result_rows[0][0] for t in ("predictions", "labels")}
+    finally:
+        client.close()
+
+
+def test_own_sql_is_one_read_only_statement(store, capsys):
+    before = row_counts(store)
+    assert before == {"predictions": 20, "labels": 10}
+    code, _, err = run(capsys, "--sql", "SELECT 1; DROP TABLE predictions")
+    assert code == 2 and "one statement per query" in err
+    for sql in ["DROP TABLE labels", "INSERT INTO labels SELECT * FROM labels", "SELECT 1 SETTINGS readonly = 0"]:
+        code, _, err = run(capsys, "--sql", sql)
+        assert code == 2 and "READONLY" in err and len(err.splitlines()) == 1, sql
+    code, out, _ = run(capsys, "--sql", "SELECT count() AS n FROM labels; -- trailing", "--format", "json")
+    assert code == 0 and json.loads(out) == [{"n": 10}]
+    assert row_counts(store) == before
+
+
+def test_the_sink_endpoint_runs_one_read_only_statement(store, monkeypatch, capsys):
+    before = row_counts(store)
+    port = free_port()
+    sink, server = Store(store), None
+    try:
+        server = QueryServer(sink, "127.0.0.1", port)
+        server.start()
+        url = SinkSettings(query_port=port).query_url
+        with pytest.raises(QueryError, match="one statement per query"):
+            ask(url, "SELECT 1; DROP TABLE predictions", {})
+        for sql in ["DROP TABLE labels", "SELECT 1 SETTINGS readonly = 0"]:
+            with pytest.raises(QueryError, match="READONLY"):
+                ask(url, sql, {})
+        labels = ask(url, QUERIES["labels"].sql, DEFAULTS | {"model": "fraud"})
+        assert [row[:3] for row in labels.rows] == [["fraud", 2, 20]]
+
+        monkeypatch.setenv("LOOPLINE_SINK_QUERY_PORT", str(port))  # the command sends its query to the endpoint
+        code, _, err = run(capsys, "--sql", "DROP TABLE labels")
+        assert code == 2 and "READONLY" in err
+        code, out, _ = run(capsys, "--sql", "SELECT count() AS n FROM predictions;", "--format", "json")
+        assert code == 0 and json.loads(out) == [{"n": 20}]
+    finally:
+        if server is not None:
+            server.stop()
+        sink.close()
+    assert row_counts(store) == before

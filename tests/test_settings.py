@@ -1,3 +1,5 @@
+import json
+
 import pytest
 from pydantic import ValidationError
 
@@ -36,7 +38,7 @@ def test_a_bad_value_is_a_clear_error(monkeypatch, capsys):
     with pytest.raises(ValidationError, match="partitions"):
         KafkaSettings()
     assert main(["topics", "create"]) == 2
-    assert "partitions" in capsys.readouterr().err
+    assert capsys.readouterr().err.startswith("loopline: bad setting LOOPLINE_KAFKA_PARTITIONS='zero': ")
 
 
 def test_a_bad_database_name_is_refused():
@@ -48,3 +50,29 @@ def test_an_unknown_dsn_scheme_fails_the_command_with_the_fix(monkeypatch, capsy
     monkeypatch.setenv("LOOPLINE_CLICKHOUSE_DSN", "mysql://db")
     assert main(["db", "migrate"]) == 2
     assert "chdb://<dir>" in capsys.readouterr().err
+
+
+def test_a_dsn_no_client_can_open_is_refused_without_showing_its_password():
+    with pytest.raises(ValidationError, match=r"unknown ClickHouse DSN scheme 'mysql'.*chdb://<dir>") as refused:
+        ClickHouseSettings(dsn="mysql://loopline:s3cret@db:3306/x")
+    assert "s3cret" not in str(refused.value)
+    for dsn in ["http:///loopline", "https://s3cret@host:port/db", "http://host:0"]:
+        with pytest.raises(ValidationError, match="dsn") as refused:
+            ClickHouseSettings(dsn=dsn)
+        assert "s3cret" not in str(refused.value)
+    assert ClickHouseSettings(dsn="https://u:p@clickhouse:8443/db").dsn.get_secret_value().startswith("https://")
+
+
+def test_without_an_address_kafka_settings_reach_the_local_broker_recorded_by_kafka_start(tmp_path, monkeypatch):
+    monkeypatch.delenv("LOOPLINE_KAFKA_BOOTSTRAP_SERVERS", raising=False)
+    monkeypatch.setenv("LOOPLINE_BROKER_DATA_DIR", str(tmp_path))
+    assert KafkaSettings().bootstrap_servers == "127.0.0.1:9092"  # no local broker recorded there
+    (tmp_path / "broker.json").write_text(json.dumps({"port": 41234, "controller_port": 41235, "cluster_id": "c"}))
+    assert KafkaSettings().bootstrap_servers == "127.0.0.1:41234"
+    assert KafkaSettings(bootstrap_servers="k1:9092").bootstrap_servers == "k1:9092"  # an address given wins
+    monkeypatch.setenv("LOOPLINE_KAFKA_BOOTSTRAP_SERVERS", "127.0.0.1:9092")
+    assert KafkaSettings().bootstrap_servers == "127.0.0.1:9092"  # even the default's value, when set
+    monkeypatch.delenv("LOOPLINE_KAFKA_BOOTSTRAP_SERVERS")
+    (tmp_path / "broker.json").write_text("{")
+    with pytest.raises(ValidationError, match=r"broker\.json"):
+        KafkaSettings()

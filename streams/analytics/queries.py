@@ -1,10 +1,95 @@
-"""The canned analytics queries of ``loopline query``. Values are bound as query parameters, never pasted."""
+"""The canned analytics queries of ``loopline query``, and the rules every query obeys.
+
+Values are bound as query parameters, never pasted. A query runs as one statement with ClickHouse's
+``readonly`` setting, whichever way it reaches the store (:func:`one_statement`, :data:`READ_ONLY`):
+``loopline query --sql`` reads the tables, it can't change or drop them.
+"""
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 
-__all__ = ["DEFAULTS", "QUERIES", "Query"]
+__all__ = ["DEFAULTS", "QUERIES", "READ_ONLY", "Query", "QueryError", "one_statement"]
+
+READ_ONLY = {"readonly": 1}
+"""ClickHouse settings of every analytics query: reads only, and no setting (readonly included) may be changed."""
+
+
+class QueryError(RuntimeError):
+    """The query was refused, by the rules here or by the database; the message says why."""
+
+
+QUOTES = "'\"`"
+HEREDOC = re.compile(r"\$([A-Za-z_][A-Za-z0-9_]*)?\$")
+
+
+def _skip(sql: str, i: int) -> int:
+    """The index after the quoted string, comment or heredoc starting at ``i``; ``i`` if none starts there.
+
+    The forms are ClickHouse's lexer's: quotes escaped by a backslash or doubled, ``--`` and ``# ``/``#!``
+    line comments, nestable ``/* */`` comments, ``$tag$...$tag$`` heredocs (not inside a name, which may hold
+    ``$``). An unterminated one runs to the end.
+    """
+    char, pair = sql[i], sql[i : i + 2]
+    if char in QUOTES:
+        j = i + 1
+        while j < len(sql):
+            if sql[j] == "\\" or sql[j : j + 2] == char * 2:  # an escaped or a doubled quote
+                j += 2
+            elif sql[j] == char:
+                return j + 1
+            else:
+                j += 1
+        return len(sql)
+    if pair == "--" or pair in ("# ", "#!"):
+        end = sql.find("\n", i)
+        return len(sql) if end < 0 else end + 1
+    if pair == "/*":
+        depth, j = 1, i + 2
+        while j < len(sql) and depth:
+            if sql.startswith("/*", j):
+                depth, j = depth + 1, j + 2
+            elif sql.startswith("*/", j):
+                depth, j = depth - 1, j + 2
+            else:
+                j += 1
+        return j
+    if (i == 0 or not (sql[i - 1].isalnum() or sql[i - 1] in "_$")) and (heredoc := HEREDOC.match(sql, i)):
+        end = sql.find(heredoc.group(), heredoc.end())
+        return len(sql) if end < 0 else end + len(heredoc.group())
+    return i
+
+
+def one_statement(sql: str) -> str:
+    """``sql`` without its trailing ``;`` (and the comments after it), if it holds exactly one statement.
+
+    An embedded store runs every statement of a ``;``-separated script, so ``SELECT 1; DROP TABLE x``
+    is refused here, before it reaches the store; ``;`` inside strings, quoted names and comments
+    does not count.
+
+    Raises:
+        QueryError: there is no statement, or more than one.
+    """
+    end: int | None = None  # the first statement's ';'
+    code = False
+    i = 0
+    while i < len(sql):
+        skipped = _skip(sql, i)
+        comment = skipped > i and sql[i] not in QUOTES and sql[i] != "$"
+        if sql[i] == ";":
+            if not code:
+                raise QueryError("the query has no statement before its ';'")
+            end = i if end is None else end
+        elif not comment and not sql[i].isspace():
+            if end is not None:
+                raise QueryError(f"one statement per query: more follows the ';' at character {end + 1}")
+            code = True
+        i = max(skipped, i + 1)
+    if not code:
+        raise QueryError("the query is empty")
+    return sql[:end] if end is not None else sql
+
 
 DEFAULTS = {"model": "", "since": "1970-01-01 00:00:00", "bucket_s": "60"}
 """Parameters every canned query takes: ``model`` ('' for all), ``since`` (UTC), ``bucket_s``."""

@@ -1,8 +1,9 @@
 """The query endpoint of the sink worker: other processes' queries run on the sink's own client.
 
 An embedded chdb directory can be open in one process only; while the sink runs, that process is
-the sink, so ``loopline query`` sends its SQL and parameters here. The endpoint runs what it is
-sent, as the sink's database user: it listens on the loopback interface unless told otherwise.
+the sink, so ``loopline query`` sends its SQL and parameters here. Anything that reaches the port
+can send SQL, so the endpoint itself applies the query rules: one statement, run read-only
+(:mod:`streams.analytics.queries`). It listens on the loopback interface unless told otherwise.
 """
 
 from __future__ import annotations
@@ -15,15 +16,16 @@ import urllib.request
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any, Protocol
 
+from streams.analytics.queries import READ_ONLY, QueryError, one_statement
 from streams.analytics.results import Result
 
-__all__ = ["QueryError", "QueryServer", "Queryable", "ask"]
+__all__ = ["QueryServer", "Queryable", "ask"]
 
 log = logging.getLogger(__name__)
 
 
 class Queryable(Protocol):
-    def query(self, sql: str, parameters: dict[str, Any]) -> Result: ...
+    def query(self, sql: str, parameters: dict[str, Any], settings: dict[str, Any]) -> Result: ...
 
 
 class QueryServer:
@@ -36,7 +38,7 @@ class QueryServer:
             def do_POST(self) -> None:
                 try:
                     request = json.loads(self.rfile.read(int(self.headers.get("Content-Length", 0))))
-                    result = store_.query(request["sql"], request.get("parameters", {}))
+                    result = store_.query(one_statement(request["sql"]), request.get("parameters", {}), READ_ONLY)
                     self._answer(200, {"columns": result.columns, "rows": result.rows})
                 except Exception as exc:  # the caller gets the database's message, the sink keeps running
                     self._answer(400, {"error": str(exc)})
@@ -63,16 +65,12 @@ class QueryServer:
         self.server.server_close()
 
 
-class QueryError(RuntimeError):
-    """The database refused the query; the message is its own."""
-
-
 def ask(url: str, sql: str, parameters: dict[str, Any], timeout_s: float = 60.0) -> Result:
     """Run a query through a sink's endpoint.
 
     Raises:
         ConnectionError: nothing answers at ``url``.
-        QueryError: the database refused the query.
+        QueryError: the endpoint or the database refused the query.
     """
     data = json.dumps({"sql": sql, "parameters": parameters}).encode()
     request = urllib.request.Request(url, data=data, headers={"Content-Type": "application/json"})

@@ -2,6 +2,7 @@
 
 confluent-kafka (every loopline client) and Faust (the worker process, whose app still takes broker
 credentials) name their options differently; both are derived here from the one settings object.
+:func:`reach` is the check every command and worker makes first, with that same configuration.
 """
 
 from __future__ import annotations
@@ -11,10 +12,13 @@ from typing import Any
 
 import faust
 from aiokafka.helpers import create_ssl_context
+from confluent_kafka import KafkaError, KafkaException
+from confluent_kafka.admin import AdminClient, ClusterMetadata
 
+from streams.errors import ConfigError, Unreachable
 from streams.settings import KafkaSettings
 
-__all__ = ["confluent_config", "faust_credentials", "ssl_context"]
+__all__ = ["confluent_config", "faust_credentials", "reach", "ssl_context"]
 
 
 def _secret(value: Any) -> str | None:
@@ -66,3 +70,35 @@ def faust_credentials(settings: KafkaSettings) -> faust.types.auth.CredentialsT 
     if context is not None:
         return faust.SSLCredentials(context)
     return None
+
+
+def reach(settings: KafkaSettings) -> ClusterMetadata:
+    """The cluster's metadata, asked for once with a bounded wait.
+
+    librdkafka retries an absent broker forever (a worker) or until a long timeout (a command),
+    writing a line per attempt; this asks once, quietly, for ``settings.connect_timeout_s``.
+
+    Raises:
+        Unreachable: no broker answered in time; the message has the address and librdkafka's reason.
+        ConfigError: librdkafka refuses the client configuration (e.g. a certificate file that is not there).
+    """
+    reasons: list[KafkaError] = []
+    config = confluent_config(settings, {"log_level": 0, "error_cb": reasons.append})
+    try:
+        admin = AdminClient(config)
+    except KafkaException as exc:
+        raise ConfigError(f"the Kafka client configuration is refused: {_text(exc)}") from None
+    try:
+        return admin.list_topics(timeout=settings.connect_timeout_s)
+    except KafkaException as exc:
+        admin.poll(0)  # serves the error callbacks: they say why (refused, unresolved, TLS)
+        causes = [e.str() for e in reasons if e.code() != KafkaError._ALL_BROKERS_DOWN] or [_text(exc)]
+        raise Unreachable(
+            f"cannot reach Kafka at {settings.bootstrap_servers}: {causes[-1]} "
+            f"(waited {settings.connect_timeout_s:g} s, LOOPLINE_KAFKA_CONNECT_TIMEOUT_S)"
+        ) from None
+
+
+def _text(exc: KafkaException) -> str:
+    error = exc.args[0] if exc.args else None
+    return error.str() if isinstance(error, KafkaError) else str(exc)

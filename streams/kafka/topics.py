@@ -8,10 +8,11 @@ from dataclasses import dataclass
 from confluent_kafka import KafkaError, KafkaException
 from confluent_kafka.admin import AdminClient, NewTopic
 
-from streams.kafka.config import confluent_config
+from streams.errors import ConfigError
+from streams.kafka.config import confluent_config, reach
 from streams.settings import KafkaSettings
 
-__all__ = ["TOPICS", "TopicSpec", "create_topics", "topic_specs"]
+__all__ = ["TOPICS", "TopicSpec", "create_topics", "require_topics", "topic_specs"]
 
 
 @dataclass(frozen=True)
@@ -50,6 +51,29 @@ def topic_specs(settings: KafkaSettings) -> list[TopicSpec]:
         partitions = settings.partitions if data_topic else 1
         specs.append(TopicSpec(settings.topic(name), partitions, config))
     return specs
+
+
+def require_topics(settings: KafkaSettings) -> None:
+    """Check that the brokers answer and that every catalogue topic exists.
+
+    A command or worker that starts before ``loopline topics create`` would otherwise meet the
+    broker's UNKNOWN_TOPIC_OR_PART somewhere deep in a client.
+
+    Raises:
+        Unreachable: no broker answers (:func:`streams.kafka.config.reach`).
+        ConfigError: topics are missing; the message names them and the command that creates them.
+    """
+    existing = reach(settings).topics
+    specs = topic_specs(settings)
+    missing = [spec.name for spec in specs if spec.name not in existing]
+    if not missing:
+        return
+    which = (
+        f"none of loopline's topics (prefix {settings.topic_prefix!r}) exist"
+        if len(missing) == len(specs)
+        else f"topics {', '.join(missing)} do not exist"
+    )
+    raise ConfigError(f"{which} on {settings.bootstrap_servers}: run `loopline topics create` first")
 
 
 def create_topics(settings: KafkaSettings, timeout_s: float = 30.0) -> dict[str, str]:

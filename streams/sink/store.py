@@ -62,10 +62,10 @@ class Store:
                 self._drop()
                 raise
 
-    def query(self, sql: str, parameters: dict[str, Any]) -> Result:
-        """Run one read query with bound parameters."""
+    def query(self, sql: str, parameters: dict[str, Any], settings: dict[str, Any]) -> Result:
+        """Run one read query with bound parameters and ClickHouse ``settings`` (the endpoint's: read-only)."""
         with self.lock:
-            return Result.of(self._open().query(sql, parameters=parameters))
+            return Result.of(self._open().query(sql, parameters=parameters, settings=settings))
 
     def close(self) -> None:
         with self.lock:

@@ -1,9 +1,12 @@
 import datetime as dt
 
 import pytest
+from pydantic import ValidationError
 
+from streams.errors import Unreachable
+from streams.kafka.broker import free_port
 from streams.settings import ClickHouseSettings
-from streams.store import ConfigError, connect, migrate
+from streams.store import ConfigError, check_dsn, check_store, connect, migrate
 from streams.store.clickhouse import migration_files
 
 TABLES = {
@@ -78,6 +81,22 @@ def test_a_duplicate_insert_is_not_double_counted(client):
     assert client.query("SELECT uniqExact(event_id) FROM predictions").result_rows == [(5,)]
 
 
-def test_an_unknown_dsn_scheme_is_a_clear_error():
-    with pytest.raises(ConfigError, match=r"unknown ClickHouse DSN scheme 'postgres'.*chdb://"):
-        connect(ClickHouseSettings(dsn="postgres://localhost/db"))
+def test_an_unknown_dsn_scheme_is_refused_by_the_settings():
+    with pytest.raises(ValidationError, match=r"unknown ClickHouse DSN scheme 'postgres'.*chdb://"):
+        ClickHouseSettings(dsn="postgres://localhost/db")
+
+
+def test_an_embedded_store_that_cant_be_created_is_a_config_error():
+    with pytest.raises(ConfigError, match="can't be created"):
+        check_dsn(ClickHouseSettings(dsn="chdb:///proc/loopline-store"))
+
+
+def test_a_store_that_does_not_answer_is_named_without_its_password(tmp_path):
+    settings = ClickHouseSettings(dsn=f"http://loopline:s3cret@127.0.0.1:{free_port()}/analytics")
+    check_dsn(settings)  # nothing to say before connecting: a server may come back
+    with pytest.raises(
+        Unreachable, match=r"cannot open the ClickHouse store at http://127\.0\.0\.1:\d+/analytics: "
+    ) as e:
+        check_store(settings)
+    assert "s3cret" not in str(e.value)
+    check_store(ClickHouseSettings(dsn=f"chdb://{tmp_path / 'store'}"))
