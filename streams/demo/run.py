@@ -16,10 +16,14 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+from clickhouse_connect.driver.exceptions import DatabaseError
+
 from models import ArtifactStore, TrainConfig, bootstrap_version
 from models.datasets import Concept, feature_names, sample
+from streams.analytics.queries import QueryError
 from streams.demo.report import Report, write_report
 from streams.demo.stream import N_FEATURES, DemoStream, malformed
+from streams.errors import ConfigError
 from streams.kafka.broker import Broker, free_port, metadata_answers
 from streams.kafka.clients import make_sender, send_all
 from streams.kafka.topics import create_topics
@@ -177,8 +181,11 @@ def _wait_until_stored(
     """Wait (up to two minutes) until every prediction and outcome is in ClickHouse."""
     deadline = time.monotonic() + 120
     while time.monotonic() < deadline:
-        counts = run_query("SELECT (SELECT count() FROM predictions FINAL WHERE NOT shadow), "
-                           "(SELECT count() FROM outcomes FINAL WHERE NOT shadow)", {}, clickhouse, sink).rows[0]  # fmt: skip
+        try:
+            counts = run_query("SELECT (SELECT count() FROM predictions FINAL WHERE NOT shadow), "
+                               "(SELECT count() FROM outcomes FINAL WHERE NOT shadow)", {}, clickhouse, sink).rows[0]  # fmt: skip
+        except (QueryError, ConfigError, DatabaseError):  # the sink is still starting: no endpoint or no table yet
+            counts = [0, 0]
         if counts[0] >= sent and counts[1] >= sent:
             return
         print(progress(workers, sent, started))
