@@ -46,8 +46,9 @@ class KafkaSettings(BaseSettings):
     """Replication factor of every topic loopline creates."""
     retention_ms: int = 7 * 24 * 3600 * 1000
     """Retention of the non-compacted topics."""
-    max_message_bytes: int = 16 * 1024 * 1024
-    """Largest record on the model-versions topic (inline artifacts)."""
+    max_message_bytes: int = Field(default=16 * 1024 * 1024, ge=1024 * 1024)
+    """Largest record on every topic (the topics' max.message.bytes; inline artifacts on model-versions); an
+    output that would be larger is dead-lettered as too-large."""
     client_id: str = "loopline"
     """Client id reported to the brokers."""
     guarantee: Literal["exactly-once", "at-least-once"] = "exactly-once"
@@ -67,6 +68,9 @@ class KafkaSettings(BaseSettings):
     max_poll_interval_ms: int = Field(default=300_000, ge=1000)
     """Longest time a worker may spend on one batch (a training, a store outage) before the group
     takes its partitions away."""
+    max_crashes: int = Field(default=3, ge=0)
+    """Worker lives in a row that may end (a crash, a kill) on the same records of a partition before the next
+    worker takes them one at a time and dead-letters the one it dies on (poison-pill); 0 turns this off."""
     security_protocol: Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"] = "PLAINTEXT"
     """Kafka security protocol."""
     sasl_mechanism: Literal["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"] | None = None
@@ -205,6 +209,9 @@ class JoinSettings(BaseSettings):
     """Most records the join takes at once."""
     max_wait_ms: float = Field(default=20.0, ge=0)
     """Longest wait for a batch to fill after its first record."""
+    max_clock_skew_ms: int = Field(default=300_000, ge=0)
+    """How far ahead of this worker's clock a record's Kafka timestamp may be; a later one is dead-lettered
+    (future-timestamp) and does not move the join's record-time clock."""
 
 
 class SinkSettings(BaseSettings):

@@ -1,17 +1,23 @@
-"""The batch loop with the in-memory source and output: commits, aborted commits, failures, readiness."""
+"""The batch loop with the in-memory source and output: commits, aborted commits, failures, readiness,
+outputs too large or refused, and records that kill the worker."""
 
+import contextlib
 import random
 import threading
+from collections import Counter
+
+import pytest
 
 from streams.agents.join import JoinWiring
 from streams.codec import Codec
 from streams.join.core import JoinCore
-from streams.kafka.loop import BatchLoop, next_offsets
+from streams.kafka.loop import BatchLoop, Track, next_offsets
 from streams.kafka.testing import MemoryOutput, MemorySource
 from streams.records import Produced, SourceRecord, Topic
 from tests.join.test_core import CLASSES, TOPICS, Stream
 
 NEVER = threading.Event()
+LETTERS = Codec.load("dead_letter")
 
 
 def records(count, partitions=2):
@@ -28,11 +34,15 @@ def relay(batch):
 
 def drain(loop, source, limit=1000):
     for _ in range(limit):
-        batch = source.take(loop.max_batch, loop.max_wait_s)
+        batch = loop.take()
         if not batch:
             return
         loop.step(batch, NEVER)
     raise AssertionError("the source never drained")
+
+
+def letters(output):
+    return [LETTERS.decode(value) for _, value in output.to(Topic.DEAD_LETTERS)]
 
 
 def test_each_batch_commits_its_outputs_and_the_offsets_after_it():
@@ -41,7 +51,8 @@ def test_each_batch_commits_its_outputs_and_the_offsets_after_it():
     loop = BatchLoop("relay", source, output, relay, max_batch=4, max_wait_s=0)
     drain(loop, source)
     assert output.to(Topic.PREDICTIONS) == [(f"k{i}".encode(), f"v{i}".encode()) for i in range(10)]
-    assert source.committed == {("in", 0): (5, ""), ("in", 1): (5, "")}
+    assert {tp: offset for tp, (offset, _) in source.committed.items()} == {("in", 0): 5, ("in", 1): 5}
+    assert {meta for _, meta in source.committed.values()} == {""}  # progress cleared the life count
     assert output.attempts == 3
 
 
@@ -111,3 +122,158 @@ def test_the_join_wiring_sends_one_outcome_per_event_through_aborted_commits():
     drain(BatchLoop("join", source, output, wiring.process, max_batch=7, max_wait_s=0), source)
     outcomes = [Codec.load("outcome").decode(value)["event_id"] for _, value in output.to(Topic.OUTCOMES)]
     assert sorted(outcomes) == sorted(events)
+
+
+def relay_with_sources(batch):
+    out = Produced()
+    for record in batch:
+        out.send(Topic.PREDICTIONS, record.key, record.value, source=record)
+    return out
+
+
+@pytest.mark.parametrize("core", [relay_with_sources, relay], ids=["the core names the input", "it does not"])
+def test_an_output_over_the_limit_is_replaced_by_a_dead_letter_of_its_input_and_the_rest_is_sent_once(core):
+    big = {3, 11}
+    batch = [
+        SourceRecord(f"k{i}".encode(), (b"x" * 5000 if i in big else f"v{i}".encode()), "in", i % 2, i // 2, i)
+        for i in range(16)
+    ]
+    source = MemorySource(batch)
+    output = MemoryOutput(source)
+    drain(BatchLoop("relay", source, output, core, max_batch=8, max_wait_s=0, max_record_bytes=4096), source)
+    assert sorted(k for k, _ in output.to(Topic.PREDICTIONS)) == sorted(
+        f"k{i}".encode() for i in range(16) if i not in big
+    )
+    dead = letters(output)
+    assert sorted((d["key"], d["reason"]) for d in dead) == [(b"k11", "too-large"), (b"k3", "too-large")]
+    error = next(d["error"] for d in dead if d["key"] == b"k3")
+    assert "would be 5002 bytes" in error and "at most 4096" in error
+    assert {tp: offset for tp, (offset, _) in source.committed.items()} == {("in", 0): 8, ("in", 1): 8}
+
+
+def test_records_the_broker_refuses_are_dead_lettered_and_the_rest_committed():
+    source = MemorySource(records(12))
+    refuse = lambda topic, key, value: "Broker: Message size too large" if value in (b"v4", b"v9") else None  # noqa: E731
+    output = MemoryOutput(source, refuse=refuse)
+    drain(BatchLoop("relay", source, output, relay, max_batch=6, max_wait_s=0), source)
+    assert sorted(v for _, v in output.to(Topic.PREDICTIONS)) == sorted(
+        f"v{i}".encode() for i in range(12) if i not in (4, 9)
+    )
+    assert sorted((d["value"], d["reason"]) for d in letters(output)) == [
+        (b"v4", "send-refused"), (b"v9", "send-refused")
+    ]  # fmt: skip
+    assert "Message size too large" in letters(output)[0]["error"]
+
+
+def test_a_dead_letter_the_broker_refuses_stops_the_worker_with_the_reason():
+    source = MemorySource(records(2))
+    output = MemoryOutput(source, refuse=lambda topic, key, value: "denied" if topic is Topic.DEAD_LETTERS else None)
+
+    def bad(batch):
+        out = Produced()
+        loop.dead.add(out, batch[0], "corrupt", "junk")
+        return out
+
+    loop = BatchLoop("relay", source, output, bad, max_batch=2, max_wait_s=0)
+    with pytest.raises(RuntimeError, match="dead letter can't be sent"):
+        drain(loop, source)
+
+
+class Crash(BaseException):
+    """The process dies (a segfault): nothing of the loop runs after it."""
+
+
+def lives(batch, process, max_crashes=2, max_batch=4, limit=20, **source_args):
+    """Run workers one after the other, each from the offsets the previous one committed, until one drains.
+
+    Returns what every life committed, the number of lives, and the last life's source.
+    """
+    committed: dict = {}
+    sent: dict[Topic, list] = {}
+    for life in range(1, limit + 1):
+        source = MemorySource(batch, committed=committed, **source_args)
+        output = MemoryOutput(source)
+        loop = BatchLoop("relay", source, output, process, max_batch=max_batch, max_wait_s=0, max_crashes=max_crashes)
+        try:
+            drain(loop, source)
+            done = True
+        except Crash:
+            done = False
+        committed = source.committed
+        for topic, pairs in output.records.items():
+            sent.setdefault(topic, []).extend(pairs)
+        if done:
+            return sent, life, source
+    raise AssertionError("the workers never got past the poison pill")
+
+
+def test_a_record_that_kills_every_worker_is_dead_lettered_after_max_crashes_and_the_rest_served_once():
+    batch = records(24)
+    pill = batch[13]  # partition 1, offset 6
+
+    def dies_on_the_pill(records):
+        if pill in records:
+            raise Crash
+        return relay(records)
+
+    sent, count, source = lives(batch, dies_on_the_pill, max_crashes=2)
+    served = Counter(value for _, value in sent[Topic.PREDICTIONS])
+    assert set(served) == {r.value for r in batch} - {pill.value} and set(served.values()) == {1}
+    dead = [LETTERS.decode(value) for _, value in sent[Topic.DEAD_LETTERS]]
+    assert [(d["value"], d["reason"], d["source_partition"], d["source_offset"]) for d in dead] == [
+        (pill.value, "poison-pill", 1, 6)
+    ]
+    # one death unmarked, two counted (max_crashes), one more while it was read alone, then the life that skips it
+    assert count == 5
+    assert source.committed[("in", 1)] == (12, "")  # past the careful records: the count is cleared
+
+
+def test_a_worker_killed_once_now_and_then_loses_nothing_and_dead_letters_nothing():
+    batch = records(30)
+    kills = iter([True, False, True, False, False, True])
+
+    def killed_sometimes(records):
+        if next(kills, False):
+            raise Crash
+        return relay(records)
+
+    sent, _, _ = lives(batch, killed_sometimes, max_crashes=2)
+    assert sorted(v for _, v in sent[Topic.PREDICTIONS]) == sorted(r.value for r in batch)
+    assert Topic.DEAD_LETTERS not in sent
+
+
+def test_the_join_skips_a_poison_pill_on_every_replay_and_sends_each_outcome_once():
+    stream = Stream()
+    events = [f"e{i}" for i in range(30)]
+    parts = sorted((r for e in events for r in stream.event(e)), key=lambda r: r.offset)
+    pill = next(r for r in parts if r.topic == "l" and r.key == b"e12")  # the join holds every event for an hour:
+    # its commits stay at the first records, below the pill, and each life replays them
+
+    def wiring_process():
+        wiring = JoinWiring(JoinCore(TOPICS, lambda m, v: CLASSES[(m, v)], 3_600_000, 10_000, quality_window=100))
+
+        def process(records):
+            if pill in records:
+                raise Crash
+            return wiring.process(records)
+
+        return wiring, process
+
+    committed: dict = {}
+    outcomes: list = []
+    dead: list = []
+    for _ in range(8):  # the lives: each one replays from the oldest held record
+        wiring, process = wiring_process()
+        source = MemorySource(parts, wiring.assigned, wiring.revoked, committed=committed)
+        output = MemoryOutput(source)
+        loop = BatchLoop("join", source, output, process, max_batch=8, max_wait_s=0, max_crashes=1)
+        with contextlib.suppress(Crash):
+            drain(loop, source)
+        committed = source.committed
+        outcomes += [Codec.load("outcome").decode(v)["event_id"] for _, v in output.to(Topic.OUTCOMES)]
+        dead += letters(output)
+    assert sorted(outcomes) == sorted(set(events) - {"e12"})  # each once, across every life
+    assert [(d["source_topic"], d["source_offset"], d["reason"]) for d in dead] == [("l", pill.offset, "poison-pill")]
+    meta = committed[("p", 0)][1]
+    assert Track.parse(*committed[("p", 0)]).meta.isdigit() and "pills=" not in meta
+    assert f"pills={pill.offset}" in committed[("l", 0)][1]  # the join still holds older records of labels
