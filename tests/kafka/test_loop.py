@@ -14,7 +14,9 @@ from streams.join.core import JoinCore
 from streams.kafka.loop import BatchLoop, Track, next_offsets
 from streams.kafka.testing import MemoryOutput, MemorySource
 from streams.records import Produced, SourceRecord, Topic
-from tests.join.test_core import CLASSES, TOPICS, Stream
+from streams.settings import KafkaSettings
+from streams.sink.core import SinkCore
+from tests.join.test_core import CLASSES, T0, TOPICS, Stream
 
 NEVER = threading.Event()
 LETTERS = Codec.load("dead_letter")
@@ -277,3 +279,35 @@ def test_the_join_skips_a_poison_pill_on_every_replay_and_sends_each_outcome_onc
     meta = committed[("p", 0)][1]
     assert Track.parse(*committed[("p", 0)]).meta.isdigit() and "pills=" not in meta
     assert f"pills={pill.offset}" in committed[("l", 0)][1]  # the join still holds older records of labels
+
+
+MIB = 1 << 20
+
+
+def test_records_near_the_16_mib_limit_stop_neither_the_join_nor_the_sink():
+    stream = Stream()
+    limit = 16 * MIB - 512  # what the topics take, less Kafka's headers
+    events = [f"e{i}" for i in range(6)]
+    before = [r for e in events[:3] for r in stream.event(e)]
+    garbage = SourceRecord(b"junk", b"\x00" * (16 * MIB - 100), "l", 0, next(stream.offsets), T0)
+    wide_value = Codec.load("features").encode(
+        {"event_id": "wide", "event_time": T0, "entity_id": "u" * (16 * MIB - 540), "values": [1.0, 2.0]}
+    )  # fits; its outcome (the features, the prediction and the label) does not
+    wide = [SourceRecord(b"wide", wide_value, "f", 0, next(stream.offsets), T0),
+            stream.record("p", "wide", 0), stream.record("l", "wide", 0)]  # fmt: skip
+    records = [*before, garbage, *wide, *[r for e in events[3:] for r in stream.event(e)]]
+    wiring = JoinWiring(JoinCore(TOPICS, lambda m, v: CLASSES[(m, v)], 3_600_000, 10_000, quality_window=100))
+    source = MemorySource(records, wiring.assigned, wiring.revoked)
+    output = MemoryOutput(source, refuse=lambda t, k, v: "too large" if len(k) + len(v) > limit else None)
+    drain(BatchLoop("join", source, output, wiring.process, max_batch=5, max_wait_s=0), source)
+    assert sorted(Codec.load("outcome").decode(v)["event_id"] for _, v in output.to(Topic.OUTCOMES)) == events
+    dead = {(d["source_offset"], d["reason"]) for d in letters(output)}
+    assert dead == {(garbage.offset, "corrupt"), (wide[2].offset, "too-large")}  # the label completed the outcome
+    assert max(len(v) for _, v in output.to(Topic.DEAD_LETTERS)) < 70 * 1024
+
+    sink_source = MemorySource([garbage._replace(topic="t.labels")])
+    sink_output = MemoryOutput(sink_source, refuse=lambda t, k, v: "too large" if len(k) + len(v) > limit else None)
+    core = SinkCore(KafkaSettings(topic_prefix="t."))
+    drain(BatchLoop("sink", sink_source, sink_output, core.rows, max_batch=10, max_wait_s=0), sink_source)
+    assert [(d["reason"], len(d["value"])) for d in letters(sink_output)] == [("corrupt", 64 * 1024)]
+    assert sink_source.committed[("t.labels", 0)][0] == garbage.offset + 1
