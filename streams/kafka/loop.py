@@ -220,6 +220,8 @@ class BatchLoop:
         killing the worker are processed one at a time; the rest goes to the core together.
         """
         self._touch(records, stop)
+        if not any(track.pills or track.careful for track in self.tracks.values()):
+            return self._commit(records, [], stop)  # the usual case: no suspects
         chunk: list[SourceRecord] = []
         pills: list[SourceRecord] = []
         for record in records:
