@@ -142,15 +142,14 @@ class Track:
         """The track of a partition committed at ``offset`` (negative: never) with ``metadata``."""
         core, _, mine = metadata.partition(MARK)
         values: dict[str, str] = dict(item.partition("=")[::2] for item in mine.split(";") if "=" in item)
+        number = {key: int(text) for key, text in values.items() if text.isdigit()}
         committed = offset if offset >= 0 else None
-        read = int(values["read"]) if values.get("read", "").isdigit() else committed
+        read = number.get("read", committed)
         pills = {int(p) for p in values.get("pills", "").split(",") if p.isdigit()}
-        if values.get("at", "").isdigit():
-            pills.add(int(values["at"]))  # a worker died processing this record alone
-        return cls(
-            committed=committed, meta=core, read=read, start=read, lives=int(values.get("lives", "0") or 0),
-            careful=int(values.get("careful", "0") or 0), pills=pills,
-        )  # fmt: skip
+        if "at" in number:
+            pills.add(number["at"])  # a worker died processing this record alone
+        return cls(committed=committed, meta=core, read=read, start=read, lives=number.get("lives", 0),
+                   careful=number.get("careful", 0), pills=pills)  # fmt: skip
 
 
 class BatchLoop:
@@ -233,13 +232,18 @@ class BatchLoop:
                     return False
                 chunk, pills = [], []
                 self.output.mark([self._position(record, track, at=record.offset)], stop)  # died in there: the pill
-                if not self._commit([record], [], stop):
+                if not self._commit([record], [], stop, alone=True):
                     return False
             else:
                 chunk.append(record)
         return self._commit(chunk, pills, stop) if chunk or pills else True
 
-    def _commit(self, chunk: list[SourceRecord], pills: list[SourceRecord], stop: threading.Event) -> bool:
+    def _commit(
+        self, chunk: list[SourceRecord], pills: list[SourceRecord], stop: threading.Event, alone: bool = False
+    ) -> bool:
+        """Process ``chunk``, dead-letter ``pills``, commit; ``alone``: ``chunk`` is one record committed as
+        the one in flight, whose partition's commit must say that it is no longer (even where the core
+        commits nothing now, as the join while it catches up: then at the offset committed before)."""
         out = self._process(chunk) if chunk else Produced()
         for pill in pills:
             track = self.tracks[(pill.topic, pill.partition)]
@@ -252,6 +256,10 @@ class BatchLoop:
             offsets = out.offsets
         else:  # pills alone say nothing of where a core that holds records would commit
             offsets = {} if self.core_commits and not chunk else next_offsets(inputs)
+        if alone:
+            tp, track = (chunk[0].topic, chunk[0].partition), self.tracks[(chunk[0].topic, chunk[0].partition)]
+            if tp not in offsets and track.committed is not None:
+                offsets = {**offsets, tp: (track.committed, track.meta)}
         too_large = self._too_large(out)
         if too_large and not self._replace(out, too_large, inputs, "too-large"):
             return self._narrow(inputs)

@@ -311,3 +311,33 @@ def test_records_near_the_16_mib_limit_stop_neither_the_join_nor_the_sink():
     drain(BatchLoop("sink", sink_source, sink_output, core.rows, max_batch=10, max_wait_s=0), sink_source)
     assert [(d["reason"], len(d["value"])) for d in letters(sink_output)] == [("corrupt", 64 * 1024)]
     assert sink_source.committed[("t.labels", 0)][0] == garbage.offset + 1
+
+
+def test_a_record_read_alone_is_no_longer_in_flight_once_done_even_where_the_core_commits_nothing():
+    batch = records(6, partitions=1)
+    committed = {("in", 0): (0, "|loop:lives=2")}  # two lives died here: the next one reads alone
+
+    def holds_everything(records):  # like the join while it catches up: outputs, but no commit yet
+        out = relay(records)
+        out.offsets = {}
+        return out
+
+    source = MemorySource(batch, committed=committed)
+    output = MemoryOutput(source)
+    loop = BatchLoop("relay", source, output, holds_everything, max_batch=4, max_wait_s=0, max_crashes=2)
+    flights = []
+    output.mark = lambda offsets, stop: (
+        flights.extend(tp.metadata for tp in offsets),
+        MemoryOutput.mark(output, offsets, stop),
+    )
+    drain(loop, source)
+    assert flights == [
+        "|loop:lives=3;careful=4",  # this life counted: it takes the next 4 records alone
+        *(m for i in range(4) for m in (
+            f"|loop:{f'read={i};' if i else ''}lives=3;careful={4 - i};at={i}",  # record i in flight
+            f"|loop:read={i + 1};lives=3;careful={3 - i}" if i < 3 else "|loop:read=4",  # done, at the same offset
+        )),
+    ]  # fmt: skip
+    offset, meta = source.committed[("in", 0)]
+    assert offset == 0 and Track.parse(offset, meta).pills == set()
+    assert len(output.to(Topic.PREDICTIONS)) == 6
