@@ -1,4 +1,8 @@
-"""Records near the size limit through a real inference worker: it keeps serving, every valid event once."""
+"""Hostile feature records through a real inference worker: it keeps serving, every valid event once.
+
+Records near the size limit (one whose dead letter would not fit, one whose prediction the broker
+refuses), an empty event_id and a time ClickHouse can't store, among valid events.
+"""
 
 import hashlib
 
@@ -47,22 +51,28 @@ def test_records_near_the_limit_are_dead_lettered_and_the_worker_serves_every_va
     assert kafka.max_message_bytes - 210 < len(huge) <= kafka.max_message_bytes - 200
     wide = FEATURES.encode({"event_id": "wide", "event_time": 1_795_000_000_000, "entity_id": "w" * (2 * MIB),
                             "values": rows(1, seed=9)[0].tolist()})  # fmt: skip # valid, its prediction is 2 MiB
-    values = rows(40)
+    values = rows(42)
     first = [(f"a{i}", features_record(values[i], f"a{i}")) for i in range(20)]
     later = [(f"b{i}", features_record(values[20 + i], f"b{i}")) for i in range(20)]
+    empty = FEATURES.encode({"event_id": "", "event_time": 1_795_000_000_000, "entity_id": "e",
+                             "values": values[40].tolist()})  # fmt: skip
+    ancient = features_record(values[41], "ancient", event_time=-3_000_000_000_000)  # year 1874
+    hostile = [("huge", huge), ("wide", wide), ("empty", empty), ("ancient", ancient)]
     producer = Producer(confluent_config(kafka, {"message.max.bytes": kafka.max_message_bytes, "linger.ms": 5}))
-    send_all(kafka, kafka.topic("features"), [*first[:10], ("huge", huge), ("wide", wide), *first[10:]], producer)
+    send_all(kafka, kafka.topic("features"), [*first[:10], *hostile, *first[10:]], producer)
     with worker("inference", kafka, tmp_path, **MODEL) as w:
-        wait_for(lambda: w.metric("loopline_events_in_total") == 22, what="the first records committed")
+        wait_for(lambda: w.metric("loopline_events_in_total") == 24, what="the first records committed")
         send_all(kafka, kafka.topic("features"), later)  # the same worker serves what comes next
-        wait_for(lambda: w.metric("loopline_events_in_total") == 42, what="the later records committed")
+        wait_for(lambda: w.metric("loopline_events_in_total") == 44, what="the later records committed")
         assert w.proc.poll() is None
-        assert w.metric("loopline_dead_letters_total", reason="send-refused") == 1
-        assert w.metric("loopline_dead_letters_total", reason="wrong-length") == 1
+        for reason in ("send-refused", "wrong-length", "invalid-id", "invalid-time"):
+            assert w.metric("loopline_dead_letters_total", reason=reason) == 1, reason
     predictions = [p["event_id"] for p in decoded(kafka, "predictions", "prediction")]
     assert sorted(predictions) == sorted(k for k, _ in first + later)  # every valid event once, in committed records
     letters = {d["key"]: d for d in decoded(kafka, "dead-letters", "dead_letter")}
-    assert set(letters) == {b"huge", b"wide"}
+    assert {key: d["reason"] for key, d in letters.items()} == {
+        b"huge": "wrong-length", b"wide": "send-refused", b"empty": "invalid-id", b"ancient": "invalid-time"
+    }  # fmt: skip
     big = letters[b"huge"]
     assert big["reason"] == "wrong-length" and big["value"] == huge[: 64 * 1024]
     assert f"value: {len(huge)} bytes, sha256 {hashlib.sha256(huge).hexdigest()}" in big["error"]
