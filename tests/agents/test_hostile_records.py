@@ -6,7 +6,7 @@ refuses), an empty event_id and a time ClickHouse can't store, among valid event
 
 import hashlib
 
-from confluent_kafka import Producer
+from confluent_kafka import Consumer, Producer, TopicPartition
 from confluent_kafka.admin import AdminClient, AlterConfigOpType, ConfigEntry, ConfigResource
 
 from models import ArtifactStore
@@ -67,6 +67,12 @@ def test_records_near_the_limit_are_dead_lettered_and_the_worker_serves_every_va
         assert w.proc.poll() is None
         for reason in ("send-refused", "wrong-length", "invalid-id", "invalid-time"):
             assert w.metric("loopline_dead_letters_total", reason=reason) == 1, reason
+    group = Consumer(confluent_config(kafka, {"group.id": f"{kafka.topic_prefix}inference"}))
+    try:  # the worker's life count went with its first commit that got further
+        committed = group.committed([TopicPartition(kafka.topic("features"), p) for p in range(2)], timeout=30)
+    finally:
+        group.close()
+    assert sum(tp.offset for tp in committed) == 44 and {tp.metadata for tp in committed} == {""}
     predictions = [p["event_id"] for p in decoded(kafka, "predictions", "prediction")]
     assert sorted(predictions) == sorted(k for k, _ in first + later)  # every valid event once, in committed records
     letters = {d["key"]: d for d in decoded(kafka, "dead-letters", "dead_letter")}
