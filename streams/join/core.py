@@ -66,7 +66,7 @@ class Entry:
     features: RawPart | None = None
     label: Part | None = None
     label_record: SourceRecord | None = None
-    """The label as it came, to dead-letter it when it is not one of the version's classes."""
+    """The label as it came, until checked against the predicting version's classes (to dead-letter it)."""
     predictions: dict[bool, Part] = field(default_factory=dict)
     """shadow flag → the prediction part."""
     emitted: set[bool] = field(default_factory=set)
@@ -275,6 +275,7 @@ class JoinCore:
                                   f"label {truth!r} is not one of version {version} of {model}'s classes {list(classes)}")  # fmt: skip
                 entry.label_record = None  # one dead letter per label
                 continue
+            entry.label_record = None  # a valid label: no longer needed (entries are held a whole TTL)
             rate = self._label_rate(model, version)
             if not shadow:
                 rate.add(1.0)
