@@ -244,7 +244,7 @@ class BatchLoop:
         """Process ``chunk``, dead-letter ``pills``, commit; ``alone``: ``chunk`` is one record committed as
         the one in flight, whose partition's commit must say that it is no longer (even where the core
         commits nothing now, as the join while it catches up: then at the offset committed before)."""
-        out = self._process(chunk) if chunk else Produced()
+        out, made = self._process(chunk) if chunk else (Produced(), False)
         for pill in pills:
             track = self.tracks[(pill.topic, pill.partition)]
             if track.start is None or pill.offset >= track.start:  # else a worker before sent it
@@ -287,13 +287,14 @@ class BatchLoop:
         BATCH_SIZE.labels(self.agent).observe(len(inputs))
         for reason, count in Counter(out.dead_reasons).items():
             DEAD_LETTERS.labels(self.agent, reason).inc(count)
-        if self.observe is not None:
+        if self.observe is not None and made:
             self.observe(out)
         return True
 
-    def _process(self, records: list[SourceRecord]) -> Produced:
+    def _process(self, records: list[SourceRecord]) -> tuple[Produced, bool]:
+        """The core's output, and whether the core made it (its own output type, for ``observe``)."""
         try:
-            return self.process(records)
+            return self.process(records), True
         except Stopped:
             raise
         except Exception as exc:  # a bug must not lose the batch or stop the worker: dead-letter it with the cause
@@ -301,7 +302,7 @@ class BatchLoop:
             out = Produced()
             for record in records:
                 self.dead.add(out, record, "internal-error", repr(exc))
-            return out
+            return out, False
 
     def _too_large(self, out: Produced) -> list[tuple[Topic, int, str]]:
         limit = self.max_record_bytes

@@ -77,15 +77,21 @@ def test_a_failing_core_dead_letters_the_batch_and_the_loop_goes_on():
             raise ValueError("boom")
         return relay(batch)
 
+    def observe(out):  # as the agents' metrics do: they read the figures of their core's own output type
+        assert not out.dead_letters
+        observed.append(len(out))
+
+    observed: list[int] = []
     source = MemorySource(records(6))
     output = MemoryOutput(source)
-    drain(BatchLoop("relay", source, output, flaky, max_batch=3, max_wait_s=0), source)
+    drain(BatchLoop("relay", source, output, flaky, max_batch=3, max_wait_s=0, observe=observe), source)
     letters = [Codec.load("dead_letter").decode(value) for _, value in output.to(Topic.DEAD_LETTERS)]
     assert [(d["source_offset"], d["reason"], d["agent"]) for d in letters] == [
         (0, "internal-error", "relay"), (0, "internal-error", "relay"), (1, "internal-error", "relay")
     ]  # fmt: skip
     assert "boom" in letters[0]["error"]
     assert len(output.to(Topic.PREDICTIONS)) == 3
+    assert observed == [3]  # the failed batch's dead letters are not the core's output: not observed
 
 
 def test_run_takes_nothing_until_ready_and_closes_both_ends_on_stop():
