@@ -8,8 +8,8 @@ One local broker (started here; 2 partitions per data topic), one topic prefix p
 pipeline runs as its own process, the way a worker runs:
 
 * plain relay: ``python bench/relay.py`` (confluent_kafka only, no loopline code): consume a batch,
-  produce each record to another topic, then flush and commit (at-least-once) or commit a
-  transaction (exactly-once), with loopline's commit policy: the ceiling. In exactly-once it also runs with librdkafka's
+  produce each record to another topic, then flush and commit (at-least-once) or one transaction
+  per batch (exactly-once), as loopline's loop does: the ceiling. In exactly-once it also runs with librdkafka's
   default ``retry.backoff.ms`` (100 ms instead of 5), to show what the wait between transactions costs;
 * loopline relay: ``python bench/broker.py --relay-worker``, the Faust worker of an agent around
   ``kafka_loop`` with a core that copies the features to the predictions topic;

@@ -8,10 +8,7 @@ at a time: ``consume(num_messages=max_batch)``, one ``produce`` per record, then
 
 * plain: ``flush`` and a synchronous offset commit (idempotent producer, acks=all);
 * transactional: ``begin_transaction``, the produces, ``send_offsets_to_transaction`` and
-  ``commit_transaction`` (exactly-once, like loopline's default).
-
-Either commit is made once a batch comes back short (caught up) or 100 ms after the first batch it
-holds (``--commit-interval-s``), the policy of loopline's batch loop.
+  ``commit_transaction`` per batch (exactly-once, like loopline's default).
 
 It reads with ``isolation.level=read_committed`` and runs until SIGTERM or SIGINT. The producer
 has the same librdkafka settings as loopline's batch loop (acks=all, idempotence, linger.ms=1,
@@ -25,7 +22,6 @@ from __future__ import annotations
 import argparse
 import contextlib
 import signal
-import time
 import uuid
 
 from confluent_kafka import Consumer, KafkaException, Message, Producer, TopicPartition
@@ -51,7 +47,6 @@ def main() -> None:
     parser.add_argument("--max-wait-ms", type=float, default=5.0)
     parser.add_argument("--transactional", action="store_true")
     parser.add_argument("--retry-backoff-ms", type=int, default=5, help="librdkafka's retry.backoff.ms")
-    parser.add_argument("--commit-interval-s", type=float, default=0.1)
     args = parser.parse_args()
 
     stopping = []
@@ -74,16 +69,14 @@ def main() -> None:
         producer.init_transactions(30)
     consumer.subscribe([args.input])
     wait_s = args.max_wait_ms / 1000
-    pending: list[Message] = []  # read since the last commit
-    opened = 0.0
     try:
         while not stopping:
             messages = consumer.consume(num_messages=args.max_batch, timeout=wait_s)
             messages = [m for m in messages if m.error() is None]
-            if messages and not pending:
-                opened = time.monotonic()
-                if args.transactional:
-                    producer.begin_transaction()
+            if not messages:
+                continue
+            if args.transactional:
+                producer.begin_transaction()
             for message in messages:
                 while True:
                     try:
@@ -91,18 +84,13 @@ def main() -> None:
                         break
                     except BufferError:
                         producer.poll(0.05)
-            pending += messages
-            # Commit once caught up (a short batch) or after the commit interval, as loopline does.
-            if not pending or (len(messages) == args.max_batch and time.monotonic() - opened < args.commit_interval_s):
-                continue
             if args.transactional:
-                producer.send_offsets_to_transaction(ends(pending), consumer.consumer_group_metadata(), 30)
+                producer.send_offsets_to_transaction(ends(messages), consumer.consumer_group_metadata(), 30)
                 producer.commit_transaction(30)
             else:
                 if producer.flush(30):
                     raise KafkaException("outputs not delivered in 30 s")
-                consumer.commit(offsets=ends(pending), asynchronous=False)
-            pending = []
+                consumer.commit(offsets=ends(messages), asynchronous=False)
     finally:
         if args.transactional:
             with contextlib.suppress(KafkaException):  # none was open

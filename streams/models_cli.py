@@ -107,12 +107,26 @@ def cmd_register(args: argparse.Namespace, kafka: KafkaSettings, registry: Regis
     _publish_new(kafka, registry, store, store.attach(draft, data), serve=args.status == "serving")
 
 
+def dataset_classes(y: np.ndarray, classes: np.ndarray | None = None) -> tuple[list[str], np.ndarray]:
+    """Class names and ``y`` as indices into them, for a dataset's labels ``y``.
+
+    With ``classes`` given, ``y`` holds indices into them. Without, the names are ``y``'s own
+    distinct values as a label record would carry them (``True``, ``yes``, ``3``; whole floats as
+    integers), so that the labels sent later are the version's classes and not unknown-label.
+    """
+    if classes is not None:
+        return [str(c) for c in classes], y.astype(np.int64)
+    values, index = np.unique(y, return_inverse=True)
+    whole = values.dtype.kind == "f" and bool(np.all(values == np.round(values)))
+    return [str(int(v)) if whole else str(v.item()) for v in values], index.astype(np.int64).reshape(-1)
+
+
 def cmd_bootstrap(args: argparse.Namespace, kafka: KafkaSettings, registry: Registry) -> None:
     if args.dataset:
         data = np.load(args.dataset)
-        x, y = data["x"].astype(np.float32), data["y"].astype(np.int64)
+        x = data["x"].astype(np.float32)
         names = [str(n) for n in data["feature_names"]] if "feature_names" in data else feature_names(x.shape[1])
-        classes = [str(c) for c in data["classes"]] if "classes" in data else [str(c) for c in range(y.max() + 1)]
+        classes, y = dataset_classes(data["y"], data.get("classes"))
     else:
         concept = Concept(seed=args.seed, n_features=args.features, n_classes=args.classes)
         x, y = sample(concept, args.rows, seed=args.seed)
@@ -193,7 +207,7 @@ def add_models_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) 
                    help="what the model's scores are; logits get a softmax when loaded")  # fmt: skip
     p.add_argument("--status", default="candidate", choices=["candidate", "shadow", "serving"])
     p = action("bootstrap", cmd_bootstrap, "train a first version from a dataset (.npz) or synthetic data")
-    p.add_argument("--dataset", type=Path, help=".npz with x, y (and optional feature_names, classes)")
+    p.add_argument("--dataset", type=Path, help=".npz with x, y (optional feature_names; classes, else y's values)")
     p.add_argument("--features", type=int, default=8, help="synthetic data: number of features")
     p.add_argument("--classes", type=int, default=2, help="synthetic data: number of classes")
     p.add_argument("--rows", type=int, default=20000, help="synthetic data: rows")

@@ -45,7 +45,9 @@ class SourceRecord(NamedTuple):
 class Produced:
     """What a core made of one batch: records routed to catalogue topics, and why each dead letter is one.
 
-    Each agent's batch output extends it with the figures its metrics need.
+    A record may name the input it was made from (its source): the batch loop dead-letters that
+    input in its place when the record can't be sent (too large for the topic, refused by the
+    broker). Each agent's batch output extends it with the figures its metrics need.
     """
 
     records: dict[Topic, list[KeyValue]] = field(default_factory=dict)
@@ -55,19 +57,38 @@ class Produced:
     offsets: dict[tuple[str, int], tuple[int, str]] | None = None
     """Where to commit each input partition, with commit metadata, instead of after the batch's
     last record (a core that still holds earlier records in memory says so here)."""
+    sources: dict[Topic, list[SourceRecord | None]] = field(default_factory=dict)
+    """Catalogue topic → the input each of its records was made from (None where not said)."""
 
-    def send(self, topic: Topic, key: bytes, value: bytes) -> None:
-        """Route one record to ``topic``."""
+    def send(self, topic: Topic, key: bytes, value: bytes, source: SourceRecord | None = None) -> None:
+        """Route one record to ``topic``, made from the input ``source`` where given."""
         self.records.setdefault(topic, []).append((key, value))
+        self.sources.setdefault(topic, []).append(source)
 
-    def extend(self, topic: Topic, records: list[KeyValue]) -> None:
-        """Route ``records`` to ``topic``."""
+    def extend(self, topic: Topic, records: list[KeyValue], sources: list[SourceRecord | None] | None = None) -> None:
+        """Route ``records`` to ``topic`` (with the input of each, where given)."""
         if records:
             self.records.setdefault(topic, []).extend(records)
+            self.sources.setdefault(topic, []).extend(sources if sources is not None else [None] * len(records))
 
     def to(self, topic: Topic) -> list[KeyValue]:
         """The records routed to ``topic``."""
         return self.records.get(topic, [])
+
+    def source_of(self, topic: Topic, index: int) -> SourceRecord | None:
+        """The input the ``index``-th record of ``topic`` was made from, if known."""
+        sources = self.sources.get(topic, [])
+        return sources[index] if len(sources) == len(self.to(topic)) else None
+
+    def absorb(self, other: Produced) -> None:
+        """Append ``other``'s records (with their sources) and dead-letter reasons to this output."""
+        for topic, pairs in other.records.items():
+            self.extend(topic, pairs, [other.source_of(topic, i) for i in range(len(pairs))])
+        self.dead_reasons += other.dead_reasons
+
+    def clear(self) -> None:
+        """Drop every record and dead-letter reason (the figures of a subclass stay)."""
+        self.records, self.sources, self.dead_reasons = {}, {}, []
 
     @property
     def dead_letters(self) -> list[KeyValue]:

@@ -51,8 +51,9 @@ class KafkaSettings(BaseSettings):
     """Replication factor of every topic loopline creates."""
     retention_ms: int = 7 * 24 * 3600 * 1000
     """Retention of the non-compacted topics."""
-    max_message_bytes: int = 16 * 1024 * 1024
-    """Largest record on the model-versions topic (inline artifacts)."""
+    max_message_bytes: int = Field(default=16 * 1024 * 1024, ge=1024 * 1024)
+    """Largest record on every topic (the topics' max.message.bytes; inline artifacts on model-versions); an
+    output that would be larger is dead-lettered as too-large."""
     client_id: str = "loopline"
     """Client id reported to the brokers."""
     guarantee: Literal["exactly-once", "at-least-once"] = "exactly-once"
@@ -64,9 +65,6 @@ class KafkaSettings(BaseSettings):
     """A stable name of this worker process (e.g. its pod name): its transactional id, so that a
     restarted worker aborts at once what its predecessor left open. By default a random one, whose
     open transaction the broker aborts after ``transaction_timeout_ms``."""
-    commit_interval_ms: float = Field(default=100.0, ge=0)
-    """Longest time one commit (transaction) stays open while a backlog is read; a worker that has
-    caught up commits each batch at once."""
     transaction_timeout_ms: int = Field(default=10_000, ge=1000)
     """How long the broker lets a transaction of a vanished worker stay open before aborting it;
     committed readers of its output partitions wait for it that long."""
@@ -75,6 +73,9 @@ class KafkaSettings(BaseSettings):
     max_poll_interval_ms: int = Field(default=300_000, ge=1000)
     """Longest time a worker may spend on one batch (a training, a store outage) before the group
     takes its partitions away."""
+    max_crashes: int = Field(default=3, ge=0)
+    """Worker lives in a row that may end (a crash, a kill) on the same records of a partition before the next
+    worker takes them one at a time and dead-letters the one it dies on (poison-pill); 0 turns this off."""
     security_protocol: Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"] = "PLAINTEXT"
     """Kafka security protocol."""
     sasl_mechanism: Literal["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"] | None = None
@@ -254,6 +255,9 @@ class JoinSettings(BaseSettings):
     """Most records the join takes at once."""
     max_wait_ms: float = Field(default=20.0, ge=0)
     """Longest wait for a batch to fill after its first record."""
+    max_clock_skew_ms: int = Field(default=300_000, ge=0)
+    """How far ahead of this worker's clock a record's Kafka timestamp may be; a later one is dead-lettered
+    (future-timestamp) and does not move the join's record-time clock."""
 
 
 class SinkSettings(BaseSettings):

@@ -59,6 +59,7 @@ def join_process(kafka: KafkaSettings, settings: JoinSettings) -> JoinWiring:
         ttl_ms=int(settings.max_label_delay_hours * 3600 * 1000),
         max_pending=settings.max_pending,
         quality_window=settings.quality_window,
+        max_skew_ms=settings.max_clock_skew_ms,
     )
     return JoinWiring(core)
 

@@ -8,7 +8,8 @@ class CodecError(ValueError):
 
     Attributes:
         reason: short machine-readable cause, used as the dead-letter reason: ``corrupt``,
-            ``unknown-schema``, ``wrong-length``, ``non-finite`` or ``invalid-record``.
+            ``unknown-schema``, ``wrong-length``, ``non-finite``, ``invalid-record``, ``invalid-id``
+            or ``invalid-time``.
     """
 
     def __init__(self, reason: str, message: str) -> None:

@@ -3,7 +3,9 @@
 Records written with the current features schema take a fast path that reads the three leading
 fields and slices the float block straight out of the message; anything else (other writer
 versions, arrays written in several blocks) goes through the full codec. Every record either
-becomes one matrix row or one :class:`CodecError`, never both and never neither.
+becomes one matrix row or one :class:`CodecError`, never both and never neither; a record whose
+event_id or event_time fails :mod:`streams.codec.checks` leaves the fast path, and the full codec
+names the reason (``invalid-id``, ``invalid-time``).
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from streams.codec.checks import MAX_ID_BYTES, MAX_TIME_MS, MIN_TIME_MS
 from streams.codec.errors import CodecError
 from streams.codec.framing import HEADER_SIZE, Codec
 from streams.codec.varint import read_long, write_long
@@ -55,7 +58,7 @@ class FeatureDecoder:
         self._tail_size = len(self._block_head) + 4 * width + 1
 
     def _fast(self, data: bytes) -> tuple[str, int, str, bytes] | None:
-        """The fields of a record in the current schema and one-block layout, else None."""
+        """The fields of a valid record in the current schema and one-block layout, else None."""
         if data[:HEADER_SIZE] != self.codec.header:
             return None
         try:
@@ -67,7 +70,7 @@ class FeatureDecoder:
             pos += size2
         except IndexError:
             return None
-        if size < 0 or size2 < 0:
+        if not 0 < size <= MAX_ID_BYTES or size2 < 0 or not MIN_TIME_MS <= event_time <= MAX_TIME_MS:
             return None
         head_end = pos + len(self._block_head)
         if len(data) - pos != self._tail_size or data[pos:head_end] != self._block_head or data[-1] != 0:

@@ -1,7 +1,8 @@
 """Avro records framed with single-object encoding: ``C3 01`` + CRC-64-AVRO fingerprint + body.
 
 The fingerprint names the writer schema, so a reader can resolve records written with an older or
-newer version of its schema, and reject bytes written with a schema it does not know.
+newer version of its schema, and reject bytes written with a schema it does not know. A decoded
+record's event_id and top-level times are checked too (:mod:`streams.codec.checks`).
 
 Timestamps stay plain integers (epoch milliseconds) in loopline's records: the codec reads and
 writes ``timestamp-millis`` fields as longs. The logical type is still declared in the schema
@@ -18,6 +19,7 @@ from typing import Any
 import fastavro
 from fastavro.schema import fingerprint, to_parsing_canonical_form
 
+from streams.codec.checks import check_id, check_time
 from streams.codec.errors import CodecError
 from streams.paths import SCHEMAS_DIR
 
@@ -72,6 +74,9 @@ class Codec:
     def __init__(self, schema: Schema, writers: Iterable[Schema] = ()) -> None:
         self.schema = _parse(schema)
         self.header = header_of(self.schema)
+        fields = schema.get("fields", [])
+        self._has_id = any(f["name"] == "event_id" and f["type"] == "string" for f in fields)
+        self._times = [f["name"] for f in fields if _is_timestamp(f["type"])]
         self._writers: dict[bytes, Schema] = {self.header: self.schema}
         for writer in writers:
             self.add_writer(writer)
@@ -105,7 +110,9 @@ class Codec:
 
         Raises:
             CodecError: the bytes are not a framed record (``corrupt``), name a writer schema this
-                codec does not know (``unknown-schema``), or their body does not parse (``corrupt``).
+                codec does not know (``unknown-schema``), their body does not parse (``corrupt``),
+                the event_id is empty or overlong (``invalid-id``), or a top-level timestamp is
+                outside the years 1900-2299 (``invalid-time``).
         """
         if data[:2] != MAGIC:
             raise CodecError("corrupt", "not an Avro single-object record (bad marker)")
@@ -127,4 +134,12 @@ class Codec:
         if body.tell() != len(data):
             raise CodecError("corrupt", f"{len(data) - body.tell()} trailing bytes after the record")
         assert isinstance(record, dict)
+        if self._has_id:
+            check_id(record["event_id"])
+        for name in self._times:
+            check_time(name, record[name])
         return record
+
+
+def _is_timestamp(field_type: Any) -> bool:
+    return isinstance(field_type, dict) and field_type.get("logicalType") == "timestamp-millis"

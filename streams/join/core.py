@@ -6,7 +6,12 @@ predictions, shadow-predictions and labels topics, in any arrival order, and sen
 State is one :class:`Entry` per event_id, kept until ``ttl_ms`` of stream time (the largest record
 timestamp seen) after its first record, or until ``max_pending`` newer entries push it out. An
 entry emits one outcome for the serving prediction and one for the shadow prediction, each once
-all three parts are there; a repeated part is counted and ignored.
+all three parts are there; a repeated part is counted and ignored. A label that is not one of the
+predicting version's classes is dead-lettered (``unknown-label``) instead of scored as wrong.
+
+Stream time is bounded by the wall clock: a record stamped more than ``max_skew_ms`` ahead of this
+worker's clock is dead-lettered (``future-timestamp``) and moves nothing, so no single record can
+expire the state at once. A record stamped far in the past is taken as it is (and expires).
 
 Restarts: the shell commits, per input partition, the offset of the oldest record still held in
 state (:meth:`JoinCore.positions`), with the offset reached so far as commit metadata. A restarted
@@ -19,6 +24,7 @@ partition up to its reached offset it withholds its outputs and commits nothing 
 from __future__ import annotations
 
 import math
+import time
 from collections import Counter, deque
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
@@ -59,6 +65,8 @@ class Entry:
     deadline_ms: int
     features: RawPart | None = None
     label: Part | None = None
+    label_record: SourceRecord | None = None
+    """The label as it came, until checked against the predicting version's classes (to dead-letter it)."""
     predictions: dict[bool, Part] = field(default_factory=dict)
     """shadow flag → the prediction part."""
     emitted: set[bool] = field(default_factory=set)
@@ -93,6 +101,8 @@ class JoinCore:
         ttl_ms: how long an entry waits for its other parts (the longest label delay).
         max_pending: the most entries held; beyond it the oldest are evicted.
         quality_window: predictions per version in the label-rate window.
+        max_skew_ms: how far ahead of ``clock_ms`` a record's timestamp may be.
+        clock_ms: the wall clock in epoch milliseconds (replaceable in tests).
     """
 
     def __init__(
@@ -102,9 +112,11 @@ class JoinCore:
         ttl_ms: int,
         max_pending: int,
         quality_window: int,
+        max_skew_ms: int = 300_000,
+        clock_ms: Callable[[], int] = lambda: int(time.time() * 1000),
     ) -> None:
         self.topics, self.classes, self.ttl_ms, self.max_pending = topics, classes, ttl_ms, max_pending
-        self.quality_window = quality_window
+        self.quality_window, self.max_skew_ms, self.clock_ms = quality_window, max_skew_ms, clock_ms
         self.codecs = {
             topics.features: Codec.load("features"),
             topics.predictions: Codec.load("prediction"),
@@ -146,7 +158,7 @@ class JoinCore:
                 entry.live = False
         self.entries = {k: e for k, e in self.entries.items() if e.live}
         self.catching_up = {tp for tp in self.catching_up if tp[1] not in gone}
-        self.withheld = Produced()  # revocations are eager: every partition goes, and its outputs with it
+        self.withheld.clear()  # revocations are eager: every partition goes, and its outputs with it
         self.by_age = deque(e for e in self.by_age if e.live)
         for tp in [tp for tp in self.reached if tp[1] in gone]:
             del self.reached[tp]
@@ -169,9 +181,15 @@ class JoinCore:
     def process(self, records: Sequence[SourceRecord]) -> JoinOutput:
         """Join one batch of records from any of the input topics."""
         out = JoinOutput()
+        horizon = self.clock_ms() + self.max_skew_ms
         for record in records:
             tp = (record.topic, record.partition)
             self.reached[tp] = max(self.reached.get(tp, 0), record.offset + 1)
+            if record.timestamp_ms > horizon:
+                ahead = record.timestamp_ms - horizon + self.max_skew_ms
+                self._dead(out, record, "future-timestamp", f"its Kafka timestamp {record.timestamp_ms} is {ahead} ms "
+                           f"ahead of the join's clock, more than the {self.max_skew_ms} ms allowed")  # fmt: skip
+                continue
             if record.timestamp_ms > self.now_ms:
                 self.now_ms = record.timestamp_ms
                 self._expire(out)
@@ -190,15 +208,13 @@ class JoinCore:
         self._expire(out)
         self.catching_up = {tp for tp in self.catching_up if self.reached.get(tp, 0) < self.replay_until[tp]}
         if self.catching_up:
-            for topic, pairs in out.records.items():
-                self.withheld.extend(topic, pairs)
-            self.withheld.dead_reasons += out.dead_reasons
-            out.records, out.dead_reasons = {}, []
+            self.withheld.absorb(out)
+            out.clear()
         elif self.withheld.records:
-            for topic, pairs in out.records.items():
-                self.withheld.extend(topic, pairs)
-            out.records, out.dead_reasons = self.withheld.records, self.withheld.dead_reasons + out.dead_reasons
-            self.withheld = Produced()
+            self.withheld.absorb(out)
+            out.clear()
+            out.absorb(self.withheld)
+            self.withheld.clear()
         return out
 
     def _dead(self, out: JoinOutput, record: SourceRecord, reason: str, error: str) -> None:
@@ -225,7 +241,8 @@ class JoinCore:
             entry.features = entry.features or (record.value, part[1], part[2])
         elif record.topic == self.topics.labels:
             duplicate = entry.label is not None
-            entry.label = entry.label or part
+            if not duplicate:
+                entry.label, entry.label_record = part, record
         else:
             shadow = bool(decoded["shadow"])
             duplicate = shadow in entry.predictions
@@ -237,9 +254,10 @@ class JoinCore:
         if tp not in self.held:
             self.held[tp] = deque()
         self.held[tp].append((record.offset, entry))
-        self._emit(out, entry)
+        self._emit(out, entry, record)
 
-    def _emit(self, out: JoinOutput, entry: Entry) -> None:
+    def _emit(self, out: JoinOutput, entry: Entry, record: SourceRecord) -> None:
+        """The outcomes ``entry`` completes now that ``record`` came; each names ``record`` as its input."""
         if entry.features is None or entry.label is None:
             return
         for shadow, prediction in entry.predictions.items():
@@ -247,13 +265,23 @@ class JoinCore:
                 continue
             entry.emitted.add(shadow)
             model, version = prediction[0]["model_name"], prediction[0]["model_version"]
+            parts = (entry.features, prediction, entry.label)
+            sent = all(offset < self.replay_until.get(tp, 0) for _, tp, offset in parts)  # before the restart
+            classes = self.classes(model, version)
+            truth = entry.label[0]["label"]
+            if truth not in classes:
+                if not sent and entry.label_record is not None:
+                    self.dead.add(out, entry.label_record, "unknown-label",
+                                  f"label {truth!r} is not one of version {version} of {model}'s classes {list(classes)}")  # fmt: skip
+                entry.label_record = None  # one dead letter per label
+                continue
+            entry.label_record = None  # a valid label: no longer needed (entries are held a whole TTL)
             rate = self._label_rate(model, version)
             if not shadow:
                 rate.add(1.0)
                 out.label_rates[(model, version)] = rate.mean
-            parts = (entry.features, prediction, entry.label)
-            if all(offset < self.replay_until.get(tp, 0) for _, tp, offset in parts):
-                continue  # sent before the restart
+            if sent:
+                continue
             value = self.outcome_codec.encode(
                 self._outcome(
                     self.codecs[self.topics.features].decode(entry.features[0]),
@@ -262,7 +290,7 @@ class JoinCore:
                     rate.mean,
                 )
             )
-            out.send(Topic.OUTCOMES, model.encode(), value)
+            out.send(Topic.OUTCOMES, model.encode(), value, source=record)
 
     def _outcome(
         self, features: dict[str, Any], prediction: dict[str, Any], label: dict[str, Any], label_rate: float
@@ -270,7 +298,7 @@ class JoinCore:
         classes = list(self.classes(prediction["model_name"], prediction["model_version"]))
         scores = prediction["scores"]
         truth = label["label"]
-        score = scores[classes.index(truth)] if truth in classes and len(scores) == len(classes) else 0.0
+        score = scores[classes.index(truth)] if len(scores) == len(classes) else 0.0
         event_time = features["event_time"]
         return {
             "event_id": features["event_id"],

@@ -6,11 +6,28 @@ of wiring; this loop does the rest, the same for every agent:
 1. take a micro-batch from the source (up to ``max_batch`` records, ``max_wait_s`` after the first);
 2. call the core; an exception there dead-letters the batch's records with the cause, it never
    ends the worker;
-3. commit the outputs and the input offsets (one Kafka transaction, by default; one commit may
-   hold several batches while there is a backlog, see :class:`BatchLoop`); when the commit is aborted (the worker lost its partitions, the broker failed the transaction), the source
-   reads the batch again from the committed offsets, with the agent's state for those partitions
-   rebuilt;
-4. count the batch in the metrics.
+3. size every output record: one the topics can't take is replaced by a dead letter of the input
+   it was made from (``too-large``);
+4. commit the outputs and the input offsets (one Kafka transaction, by default); records the
+   broker refuses for what they are are replaced the same way (``send-refused``) and the rest is
+   committed; when the commit is aborted (the worker lost its partitions, the broker failed the
+   transaction), the source reads the batch again from the committed offsets, with the agent's
+   state for those partitions rebuilt;
+5. count the batch in the metrics.
+
+Where the core did not say which input an unsendable record came from, the loop finds it: it
+reads the batch again in halves, down to the one record, which is then dead-lettered.
+
+**Crashes.** A record that kills the worker process (a segfault in a native library, an error
+outside the core) would kill every restarted worker the same way. So the loop keeps a count in
+the commit metadata of each input partition, next to the core's own: before a worker first
+processes records of a partition, it commits the partition's offset unchanged with the count of
+worker lives that started there plus one; a commit that gets further than the previous lives read
+clears it. Once ``max_crashes`` lives in a row ended without getting further, the next one takes
+the partition's next ``max_batch`` records one at a time, each after committing its offset as the
+one in flight; the life after a crash dead-letters that record (``poison-pill``) instead of
+processing it, and remembers it in the metadata until the commits pass it. The metadata reads
+``<core's metadata>|loop:read=…;lives=…;careful=…;at=…;pills=…`` (only the fields in use).
 
 Faust's per-record stream path is not used: it costs about 110 µs a record (9k records/s for a
 consume-and-ack loop here), while this loop runs on librdkafka's batch calls; see
@@ -21,31 +38,44 @@ from __future__ import annotations
 
 import logging
 import threading
-import time
 from collections import Counter
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field, replace
 from typing import Protocol
 
 from confluent_kafka import TopicPartition
 
 from streams.deadletters import DeadLetters
-from streams.kafka.output import KafkaOutput
+from streams.kafka.output import KafkaOutput, Refused
 from streams.kafka.retry import Stopped
 from streams.kafka.source import KafkaSource, Partition
 from streams.metrics import BATCH_SIZE, DEAD_LETTERS, EVENTS_IN
 from streams.records import KeyValue, Produced, SourceRecord, Topic
 from streams.settings import KafkaSettings
 
-__all__ = ["BatchLoop", "Output", "Source", "kafka_loop", "next_offsets"]
+__all__ = ["RECORD_OVERHEAD_BYTES", "BatchLoop", "Output", "Source", "Track", "kafka_loop", "next_offsets"]
 
 log = logging.getLogger(__name__)
 
+RECORD_OVERHEAD_BYTES = 512
+"""Room left under a topic's ``max.message.bytes`` for Kafka's batch and record headers (about 80
+bytes were measured for a record alone in its batch)."""
+MARK = "|loop:"
+MAX_PILLS = 64  # dead-lettered records remembered per partition (the metadata is at most 4 KB)
+
+Assign = Callable[[dict[Partition, tuple[int, str]]], None]
+Revoke = Callable[[list[Partition]], None]
+
 
 class Source(Protocol):
-    """Where batches come from (:class:`KafkaSource`, or ``streams.kafka.testing.MemorySource``)."""
+    """Where batches come from (:class:`KafkaSource`, or ``streams.kafka.testing.MemorySource``).
 
-    before_revoke: Callable[[], None] | None
-    """Called before partitions are taken from this worker (set by the loop)."""
+    The loop sits between the source and the core's ``on_assign`` and ``on_revoke``: it takes its
+    own fields out of the committed metadata before the core sees it.
+    """
+
+    on_assign: Assign | None
+    on_revoke: Revoke | None
 
     def take(self, max_records: int, max_wait_s: float) -> list[SourceRecord]: ...
 
@@ -57,9 +87,11 @@ class Source(Protocol):
 class Output(Protocol):
     """Where a batch's outputs and offsets go (:class:`KafkaOutput`, or ``MemoryOutput``)."""
 
-    def write(self, records: dict[Topic, list[KeyValue]]) -> None: ...
+    def commit(
+        self, records: dict[Topic, list[KeyValue]], offsets: list[TopicPartition], stop: threading.Event
+    ) -> bool: ...
 
-    def commit(self, offsets: list[TopicPartition], stop: threading.Event) -> bool: ...
+    def mark(self, offsets: list[TopicPartition], stop: threading.Event) -> None: ...
 
     def close(self) -> None: ...
 
@@ -74,20 +106,63 @@ def next_offsets(records: Sequence[SourceRecord]) -> dict[Partition, tuple[int, 
     return {tp: (offset, "") for tp, offset in ends.items()}
 
 
+@dataclass
+class Track:
+    """What the loop knows of one input partition it owns: its last commit and the crash count."""
+
+    committed: int | None = None
+    """Offset of the last commit (None: nothing was committed yet)."""
+    meta: str = ""
+    """The core's metadata of that commit."""
+    read: int | None = None
+    """Where the loop had read to when that commit was made."""
+    start: int | None = None
+    """Where the loop had read to when this worker got the partition: getting further is progress."""
+    lives: int = 0
+    """Worker lives in a row that started from ``start`` and did not get further."""
+    careful: int = 0
+    """Records from ``start`` on still to process one at a time."""
+    pills: set[int] = field(default_factory=set)
+    """Offsets of records that killed a worker, dead-lettered instead of processed."""
+
+    def metadata(self, at: int | None = None) -> str:
+        """The commit metadata of this state: the core's, then the loop's fields, with the record in flight ``at``."""
+        offset = self.committed if self.committed is not None else 0
+        read = self.read if self.read is not None else offset
+        fields = [f"read={read}"] if read != offset else []
+        fields += [f"lives={self.lives}"] if self.lives else []
+        fields += [f"careful={self.careful}"] if self.careful else []
+        fields += [f"at={at}"] if at is not None else []
+        pills = sorted(p for p in self.pills if p >= offset)[-MAX_PILLS:]
+        fields += [f"pills={','.join(map(str, pills))}"] if pills else []
+        return f"{self.meta}{MARK}{';'.join(fields)}" if fields else self.meta
+
+    @classmethod
+    def parse(cls, offset: int, metadata: str) -> Track:
+        """The track of a partition committed at ``offset`` (negative: never) with ``metadata``."""
+        core, _, mine = metadata.partition(MARK)
+        values: dict[str, str] = dict(item.partition("=")[::2] for item in mine.split(";") if "=" in item)
+        number = {key: int(text) for key, text in values.items() if text.isdigit()}
+        committed = offset if offset >= 0 else None
+        read = number.get("read", committed)
+        pills = {int(p) for p in values.get("pills", "").split(",") if p.isdigit()}
+        if "at" in number:
+            pills.add(number["at"])  # a worker died processing this record alone
+        return cls(committed=committed, meta=core, read=read, start=read, lives=number.get("lives", 0),
+                   careful=number.get("careful", 0), pills=pills)  # fmt: skip
+
+
 class BatchLoop:
     """Runs ``process`` over micro-batches from ``source`` and commits what it returns to ``output``.
 
-    One commit (a transaction) holds one batch, or several while a backlog lasts: it is made once a
-    batch comes back smaller than ``max_batch`` (the source is caught up, so waiting would only add
-    latency) or ``commit_interval_s`` after the commit's first batch (each transaction costs the
-    broker some milliseconds, which a backlog should not pay per batch). Before partitions are
-    revoked, the open commit is made, so a new owner never reads a batch whose outputs are in flight.
-
     Args:
-        agent: the agent's name, for logs and metrics.
+        agent: the agent's name, for logs, metrics and dead letters.
         process: the core: a batch of records in, its outputs out.
         ready: whether the core can take a batch now (no batch is read while it can't).
         observe: records the agent's own metrics of a committed batch.
+        max_record_bytes: the largest output record (key and value) the topics take.
+        max_crashes: worker lives in a row that may end on the same records before the next one
+            takes them one at a time (0: no crash counting).
     """
 
     def __init__(
@@ -100,89 +175,253 @@ class BatchLoop:
         max_wait_s: float,
         ready: Callable[[], bool] = lambda: True,
         observe: Callable[[Produced], None] | None = None,
-        commit_interval_s: float = 0.1,
+        *,
+        max_record_bytes: int = 16 * 1024 * 1024 - RECORD_OVERHEAD_BYTES,
+        max_crashes: int = 3,
     ) -> None:
         self.agent, self.source, self.output, self.process = agent, source, output, process
         self.max_batch, self.max_wait_s, self.ready, self.observe = max_batch, max_wait_s, ready, observe
-        self.commit_interval_s = commit_interval_s
-        self.pending: list[tuple[int, Produced]] = []  # (records read, outputs) of the batches in the open commit
-        self.offsets: dict[Partition, tuple[int, str]] = {}
-        self.opened = 0.0
-        source.before_revoke = self._before_revoke
+        self.max_record_bytes, self.max_crashes = max_record_bytes, max_crashes
+        self.dead = DeadLetters(agent)
+        self.tracks: dict[Partition, Track] = {}
+        self.touched: set[Partition] = set()  # partitions whose life count this worker has raised
+        self.core_commits = False  # whether the core says where to commit (then the loop never does alone)
+        self.narrow: int | None = None  # batch size while looking for an unsendable record's input
+        self.narrow_left = 0
+        self._rewinding = False
+        self.core_assign, self.core_revoke = source.on_assign, source.on_revoke
+        source.on_assign, source.on_revoke = self._assigned, self._revoked
 
     def run(self, stop: threading.Event) -> None:
-        """Batches until ``stop`` is set; then the open commit is made, and the source and output closed."""
+        """Batches until ``stop`` is set; then the source and output are closed."""
         try:
             while not stop.is_set():
                 if not self.ready():
                     stop.wait(0.05)
                     continue
-                records = self.source.take(self.max_batch, self.max_wait_s)
+                records = self.take()
                 if records:
-                    self.add(records)
-                due = time.monotonic() - self.opened >= self.commit_interval_s
-                if self.pending and (len(records) < self.max_batch or due):
-                    self.commit(stop)
-            if self.pending:
-                self.commit(stop)
+                    self.step(records, stop)
         except Stopped:
-            log.info("%s stopped with a commit open; its batches will be read again", self.agent)
+            log.info("%s stopped with a batch uncommitted; it will be read again", self.agent)
         finally:
             self.output.close()
             self.source.close()
 
+    def take(self) -> list[SourceRecord]:
+        """The next micro-batch (smaller while an unsendable record's input is looked for)."""
+        return self.source.take(min(self.max_batch, self.narrow or self.max_batch), self.max_wait_s)
+
     def step(self, records: list[SourceRecord], stop: threading.Event) -> bool:
-        """Process and commit one batch; False when the commit was aborted and the batch is to be read again."""
-        self.add(records)
-        return self.commit(stop)
+        """Process and commit one batch; False when a commit was aborted and the rest is to be read again.
 
-    def add(self, records: list[SourceRecord]) -> None:
-        """Process one batch and write its outputs into the open commit."""
-        out = self._process(records)
-        if not self.pending:
-            self.opened = time.monotonic()
-        self.output.write(out.records)
-        self.offsets.update(out.offsets if out.offsets is not None else next_offsets(records))
-        self.pending.append((len(records), out))
+        Known poison pills are dead-lettered instead of processed, and records under suspicion of
+        killing the worker are processed one at a time; the rest goes to the core together.
+        """
+        self._touch(records, stop)
+        if not any(track.pills or track.careful for track in self.tracks.values()):
+            return self._commit(records, [], stop)  # the usual case: no suspects
+        chunk: list[SourceRecord] = []
+        pills: list[SourceRecord] = []
+        for record in records:
+            track = self.tracks[(record.topic, record.partition)]
+            if record.offset in track.pills:
+                pills.append(record)
+            elif track.careful and record.offset >= (track.start or 0):
+                if (chunk or pills) and not self._commit(chunk, pills, stop):
+                    return False
+                chunk, pills = [], []
+                self.output.mark([self._position(record, track, at=record.offset)], stop)  # died in there: the pill
+                if not self._commit([record], [], stop, alone=True):
+                    return False
+            else:
+                chunk.append(record)
+        return self._commit(chunk, pills, stop) if chunk or pills else True
 
-    def commit(self, stop: threading.Event) -> bool:
-        """Commit the open batches with their input offsets; when aborted, read them again."""
-        if not self._commit(stop):
-            self.source.rewind()
+    def _commit(
+        self, chunk: list[SourceRecord], pills: list[SourceRecord], stop: threading.Event, alone: bool = False
+    ) -> bool:
+        """Process ``chunk``, dead-letter ``pills``, commit; ``alone``: ``chunk`` is one record committed as
+        the one in flight, whose partition's commit must say that it is no longer (even where the core
+        commits nothing now, as the join while it catches up: then at the offset committed before)."""
+        out, made = self._process(chunk) if chunk else (Produced(), False)
+        for pill in pills:
+            track = self.tracks[(pill.topic, pill.partition)]
+            if track.start is None or pill.offset >= track.start:  # else a worker before sent it
+                self.dead.add(out, pill, "poison-pill", f"a worker died processing this record alone, after "
+                              f"{track.lives} lives in a row ended on its batch; it is not processed again")  # fmt: skip
+        inputs = chunk + pills
+        if out.offsets is not None:
+            self.core_commits = True
+            offsets = out.offsets
+        else:  # pills alone say nothing of where a core that holds records would commit
+            offsets = {} if self.core_commits and not chunk else next_offsets(inputs)
+        if alone:
+            tp, track = (chunk[0].topic, chunk[0].partition), self.tracks[(chunk[0].topic, chunk[0].partition)]
+            if tp not in offsets and track.committed is not None:
+                offsets = {**offsets, tp: (track.committed, track.meta)}
+        too_large = self._too_large(out)
+        if too_large and not self._replace(out, too_large, inputs, "too-large"):
+            return self._narrow(inputs)
+        after = self._after(offsets, inputs)
+        partitions = [
+            TopicPartition(t, p, offset, metadata=after[(t, p)].metadata()) for (t, p), (offset, _) in offsets.items()
+        ]
+        while True:
+            try:
+                committed = self.output.commit(out.records, partitions, stop)
+                break
+            except Refused as refused:
+                log.warning("%s: %d outputs refused (%s)", self.agent, len(refused.records), refused.records[0][2])
+                if not self._replace(out, refused.records, inputs, "send-refused"):
+                    return self._narrow(inputs)
+        if not committed:
+            self._rewind()
             return False
+        self.tracks.update(after)
+        if self.narrow is not None:
+            self.narrow_left -= len(inputs)
+            if self.narrow_left <= 0:
+                self.narrow = None
+        EVENTS_IN.labels(self.agent).inc(len(inputs))
+        BATCH_SIZE.labels(self.agent).observe(len(inputs))
+        for reason, count in Counter(out.dead_reasons).items():
+            DEAD_LETTERS.labels(self.agent, reason).inc(count)
+        if self.observe is not None and made:
+            self.observe(out)
         return True
 
-    def _commit(self, stop: threading.Event) -> bool:
-        partitions = [TopicPartition(t, p, offset, metadata=meta) for (t, p), (offset, meta) in self.offsets.items()]
-        pending, self.pending, self.offsets = self.pending, [], {}
-        if not self.output.commit(partitions, stop):
-            return False
-        for size, out in pending:
-            EVENTS_IN.labels(self.agent).inc(size)
-            BATCH_SIZE.labels(self.agent).observe(size)
-            for reason, count in Counter(out.dead_reasons).items():
-                DEAD_LETTERS.labels(self.agent, reason).inc(count)
-            if self.observe is not None:
-                self.observe(out)
-        return True
-
-    def _before_revoke(self) -> None:
-        """Partitions are about to move: what was read from them is committed now, or aborted."""
-        if self.pending:
-            self._commit(threading.Event())
-
-    def _process(self, records: list[SourceRecord]) -> Produced:
+    def _process(self, records: list[SourceRecord]) -> tuple[Produced, bool]:
+        """The core's output, and whether the core made it (its own output type, for ``observe``)."""
         try:
-            return self.process(records)
+            return self.process(records), True
         except Stopped:
             raise
         except Exception as exc:  # a bug must not lose the batch or stop the worker: dead-letter it with the cause
             log.exception("%s: a batch of %d records failed", self.agent, len(records))
             out = Produced()
-            dead = DeadLetters(self.agent)
             for record in records:
-                dead.add(out, record, "internal-error", repr(exc))
-            return out
+                self.dead.add(out, record, "internal-error", repr(exc))
+            return out, False
+
+    def _too_large(self, out: Produced) -> list[tuple[Topic, int, str]]:
+        limit = self.max_record_bytes
+        return [
+            (topic, index, f"its {topic} record would be {size} bytes; the topics take at most {limit}")
+            for topic, pairs in out.records.items()
+            for index, size in enumerate(len(key or b"") + len(value) for key, value in pairs)
+            if size > limit
+        ]
+
+    def _replace(
+        self, out: Produced, bad: list[tuple[Topic, int, str]], inputs: list[SourceRecord], reason: str
+    ) -> bool:
+        """Put dead letters of their inputs in place of the ``bad`` records; False where an input is unknown."""
+        single = inputs[0] if len(inputs) == 1 else None
+        letters: dict[tuple[str, int, int], tuple[SourceRecord, str]] = {}
+        for topic, index, error in bad:
+            if topic is Topic.DEAD_LETTERS:
+                raise RuntimeError(f"{self.agent}: a dead letter can't be sent ({error}); check the dead-letters topic")
+            source = out.source_of(topic, index) or single
+            if source is None:
+                return False
+            letters.setdefault((source.topic, source.partition, source.offset), (source, error))
+        gone: dict[Topic, set[int]] = {}
+        for topic, index, _ in bad:
+            gone.setdefault(topic, set()).add(index)
+        kept = Produced()
+        for topic, pairs in out.records.items():
+            keep = [i for i in range(len(pairs)) if i not in gone.get(topic, set())]
+            kept.extend(topic, [pairs[i] for i in keep], [out.source_of(topic, i) for i in keep])
+        out.records, out.sources = kept.records, kept.sources
+        for source, error in letters.values():
+            self.dead.add(out, source, reason, error)
+        return True
+
+    def _narrow(self, inputs: list[SourceRecord]) -> bool:
+        """Read the batch again in halves: an unsendable record's input is found in the one-record batch."""
+        self.narrow = max(1, len(inputs) // 2)
+        self.narrow_left = len(inputs)
+        log.warning("%s: an output of a batch of %d can't be sent and names no input; reading %d at a time",
+                    self.agent, len(inputs), self.narrow)  # fmt: skip
+        self._rewind()
+        return False
+
+    def _rewind(self) -> None:
+        self._rewinding = True
+        try:
+            self.source.rewind()
+        finally:
+            self._rewinding = False
+
+    def _track(self, tp: Partition) -> Track:
+        if tp not in self.tracks:
+            self.tracks[tp] = Track()
+        return self.tracks[tp]
+
+    def _after(self, offsets: dict[Partition, tuple[int, str]], inputs: list[SourceRecord]) -> dict[Partition, Track]:
+        """The tracks once ``inputs`` are committed at ``offsets``; a commit that got further clears the life count."""
+        after: dict[Partition, Track] = {}
+        for record in inputs:
+            tp = (record.topic, record.partition)
+            track = after.get(tp) or replace(self.tracks[tp], pills=set(self.tracks[tp].pills))
+            track.read = max(track.read or 0, record.offset + 1)
+            if track.careful and record.offset >= (track.start or 0):
+                track.careful -= 1
+            after[tp] = track
+        for track in after.values():
+            if not track.careful and (track.start is None or (track.read or 0) > track.start):
+                track.lives = 0
+        for tp, (offset, meta) in offsets.items():
+            track = after.get(tp) or replace(self._track(tp), pills=set(self._track(tp).pills))
+            track.committed, track.meta = offset, meta
+            track.pills = {p for p in track.pills if p >= offset}
+            after[tp] = track
+        return after
+
+    def _touch(self, records: list[SourceRecord], stop: threading.Event) -> None:
+        """Count this worker's life on the partitions it processes for the first time (see the module doc)."""
+        first: dict[Partition, SourceRecord] = {}
+        for record in records:
+            tp = (record.topic, record.partition)
+            self._track(tp)
+            if tp not in self.touched and tp not in first:
+                first[tp] = record
+        if not first or not self.max_crashes:
+            return
+        marks = []
+        for tp, record in first.items():
+            track = self.tracks[tp]
+            if track.read is None:
+                track.read = track.start = record.offset
+            if track.lives >= self.max_crashes and not track.careful:
+                track.careful = self.max_batch
+                log.warning("%s: %s[%d] ended %d worker lives in a row; taking its next %d records one at a time",
+                            self.agent, tp[0], tp[1], track.lives, track.careful)  # fmt: skip
+            track.lives += 1
+            marks.append(self._position(record, track))
+            self.touched.add(tp)
+        self.output.mark(marks, stop)
+
+    def _position(self, record: SourceRecord, track: Track, at: int | None = None) -> TopicPartition:
+        """The partition's commit as it stands (or the record's offset, before any), with the loop's fields."""
+        if track.committed is None:
+            track.committed, track.meta = record.offset, ""
+        return TopicPartition(record.topic, record.partition, track.committed, metadata=track.metadata(at))
+
+    def _assigned(self, committed: dict[Partition, tuple[int, str]]) -> None:
+        tracks = {tp: Track.parse(offset, metadata) for tp, (offset, metadata) in committed.items()}
+        self.tracks.update(tracks)
+        if self.core_assign is not None:
+            self.core_assign({tp: (offset, tracks[tp].meta) for tp, (offset, _) in committed.items()})
+
+    def _revoked(self, partitions: list[Partition]) -> None:
+        if not self._rewinding:  # a rewind reads the same partitions again in the same life
+            self.touched.difference_update(partitions)
+            for tp in partitions:
+                self.tracks.pop(tp, None)
+        if self.core_revoke is not None:
+            self.core_revoke(partitions)
 
 
 def kafka_loop(
@@ -194,8 +433,8 @@ def kafka_loop(
     max_wait_s: float,
     *,
     group: str | None = None,
-    on_assign: Callable[[dict[Partition, tuple[int, str]]], None] | None = None,
-    on_revoke: Callable[[list[Partition]], None] | None = None,
+    on_assign: Assign | None = None,
+    on_revoke: Revoke | None = None,
     ready: Callable[[], bool] = lambda: True,
     observe: Callable[[Produced], None] | None = None,
 ) -> BatchLoop:
@@ -204,5 +443,6 @@ def kafka_loop(
     source = KafkaSource(kafka, [kafka.topic(t) for t in topics], f"{kafka.topic_prefix}{name}", on_assign, on_revoke)
     output = KafkaOutput(kafka, source, name)
     return BatchLoop(
-        agent, source, output, process, max_batch, max_wait_s, ready, observe, kafka.commit_interval_ms / 1000
-    )
+        agent, source, output, process, max_batch, max_wait_s, ready, observe,
+        max_record_bytes=kafka.max_message_bytes - RECORD_OVERHEAD_BYTES, max_crashes=kafka.max_crashes,
+    )  # fmt: skip

@@ -9,6 +9,10 @@ outputs are flushed, then the offsets committed; a crash in between repeats the 
 Records are produced with no Python callback or future per record: librdkafka reports failed
 deliveries only (``delivery.report.only.error``), and the transaction's commit (or the flush)
 says whether everything arrived.
+
+A record the broker (or librdkafka) refuses for what it is, not for the state of the broker, is
+not retried: the batch is aborted and :class:`Refused` names the records, so that the loop can
+dead-letter their inputs and commit the rest. Other failures abort the batch to be read again.
 """
 
 from __future__ import annotations
@@ -22,18 +26,44 @@ from collections.abc import Callable
 from confluent_kafka import KafkaError, KafkaException, Message, Producer, TopicPartition
 
 from streams.kafka.config import confluent_config
-from streams.kafka.noise import client_callbacks
+from streams.kafka.noise import client_callbacks, client_log
 from streams.kafka.retry import RETRY_S, Stopped, until_answered
 from streams.kafka.source import KafkaSource
 from streams.records import KeyValue, Topic
 from streams.settings import KafkaSettings
 
-__all__ = ["KafkaOutput"]
+__all__ = ["RECORD_ERRORS", "KafkaOutput", "Refused"]
+
+log = logging.getLogger(__name__)
 
 CALL_S = 10  # librdkafka's own timeout of a transactional call
 GRACE_S = 5  # how much longer a call may take before it is taken to hang
 
-log = logging.getLogger(__name__)
+RECORD_ERRORS = frozenset(
+    {
+        KafkaError.MSG_SIZE_TOO_LARGE,
+        KafkaError.RECORD_LIST_TOO_LARGE,
+        KafkaError.INVALID_RECORD,
+        KafkaError.INVALID_MSG,
+        KafkaError.INVALID_MSG_SIZE,
+        KafkaError.INVALID_TIMESTAMP,
+    }
+)
+"""Errors about a record itself: sending it again fails the same way. Errors about the broker or
+the client's rights (an outage, a missing topic, an ACL) are left to retries and to the operator."""
+
+
+class Refused(Exception):
+    """Records of a batch can never be sent; nothing of the batch was committed.
+
+    Attributes:
+        records: (catalogue topic, position among the batch's records of that topic, error) of
+            each refused record.
+    """
+
+    def __init__(self, records: list[tuple[Topic, int, str]]) -> None:
+        super().__init__(f"{len(records)} records refused: {records[0][2] if records else ''}")
+        self.records = records
 
 
 class KafkaOutput:
@@ -48,8 +78,7 @@ class KafkaOutput:
         self.transactional = kafka.guarantee == "exactly-once"
         self.transactional_id = f"{kafka.topic_prefix}{name}-{kafka.worker_id or uuid.uuid4().hex[:12]}"
         self.names = {topic: kafka.topic(topic) for topic in Topic}
-        self.failures: list[KafkaError] = []
-        self.open = False  # whether a transaction is open
+        self.failures: list[tuple[KafkaError, Message]] = []
         self.producer = self._producer()
 
     def _producer(self) -> Producer:
@@ -75,58 +104,55 @@ class KafkaOutput:
             until_answered(lambda: producer.init_transactions(30), "starting transactions", None)
         return producer
 
-    def _failed(self, error: KafkaError | None, _message: Message) -> None:
+    def _failed(self, error: KafkaError | None, message: Message) -> None:
         if error is not None:
-            self.failures.append(error)
+            self.failures.append((error, message))
 
-    def write(self, records: dict[Topic, list[KeyValue]]) -> None:
-        """Send ``records`` as part of the open commit (exactly-once: a transaction begins with the first)."""
-        if self.transactional and not self.open:
-            self.producer.begin_transaction()
-            self.open = True
-        produce = self.producer.produce
-        for topic, pairs in records.items():
-            name = self.names[topic]
-            for key, value in pairs:
-                while True:
-                    try:
-                        produce(name, value, key)
-                        break
-                    except BufferError:  # librdkafka's queue is full: let it drain
-                        self.producer.poll(0.05)
+    def commit(
+        self, records: dict[Topic, list[KeyValue]], offsets: list[TopicPartition], stop: threading.Event
+    ) -> bool:
+        """Send ``records`` and commit ``offsets``; False when the batch was not committed.
 
-    def commit(self, offsets: list[TopicPartition], stop: threading.Event) -> bool:
-        """Commit what was written since the last commit with the input ``offsets``; False when it was not.
-
-        After False, nothing written since the last commit is visible to committed readers
-        (exactly-once), and the input must be read again from the committed offsets.
+        After False, nothing of the batch is visible to committed readers (exactly-once) and its
+        input must be read again from the committed offsets.
 
         Raises:
             Stopped: ``stop`` was set while the broker did not answer.
+            Refused: records that can never be sent; nothing was committed (at-least-once: the
+                other records may have been delivered, and are sent again with the next try).
         """
         if self.transactional:
-            return self._transaction(offsets, stop)
-        while self.producer.flush(RETRY_S):
-            if stop.is_set():
-                raise Stopped
+            return self._transaction(records, offsets, stop)
+        refused = self._produce(records)
+        self._wait_delivered(stop)
+        refused += self._refused(records)
+        if refused:
+            raise Refused(refused)
         if self.failures:
             log.warning("%d outputs were not delivered (%s); the batch is read again", len(self.failures),
-                        self.failures[0].str())  # fmt: skip
+                        self.failures[0][0].str())  # fmt: skip
             self.failures.clear()
             return False
         try:
-            if offsets:
-                self.source.commit(offsets)
+            self.source.commit(offsets)
         except KafkaException as exc:  # its partitions moved: the new owner reads the batch again
             log.warning("offsets not committed (%s); the batch's outputs may be repeated", exc.args[0].str())
         return True
 
-    def _transaction(self, offsets: list[TopicPartition], stop: threading.Event) -> bool:
+    def _transaction(
+        self, records: dict[Topic, list[KeyValue]], offsets: list[TopicPartition], stop: threading.Event
+    ) -> bool:
         producer = self.producer
         try:
-            if not self.open:
-                producer.begin_transaction()
-                self.open = True
+            producer.begin_transaction()
+            refused = self._produce(records)
+            if not refused:
+                self._wait_delivered(stop)
+                refused = self._refused(records)
+            if refused:
+                log.warning("batch aborted: %d records refused (%s)", len(refused), refused[0][2])
+                self._abort(stop)
+                raise Refused(refused)
             if offsets:
                 group = self.source.consumer.consumer_group_metadata()
                 until_answered(
@@ -136,33 +162,102 @@ class KafkaOutput:
                 )
             until_answered(lambda: _bounded(lambda: producer.commit_transaction(CALL_S)), "committing", stop)
             return True
-        except KafkaException as exc:
-            self._abort(exc.args[0], stop)
-            self.failures.clear()
-            return False
         except Unanswered:
             log.error("the producer did not answer in %.0fs; starting a new one, which aborts its transaction",
                       CALL_S + GRACE_S)  # fmt: skip
             self.producer = self._producer()
+            self.failures.clear()
             return False
-        finally:
-            self.open = False
+        except KafkaException as exc:
+            error = exc.args[0]
+            if not error.fatal():
+                log.warning("batch aborted (%s); its input is read again", error.str())
+                self._abort(stop)
+            else:
+                self._renew(error)
+            refused = self._refused(records)
+            if refused:
+                raise Refused(refused) from exc
+            return False
 
-    def _abort(self, error: KafkaError, stop: threading.Event) -> None:
-        if not error.fatal():
-            log.warning("batch aborted (%s); its input is read again", error.str())
-            try:
-                until_answered(lambda: self.producer.abort_transaction(30), "aborting", stop)
+    def mark(self, offsets: list[TopicPartition], stop: threading.Event) -> None:
+        """Commit ``offsets`` with their metadata now, outside any transaction (the loop's crash count).
+
+        One try: a mark that does not land (the partitions moved, the broker is away) only leaves
+        the count where it was.
+        """
+        if not offsets:
+            return
+        try:
+            self.source.commit(offsets)
+        except KafkaException as exc:
+            log.warning("crash count not committed (%s)", exc.args[0].str())
+
+    def _wait_delivered(self, stop: threading.Event) -> None:
+        """Wait until librdkafka has an answer for every record, or one of them was refused.
+
+        A refused record holds the records behind it in its partition until the transaction is
+        aborted, so waiting for all of them (as the commit does) would wait out the API timeout.
+        """
+        while remaining := self.producer.flush(RETRY_S):
+            if any(error.code() in RECORD_ERRORS for error, _ in self.failures):
                 return
-            except KafkaException as exc:
-                error = exc.args[0]
+            if stop.is_set():
+                raise Stopped
+            client_log.warning("sending: %d records not acknowledged yet; waiting", remaining)
+
+    def _abort(self, stop: threading.Event) -> None:
+        try:
+            until_answered(lambda: self.producer.abort_transaction(30), "aborting", stop)
+        except KafkaException as exc:
+            self._renew(exc.args[0])
+
+    def _renew(self, error: KafkaError) -> None:
         log.error("the producer can't go on (%s); starting a new one", error.str())
         self.producer = self._producer()
 
+    def _produce(self, records: dict[Topic, list[KeyValue]]) -> list[tuple[Topic, int, str]]:
+        """Hand ``records`` to librdkafka; those it refuses at once, as :attr:`Refused.records`."""
+        produce = self.producer.produce
+        refused = []
+        for topic, pairs in records.items():
+            name = self.names[topic]
+            for index, (key, value) in enumerate(pairs):
+                while True:
+                    try:
+                        produce(name, value, key)
+                        break
+                    except BufferError:  # librdkafka's queue is full: let it drain
+                        self.producer.poll(0.05)
+                    except KafkaException as exc:
+                        if exc.args[0].code() not in RECORD_ERRORS:
+                            raise
+                        refused.append((topic, index, exc.args[0].str()))
+                        break
+        return refused
+
+    def _refused(self, records: dict[Topic, list[KeyValue]]) -> list[tuple[Topic, int, str]]:
+        """The records whose delivery failed for what they are (:data:`RECORD_ERRORS`); failures cleared."""
+        failed = [(error, message) for error, message in self.failures if error.code() in RECORD_ERRORS]
+        self.failures.clear()
+        if not failed:
+            return []
+        topics = {name: topic for topic, name in self.names.items()}
+        where: dict[tuple[Topic, bytes | None, bytes | None], int] = {
+            (topic, key, value): index for topic, pairs in records.items() for index, (key, value) in enumerate(pairs)
+        }
+        refused = []
+        for error, message in failed:
+            topic = topics.get(message.topic() or "")
+            index = where.get((topic, message.key(), message.value())) if topic is not None else None
+            if topic is not None and index is not None:
+                refused.append((topic, index, error.str()))
+        return refused
+
     def close(self) -> None:
-        """Abort a transaction left open by a stop, and let the producer go."""
-        if self.open:
-            with contextlib.suppress(KafkaException):
+        """Abort a transaction left open by a stop and let the producer go."""
+        if self.transactional:
+            with contextlib.suppress(KafkaException):  # none was open
                 self.producer.abort_transaction(5)
         self.producer.flush(5)
 

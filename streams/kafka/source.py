@@ -57,7 +57,6 @@ class KafkaSource:
     ) -> None:
         self.group_id = group_id
         self.on_assign, self.on_revoke = on_assign, on_revoke
-        self.before_revoke: Callable[[], None] | None = None
         self.rebalanced = False
         self.consumer = Consumer(
             confluent_config(
@@ -145,8 +144,6 @@ class KafkaSource:
     def _revoked(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
         log.info("%s: revoked %s", self.group_id, _names(partitions))
         self.rebalanced = True
-        if self.before_revoke is not None and partitions:
-            self.before_revoke()
         if self.on_revoke is not None and partitions:
             self.on_revoke([(tp.topic, tp.partition) for tp in partitions])
 

@@ -48,7 +48,7 @@ class Store:
             self.client = None
 
     def insert(self, batch: SinkBatch) -> None:
-        """Insert every row of ``batch``.
+        """Insert every row of ``batch``, one insert per table and ClickHouse partition (day).
 
         Raises:
             Exception: whatever the client raised; the connection is dropped and opened again on the next call.
@@ -57,7 +57,8 @@ class Store:
             try:
                 client = self._open()
                 for table, rows in batch.rows.items():
-                    client.insert(table.table, rows, column_names=list(table.columns))
+                    for part in table.partitions(rows):
+                        client.insert(table.table, part, column_names=list(table.columns))
             except Exception:
                 self._drop()
                 raise

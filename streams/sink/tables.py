@@ -11,6 +11,7 @@ __all__ = ["TABLES", "Row", "Table"]
 
 Row = list[Any]
 # Timestamps are epoch milliseconds, which clickhouse-connect writes into DateTime64(3) as they are.
+DAY_MS = 86_400_000
 
 
 @dataclass(frozen=True)
@@ -22,6 +23,16 @@ class Table:
     table: str
     columns: tuple[str, ...]
     row: Callable[[dict[str, Any]], Row]
+
+    def partitions(self, rows: list[Row]) -> list[list[Row]]:
+        """``rows`` split by ClickHouse partition: every table is ``PARTITION BY toYYYYMMDD(event_time)``
+        (UTC days, checked by tests/store), and one insert may touch only so many partitions (100 by
+        default), which a backfill over months exceeds."""
+        at = self.columns.index("event_time")
+        days: dict[int, list[Row]] = {}
+        for row in rows:
+            days.setdefault(row[at] // DAY_MS, []).append(row)
+        return list(days.values())
 
 
 def _fields(*names: str) -> tuple[tuple[str, ...], Callable[[dict[str, Any]], Row]]:

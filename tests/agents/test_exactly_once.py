@@ -180,8 +180,8 @@ def test_a_zombie_cannot_commit_the_batch_it_held_while_its_partitions_moved(mod
             wait_for(lambda: successor.metric("loopline_events_in_total") >= len(ids), timeout_s=90,
                      what="the successor to take every partition")  # fmt: skip
             offsets = [TopicPartition(t, p, o) for (t, p), (o, _) in next_offsets(batch).items()]
-            output.write({Topic.DRIFT_EVENTS: [(r.key, r.value) for r in batch]})
-            committed = output.commit(offsets, threading.Event())
+            outputs = {Topic.DRIFT_EVENTS: [(r.key, r.value) for r in batch]}
+            committed = output.commit(outputs, offsets, threading.Event())
             exactly_once(kafka, "predictions", "prediction", ids)
     finally:
         output.close()

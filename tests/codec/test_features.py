@@ -95,3 +95,22 @@ def test_bad_records_are_reported_and_the_rest_of_the_batch_is_served(codec):
 def test_an_empty_batch_is_an_empty_matrix(codec):
     batch = FeatureDecoder(codec, 4).decode([])
     assert batch.matrix.shape == (0, 4) and len(batch) == 0
+
+
+def test_an_empty_or_overlong_event_id_and_a_time_clickhouse_cant_store_are_not_rows(codec):
+    edge = [
+        features(0, [1.0, 2.0]) | {"event_time": -2_208_988_800_000},  # 1900-01-01: the first storable instant
+        features(1, [1.0, 2.0]) | {"event_time": 10_413_791_999_999, "event_id": "x" * 1024},  # 2299, 1024 bytes
+    ]
+    bad = [
+        features(2, [1.0, 2.0]) | {"event_id": ""},
+        features(3, [1.0, 2.0]) | {"event_id": "é" * 513},  # 1026 bytes
+        features(4, [1.0, 2.0]) | {"event_time": -2_208_988_800_001},
+        features(5, [1.0, 2.0]) | {"event_time": 10_413_792_000_000},
+    ]
+    batch = FeatureDecoder(codec, 2).decode([codec.encode(r) for r in edge + bad])
+    assert batch.index == [0, 1]
+    assert [(i, e.reason) for i, e in batch.errors] == [
+        (2, "invalid-id"), (3, "invalid-id"), (4, "invalid-time"), (5, "invalid-time")
+    ]  # fmt: skip
+    assert "1026 bytes" in batch.errors[1][1].message and "1900-2299" in batch.errors[2][1].message

@@ -77,3 +77,15 @@ def test_a_record_that_does_not_match_the_schema_is_refused_on_encode():
     with pytest.raises(CodecError) as err:
         Codec.load("label").encode({"event_id": "e-1"})
     assert err.value.reason == "invalid-record"
+
+
+@pytest.mark.parametrize("name", sorted(SAMPLES))
+def test_every_decoder_refuses_an_empty_event_id_and_times_clickhouse_cant_store(name):
+    codec = Codec.load(name)
+    times = [f["name"] for f in load_schema(name)["fields"] if isinstance(f["type"], dict)
+             and f["type"].get("logicalType") == "timestamp-millis"]  # fmt: skip
+    cases = [({"event_id": ""}, "invalid-id")] + [({t: 10_413_792_000_000}, "invalid-time") for t in times]
+    for change, reason in cases:
+        with pytest.raises(CodecError) as err:
+            codec.decode(codec.encode(SAMPLES[name] | change))
+        assert err.value.reason == reason, change

@@ -6,14 +6,14 @@ import pytest
 
 from streams.codec import Codec
 from streams.join.core import JoinCore, JoinTopics
-from streams.records import SourceRecord
+from streams.records import SourceRecord, Topic
 
 TOPICS = JoinTopics("f", "p", "sp", "l")
 HOUR = 3_600_000
 T0 = 1_795_000_000_000
 CLASSES = {("m", 1): ["no", "yes"], ("m", 2): ["no", "yes"]}
 CODECS = {"f": Codec.load("features"), "p": Codec.load("prediction"), "sp": Codec.load("prediction"),
-          "l": Codec.load("label"), "o": Codec.load("outcome")}  # fmt: skip
+          "l": Codec.load("label"), "o": Codec.load("outcome"), "dl": Codec.load("dead_letter")}  # fmt: skip
 
 
 class Stream:
@@ -27,11 +27,11 @@ class Stream:
         return SourceRecord(event_id.encode(), value, topic, 0, next(self.offsets), T0 + at)
 
     @staticmethod
-    def value(topic, event_id, label="yes", version=1, yes=0.8):
+    def value(topic, event_id, label="yes", version=1, yes=0.8, label_time=T0 + 5000):
         if topic == "f":
             return {"event_id": event_id, "event_time": T0, "entity_id": "u", "values": [1.0, 2.0]}
         if topic == "l":
-            return {"event_id": event_id, "event_time": T0 + 5000, "label": label}
+            return {"event_id": event_id, "event_time": label_time, "label": label}
         return {
             "event_id": event_id, "event_time": T0, "prediction_time": T0 + 7, "entity_id": "u",
             "model_name": "m", "model_version": version, "shadow": topic == "sp", "scores": [1 - yes, yes],
@@ -42,8 +42,17 @@ class Stream:
         return [self.record(t, event_id, at, **fields) for t in ("f", "p", "l")]
 
 
-def core(ttl_ms=HOUR, max_pending=10_000):
-    return JoinCore(TOPICS, lambda m, v: CLASSES[(m, v)], ttl_ms, max_pending, quality_window=100)
+NOW = T0 + 24 * HOUR  # the workers' wall clock in these tests
+DAY = 24 * HOUR
+
+
+def core(ttl_ms=HOUR, max_pending=10_000, now=NOW):
+    return JoinCore(TOPICS, lambda m, v: CLASSES[(m, v)], ttl_ms, max_pending, quality_window=100,
+                    max_skew_ms=300_000, clock_ms=lambda: now)  # fmt: skip
+
+
+def dead(out):
+    return [CODECS["dl"].decode(value) for _, value in out.dead_letters]
 
 
 def outcomes(out):
@@ -85,9 +94,81 @@ def test_serving_and_shadow_predictions_each_make_one_outcome():
     assert sorted((o["shadow"], o["model_version"], o["correct"]) for o in got) == [(False, 1, True), (True, 2, False)]
 
 
-def test_label_outside_classes_is_wrong_with_the_clipped_loss():
-    got = outcomes(core().process(Stream().event("e1", label="maybe")))
-    assert not got[0]["correct"] and got[0]["log_loss"] == pytest.approx(-math.log(1e-7), rel=1e-6)
+@pytest.mark.parametrize("order", [("f", "p", "l"), ("l", "f", "p"), ("p", "l", "f")])
+def test_a_label_that_is_not_one_of_the_versions_classes_is_dead_lettered_not_scored(order):
+    stream = Stream()
+    good = stream.event("e1")
+    bad = {t: stream.record(t, "e2", 0, label="True") for t in order}
+    join = core()
+    outs = [join.process(good)] + [join.process([bad[t]]) for t in order]
+    assert [o["event_id"] for out in outs for o in outcomes(out)] == ["e1"]  # no outcome scored wrong
+    letters = [d for out in outs for d in dead(out)]
+    assert [(d["reason"], d["source_topic"], d["source_offset"], d["key"]) for d in letters] == [
+        ("unknown-label", "l", bad["l"].offset, b"e2")
+    ]
+    assert "'True'" in letters[0]["error"] and "['no', 'yes']" in letters[0]["error"]
+    assert outs[-1].label_rates == {}  # the bad label counts neither as a label nor as a missing one
+    later = join.process([stream.record("l", "e2", 10, label="yes")])  # a repeated label is ignored
+    assert later.outcomes == [] and later.duplicates == 1
+
+
+def test_an_unknown_label_is_not_dead_lettered_again_after_a_restart():
+    stream = Stream()
+    records = stream.event("e1", label="maybe")
+    first = core()
+    assert [d["reason"] for d in dead(first.process(records))] == ["unknown-label"]
+    second = core()
+    second.assign(first.positions())
+    assert second.process(records).dead_letters == []
+
+
+def test_a_record_stamped_days_ahead_is_dead_lettered_and_moves_no_clock():
+    stream = Stream()
+    waiting = [stream.record(t, f"w{i}", i) for i in range(200) for t in ("f", "p")]
+    join = core(ttl_ms=HOUR)
+    join.process(waiting)
+    future = [
+        stream.record("l", "w0", 3 * DAY),  # a valid label, stamped three days ahead
+        SourceRecord(b"junk", b"\x00junk", "l", 0, next(stream.offsets), NOW + 3 * DAY),  # and an undecodable one
+        SourceRecord(b"junk", b"\x00junk", "f", 0, next(stream.offsets), NOW + 3 * DAY),  # a feature event too
+    ]
+    out = join.process(future)
+    assert out.dead_reasons == ["future-timestamp"] * 3 and out.expired == {}
+    assert "ahead of the join's clock" in dead(out)[0]["error"]
+    assert len(join.entries) == 200 and join.now_ms == T0 + 199
+    labels = [stream.record("l", f"w{i}", 300 + i) for i in range(200)]
+    assert sorted(o["event_id"] for o in outcomes(join.process(labels))) == sorted(f"w{i}" for i in range(200))
+
+
+def test_a_record_within_the_skew_moves_the_clock_and_one_far_in_the_past_expires_normally():
+    stream = Stream()
+    join = core(ttl_ms=HOUR, now=T0 + 3 * HOUR)
+    join.process([stream.record("f", "a", 0), stream.record("p", "a", 0)])
+    out = join.process([stream.record("l", "c", -30 * DAY)])  # a month late: taken as it is
+    assert out.dead_letters == [] and "c" in join.entries
+    tick = join.process([stream.record("f", "tick", 3 * HOUR + 4 * 60_000)])  # four minutes ahead: within the skew
+    assert join.now_ms == T0 + 3 * HOUR + 4 * 60_000
+    assert tick.expired == {"no-label": 1, "no-prediction": 1} and tick.dead_letters == []
+
+
+@pytest.mark.parametrize(("fields", "reason"), [
+    ({"event_id": ""}, "invalid-id"),
+    ({"event_id": "x" * 2000}, "invalid-id"),
+    ({"event_time": 13_000_000_000_000}, "invalid-time"),
+    ({"event_time": -3_000_000_000_000}, "invalid-time"),
+])  # fmt: skip
+def test_a_label_with_an_empty_id_or_a_time_clickhouse_cant_store_is_dead_lettered(fields, reason):
+    label = {"event_id": "e1", "event_time": T0, "label": "yes"} | fields
+    record = SourceRecord(b"e1", CODECS["l"].encode(label), "l", 0, 7, T0)
+    join = core()
+    out = join.process([*Stream().event("e1")[:2], record])
+    assert out.dead_reasons == [reason] and out.outcomes == []
+
+
+def test_an_outcome_names_the_record_that_completed_it_as_its_input():
+    records = Stream().event("e1")
+    out = core().process(records)
+    assert out.source_of(Topic.OUTCOMES, 0) == records[-1]
 
 
 def test_a_label_after_the_ttl_finds_no_prediction():

@@ -1,17 +1,25 @@
-"""The batch loop with the in-memory source and output: commits, aborted commits, failures, readiness."""
+"""The batch loop with the in-memory source and output: commits, aborted commits, failures, readiness,
+outputs too large or refused, and records that kill the worker."""
 
+import contextlib
 import random
 import threading
+from collections import Counter
+
+import pytest
 
 from streams.agents.join import JoinWiring
 from streams.codec import Codec
 from streams.join.core import JoinCore
-from streams.kafka.loop import BatchLoop, next_offsets
+from streams.kafka.loop import BatchLoop, Track, next_offsets
 from streams.kafka.testing import MemoryOutput, MemorySource
 from streams.records import Produced, SourceRecord, Topic
-from tests.join.test_core import CLASSES, TOPICS, Stream
+from streams.settings import KafkaSettings
+from streams.sink.core import SinkCore
+from tests.join.test_core import CLASSES, T0, TOPICS, Stream
 
 NEVER = threading.Event()
+LETTERS = Codec.load("dead_letter")
 
 
 def records(count, partitions=2):
@@ -28,11 +36,15 @@ def relay(batch):
 
 def drain(loop, source, limit=1000):
     for _ in range(limit):
-        batch = source.take(loop.max_batch, loop.max_wait_s)
+        batch = loop.take()
         if not batch:
             return
         loop.step(batch, NEVER)
     raise AssertionError("the source never drained")
+
+
+def letters(output):
+    return [LETTERS.decode(value) for _, value in output.to(Topic.DEAD_LETTERS)]
 
 
 def test_each_batch_commits_its_outputs_and_the_offsets_after_it():
@@ -41,7 +53,8 @@ def test_each_batch_commits_its_outputs_and_the_offsets_after_it():
     loop = BatchLoop("relay", source, output, relay, max_batch=4, max_wait_s=0)
     drain(loop, source)
     assert output.to(Topic.PREDICTIONS) == [(f"k{i}".encode(), f"v{i}".encode()) for i in range(10)]
-    assert source.committed == {("in", 0): (5, ""), ("in", 1): (5, "")}
+    assert {tp: offset for tp, (offset, _) in source.committed.items()} == {("in", 0): 5, ("in", 1): 5}
+    assert {meta for _, meta in source.committed.values()} == {""}  # progress cleared the life count
     assert output.attempts == 3
 
 
@@ -64,15 +77,21 @@ def test_a_failing_core_dead_letters_the_batch_and_the_loop_goes_on():
             raise ValueError("boom")
         return relay(batch)
 
+    def observe(out):  # as the agents' metrics do: they read the figures of their core's own output type
+        assert not out.dead_letters
+        observed.append(len(out))
+
+    observed: list[int] = []
     source = MemorySource(records(6))
     output = MemoryOutput(source)
-    drain(BatchLoop("relay", source, output, flaky, max_batch=3, max_wait_s=0), source)
+    drain(BatchLoop("relay", source, output, flaky, max_batch=3, max_wait_s=0, observe=observe), source)
     letters = [Codec.load("dead_letter").decode(value) for _, value in output.to(Topic.DEAD_LETTERS)]
     assert [(d["source_offset"], d["reason"], d["agent"]) for d in letters] == [
         (0, "internal-error", "relay"), (0, "internal-error", "relay"), (1, "internal-error", "relay")
     ]  # fmt: skip
     assert "boom" in letters[0]["error"]
     assert len(output.to(Topic.PREDICTIONS)) == 3
+    assert observed == [3]  # the failed batch's dead letters are not the core's output: not observed
 
 
 def test_run_takes_nothing_until_ready_and_closes_both_ends_on_stop():
@@ -96,24 +115,6 @@ def test_run_takes_nothing_until_ready_and_closes_both_ends_on_stop():
     assert source.closed and output.closed
 
 
-def test_a_backlog_shares_one_commit_and_a_caught_up_batch_commits_at_once():
-    source = MemorySource(records(10))
-    output = MemoryOutput(source)
-    loop = BatchLoop("relay", source, output, relay, max_batch=3, max_wait_s=0, commit_interval_s=60)
-    stop = threading.Event()
-    thread = threading.Thread(target=loop.run, args=(stop,))
-    thread.start()
-    try:
-        while not source.committed and thread.is_alive():
-            stop.wait(0.01)
-    finally:
-        stop.set()
-        thread.join(10)
-    assert output.attempts == 1  # batches of 3, 3, 3 and 1: the short one closes the commit
-    assert len(output.to(Topic.PREDICTIONS)) == 10
-    assert source.committed == {("in", 0): (5, ""), ("in", 1): (5, "")}
-
-
 def test_next_offsets_is_one_after_the_last_record_of_each_partition():
     assert next_offsets(records(5)) == {("in", 0): (3, ""), ("in", 1): (2, "")}
 
@@ -129,3 +130,220 @@ def test_the_join_wiring_sends_one_outcome_per_event_through_aborted_commits():
     drain(BatchLoop("join", source, output, wiring.process, max_batch=7, max_wait_s=0), source)
     outcomes = [Codec.load("outcome").decode(value)["event_id"] for _, value in output.to(Topic.OUTCOMES)]
     assert sorted(outcomes) == sorted(events)
+
+
+def relay_with_sources(batch):
+    out = Produced()
+    for record in batch:
+        out.send(Topic.PREDICTIONS, record.key, record.value, source=record)
+    return out
+
+
+@pytest.mark.parametrize("core", [relay_with_sources, relay], ids=["the core names the input", "it does not"])
+def test_an_output_over_the_limit_is_replaced_by_a_dead_letter_of_its_input_and_the_rest_is_sent_once(core):
+    big = {3, 11}
+    batch = [
+        SourceRecord(f"k{i}".encode(), (b"x" * 5000 if i in big else f"v{i}".encode()), "in", i % 2, i // 2, i)
+        for i in range(16)
+    ]
+    source = MemorySource(batch)
+    output = MemoryOutput(source)
+    drain(BatchLoop("relay", source, output, core, max_batch=8, max_wait_s=0, max_record_bytes=4096), source)
+    assert sorted(k for k, _ in output.to(Topic.PREDICTIONS)) == sorted(
+        f"k{i}".encode() for i in range(16) if i not in big
+    )
+    dead = letters(output)
+    assert sorted((d["key"], d["reason"]) for d in dead) == [(b"k11", "too-large"), (b"k3", "too-large")]
+    error = next(d["error"] for d in dead if d["key"] == b"k3")
+    assert "would be 5002 bytes" in error and "at most 4096" in error
+    assert {tp: offset for tp, (offset, _) in source.committed.items()} == {("in", 0): 8, ("in", 1): 8}
+
+
+def test_records_the_broker_refuses_are_dead_lettered_and_the_rest_committed():
+    source = MemorySource(records(12))
+    refuse = lambda topic, key, value: "Broker: Message size too large" if value in (b"v4", b"v9") else None  # noqa: E731
+    output = MemoryOutput(source, refuse=refuse)
+    drain(BatchLoop("relay", source, output, relay, max_batch=6, max_wait_s=0), source)
+    assert sorted(v for _, v in output.to(Topic.PREDICTIONS)) == sorted(
+        f"v{i}".encode() for i in range(12) if i not in (4, 9)
+    )
+    assert sorted((d["value"], d["reason"]) for d in letters(output)) == [
+        (b"v4", "send-refused"), (b"v9", "send-refused")
+    ]  # fmt: skip
+    assert "Message size too large" in letters(output)[0]["error"]
+
+
+def test_a_dead_letter_the_broker_refuses_stops_the_worker_with_the_reason():
+    source = MemorySource(records(2))
+    output = MemoryOutput(source, refuse=lambda topic, key, value: "denied" if topic is Topic.DEAD_LETTERS else None)
+
+    def bad(batch):
+        out = Produced()
+        loop.dead.add(out, batch[0], "corrupt", "junk")
+        return out
+
+    loop = BatchLoop("relay", source, output, bad, max_batch=2, max_wait_s=0)
+    with pytest.raises(RuntimeError, match="dead letter can't be sent"):
+        drain(loop, source)
+
+
+class Crash(BaseException):
+    """The process dies (a segfault): nothing of the loop runs after it."""
+
+
+def lives(batch, process, max_crashes=2, max_batch=4, limit=20, **source_args):
+    """Run workers one after the other, each from the offsets the previous one committed, until one drains.
+
+    Returns what every life committed, the number of lives, and the last life's source.
+    """
+    committed: dict = {}
+    sent: dict[Topic, list] = {}
+    for life in range(1, limit + 1):
+        source = MemorySource(batch, committed=committed, **source_args)
+        output = MemoryOutput(source)
+        loop = BatchLoop("relay", source, output, process, max_batch=max_batch, max_wait_s=0, max_crashes=max_crashes)
+        try:
+            drain(loop, source)
+            done = True
+        except Crash:
+            done = False
+        committed = source.committed
+        for topic, pairs in output.records.items():
+            sent.setdefault(topic, []).extend(pairs)
+        if done:
+            return sent, life, source
+    raise AssertionError("the workers never got past the poison pill")
+
+
+def test_a_record_that_kills_every_worker_is_dead_lettered_after_max_crashes_and_the_rest_served_once():
+    batch = records(24)
+    pill = batch[13]  # partition 1, offset 6
+
+    def dies_on_the_pill(records):
+        if pill in records:
+            raise Crash
+        return relay(records)
+
+    sent, count, source = lives(batch, dies_on_the_pill, max_crashes=2)
+    served = Counter(value for _, value in sent[Topic.PREDICTIONS])
+    assert set(served) == {r.value for r in batch} - {pill.value} and set(served.values()) == {1}
+    dead = [LETTERS.decode(value) for _, value in sent[Topic.DEAD_LETTERS]]
+    assert [(d["value"], d["reason"], d["source_partition"], d["source_offset"]) for d in dead] == [
+        (pill.value, "poison-pill", 1, 6)
+    ]
+    # one death unmarked, two counted (max_crashes), one more while it was read alone, then the life that skips it
+    assert count == 5
+    assert source.committed[("in", 1)] == (12, "")  # past the careful records: the count is cleared
+
+
+def test_a_worker_killed_once_now_and_then_loses_nothing_and_dead_letters_nothing():
+    batch = records(30)
+    kills = iter([True, False, True, False, False, True])
+
+    def killed_sometimes(records):
+        if next(kills, False):
+            raise Crash
+        return relay(records)
+
+    sent, _, _ = lives(batch, killed_sometimes, max_crashes=2)
+    assert sorted(v for _, v in sent[Topic.PREDICTIONS]) == sorted(r.value for r in batch)
+    assert Topic.DEAD_LETTERS not in sent
+
+
+def test_the_join_skips_a_poison_pill_on_every_replay_and_sends_each_outcome_once():
+    stream = Stream()
+    events = [f"e{i}" for i in range(30)]
+    parts = sorted((r for e in events for r in stream.event(e)), key=lambda r: r.offset)
+    pill = next(r for r in parts if r.topic == "l" and r.key == b"e12")  # the join holds every event for an hour:
+    # its commits stay at the first records, below the pill, and each life replays them
+
+    def wiring_process():
+        wiring = JoinWiring(JoinCore(TOPICS, lambda m, v: CLASSES[(m, v)], 3_600_000, 10_000, quality_window=100))
+
+        def process(records):
+            if pill in records:
+                raise Crash
+            return wiring.process(records)
+
+        return wiring, process
+
+    committed: dict = {}
+    outcomes: list = []
+    dead: list = []
+    for _ in range(8):  # the lives: each one replays from the oldest held record
+        wiring, process = wiring_process()
+        source = MemorySource(parts, wiring.assigned, wiring.revoked, committed=committed)
+        output = MemoryOutput(source)
+        loop = BatchLoop("join", source, output, process, max_batch=8, max_wait_s=0, max_crashes=1)
+        with contextlib.suppress(Crash):
+            drain(loop, source)
+        committed = source.committed
+        outcomes += [Codec.load("outcome").decode(v)["event_id"] for _, v in output.to(Topic.OUTCOMES)]
+        dead += letters(output)
+    assert sorted(outcomes) == sorted(set(events) - {"e12"})  # each once, across every life
+    assert [(d["source_topic"], d["source_offset"], d["reason"]) for d in dead] == [("l", pill.offset, "poison-pill")]
+    meta = committed[("p", 0)][1]
+    assert Track.parse(*committed[("p", 0)]).meta.isdigit() and "pills=" not in meta
+    assert f"pills={pill.offset}" in committed[("l", 0)][1]  # the join still holds older records of labels
+
+
+MIB = 1 << 20
+
+
+def test_records_near_the_16_mib_limit_stop_neither_the_join_nor_the_sink():
+    stream = Stream()
+    limit = 16 * MIB - 512  # what the topics take, less Kafka's headers
+    events = [f"e{i}" for i in range(6)]
+    before = [r for e in events[:3] for r in stream.event(e)]
+    garbage = SourceRecord(b"junk", b"\x00" * (16 * MIB - 100), "l", 0, next(stream.offsets), T0)
+    wide_value = Codec.load("features").encode(
+        {"event_id": "wide", "event_time": T0, "entity_id": "u" * (16 * MIB - 540), "values": [1.0, 2.0]}
+    )  # fits; its outcome (the features, the prediction and the label) does not
+    wide = [SourceRecord(b"wide", wide_value, "f", 0, next(stream.offsets), T0),
+            stream.record("p", "wide", 0), stream.record("l", "wide", 0)]  # fmt: skip
+    records = [*before, garbage, *wide, *[r for e in events[3:] for r in stream.event(e)]]
+    wiring = JoinWiring(JoinCore(TOPICS, lambda m, v: CLASSES[(m, v)], 3_600_000, 10_000, quality_window=100))
+    source = MemorySource(records, wiring.assigned, wiring.revoked)
+    output = MemoryOutput(source, refuse=lambda t, k, v: "too large" if len(k) + len(v) > limit else None)
+    drain(BatchLoop("join", source, output, wiring.process, max_batch=5, max_wait_s=0), source)
+    assert sorted(Codec.load("outcome").decode(v)["event_id"] for _, v in output.to(Topic.OUTCOMES)) == events
+    dead = {(d["source_offset"], d["reason"]) for d in letters(output)}
+    assert dead == {(garbage.offset, "corrupt"), (wide[2].offset, "too-large")}  # the label completed the outcome
+    assert max(len(v) for _, v in output.to(Topic.DEAD_LETTERS)) < 70 * 1024
+
+    sink_source = MemorySource([garbage._replace(topic="t.labels")])
+    sink_output = MemoryOutput(sink_source, refuse=lambda t, k, v: "too large" if len(k) + len(v) > limit else None)
+    core = SinkCore(KafkaSettings(topic_prefix="t."))
+    drain(BatchLoop("sink", sink_source, sink_output, core.rows, max_batch=10, max_wait_s=0), sink_source)
+    assert [(d["reason"], len(d["value"])) for d in letters(sink_output)] == [("corrupt", 64 * 1024)]
+    assert sink_source.committed[("t.labels", 0)][0] == garbage.offset + 1
+
+
+def test_a_record_read_alone_is_no_longer_in_flight_once_done_even_where_the_core_commits_nothing():
+    batch = records(6, partitions=1)
+    committed = {("in", 0): (0, "|loop:lives=2")}  # two lives died here: the next one reads alone
+
+    def holds_everything(records):  # like the join while it catches up: outputs, but no commit yet
+        out = relay(records)
+        out.offsets = {}
+        return out
+
+    source = MemorySource(batch, committed=committed)
+    output = MemoryOutput(source)
+    loop = BatchLoop("relay", source, output, holds_everything, max_batch=4, max_wait_s=0, max_crashes=2)
+    flights = []
+    output.mark = lambda offsets, stop: (
+        flights.extend(tp.metadata for tp in offsets),
+        MemoryOutput.mark(output, offsets, stop),
+    )
+    drain(loop, source)
+    assert flights == [
+        "|loop:lives=3;careful=4",  # this life counted: it takes the next 4 records alone
+        *(m for i in range(4) for m in (
+            f"|loop:{f'read={i};' if i else ''}lives=3;careful={4 - i};at={i}",  # record i in flight
+            f"|loop:read={i + 1};lives=3;careful={3 - i}" if i < 3 else "|loop:read=4",  # done, at the same offset
+        )),
+    ]  # fmt: skip
+    offset, meta = source.committed[("in", 0)]
+    assert offset == 0 and Track.parse(offset, meta).pills == set()
+    assert len(output.to(Topic.PREDICTIONS)) == 6
