@@ -5,7 +5,7 @@ from streams.settings import BrokerSettings, ClickHouseSettings, DemoSettings, R
 
 
 def test_the_loop_notices_the_drift_retrains_and_recovers_and_stores_every_event_once(kafka, tmp_path, capsys):
-    settings = DemoSettings(events=6000, rate=400, concept_drift_at=1200, covariate_drift_at=5200, label_delay=50,
+    settings = DemoSettings(events=8000, rate=400, concept_drift_at=1200, covariate_drift_at=7200, label_delay=50,
                             report_dir=tmp_path / "reports")  # fmt: skip
     report = run_demo(
         kafka,
@@ -23,7 +23,7 @@ def test_the_loop_notices_the_drift_retrains_and_recovers_and_stores_every_event
     assert f["new_version_serving_s"] is not None  # a new version was promoted and served
     assert f["accuracy_after"] > f["accuracy_before_drift"] - 0.12  # and it recovered
     # Every valid feature event has exactly one served prediction in ClickHouse.
-    assert report.counts["predictions"] == report.counts["events_predicted"] == 6000
+    assert report.counts["predictions"] == report.counts["events_predicted"] == 8000
     # The malformed events, and only they, are dead letters.
     assert sum(d["letters"] for d in report.dead_letters) == 3
     assert {d["agent"] for d in report.dead_letters} == {"inference"}

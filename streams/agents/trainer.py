@@ -150,6 +150,7 @@ def build_trainer_app(kafka: KafkaSettings, settings: TrainerSettings, registry:
 
     def run_requests(stop: threading.Event) -> None:
         requests.stop = stop
+        requests.trainer.warm_up()
         train.run(stop)
 
     return make_app("trainer", kafka, run_requests, guard.run)

@@ -2,14 +2,18 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from streams.codec import Codec
+from streams.kafka.clients import offset_reader, read_spans
 from streams.query_cli import run_query
-from streams.settings import ClickHouseSettings, DemoSettings, SinkSettings
+from streams.records import Topic
+from streams.settings import ClickHouseSettings, DemoSettings, KafkaSettings, SinkSettings
 
 __all__ = ["Report", "write_report"]
 
@@ -38,7 +42,11 @@ def _rolling(correct: np.ndarray) -> np.ndarray:
 
 
 def _figures(
-    outcomes: list[dict[str, Any]], timeline: list[dict[str, Any]], onset: int, shift: int
+    outcomes: list[dict[str, Any]],
+    timeline: list[dict[str, Any]],
+    onset: int,
+    shift: int,
+    seen_after_onset: Callable[[dict[str, Any]], int],
 ) -> dict[str, float | None]:
     times = np.array([o["t"] for o in outcomes])
     correct = np.array([o["correct"] for o in outcomes], dtype=float)
@@ -54,9 +62,7 @@ def _figures(
     if detections:
         first = detections[0]
         figures["detection_s"] = (first["t"] - onset) / 1000
-        # The detector had seen `samples` outcomes of the version; those of events before the onset don't count.
-        before = int(((versions == first["version"]) & (times < onset)).sum())
-        figures["detection_labeled_events"] = float(max(0, first["samples"] - before))
+        figures["detection_labeled_events"] = float(seen_after_onset(first))
     if served:
         figures["new_version_serving_s"] = (served[0]["t"] - onset) / 1000
         mine = (versions == served[0]["version"]) & (times < shift)
@@ -97,8 +103,37 @@ def _plot(
     plt.close(figure)
 
 
+def _seen_after_onset(kafka: KafkaSettings, detection: dict[str, Any], onset: int) -> int:
+    """How many outcomes of events after the onset the detector had seen when it fired.
+
+    Read from the outcome offsets in the drift event's evidence, not from counts: outcomes of
+    different input partitions reach the detector in any order, so "the first N outcomes" of the
+    stream are not the ones it saw.
+    """
+    topic = kafka.topic(Topic.OUTCOMES)
+    spans = {}
+    for span in detection["offsets"]:
+        name, partition, start, end = (span[k] for k in ("topic", "partition", "start", "end")) \
+            if isinstance(span, dict) else span  # fmt: skip
+        if name == topic:
+            spans[int(partition)] = (int(start), int(end) + 1)
+    codec = Codec.load("outcome")
+    consumer = offset_reader(kafka)
+    try:
+        seen = [codec.decode(m.value() or b"") for m in read_spans(consumer, topic, spans, timeout_s=30)]
+    finally:
+        consumer.close()
+    return sum(1 for o in seen if not o["shadow"] and o["model_version"] == detection["version"]
+               and o["event_time"] >= onset)  # fmt: skip
+
+
 def write_report(
-    clickhouse: ClickHouseSettings, sink: SinkSettings, settings: DemoSettings, start_ms: int, folder: Path
+    kafka: KafkaSettings,
+    clickhouse: ClickHouseSettings,
+    sink: SinkSettings,
+    settings: DemoSettings,
+    start_ms: int,
+    folder: Path,
 ) -> Report:
     """Query ClickHouse, write ``accuracy.png`` and ``summary.md`` to ``folder``, and return the figures."""
     folder.mkdir(parents=True, exist_ok=True)
@@ -130,7 +165,11 @@ def write_report(
     for event in timeline:  # the stream position being served at the moment of the event
         index = int(np.searchsorted(at, event["t"], side="right")) - 1
         event["served"] = int(newest[index]) if index >= 0 else start_ms
-    figures = _figures(outcomes, timeline, onset, shift)
+    evidence = {(e["t"], e["version"]): e for e in _rows(
+        "SELECT toUnixTimestamp64Milli(event_time) AS t, model_version AS version, offsets FROM drift_events FINAL "
+        "WHERE kind = 'concept'", clickhouse, sink)}  # fmt: skip
+    figures = _figures(outcomes, timeline, onset, shift,
+                       lambda first: _seen_after_onset(kafka, evidence[(first["t"], first["version"])], onset))  # fmt: skip
     marks = {"concept drift": onset, "covariate drift on x3": shift}
     moments = [e for e in timeline if e["t"] >= start_ms and e["kind"] not in ("version retired", "version candidate")]
     _plot(outcomes, moments, marks, start_ms, folder / "accuracy.png")

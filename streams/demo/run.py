@@ -168,7 +168,7 @@ def run_demo(
                 shown = time.monotonic()
         print(f"sent       {sent} feature events, their labels and {len(malformed())} malformed events")
         _wait_until_stored(clickhouse, sink, sent, workers, started)
-        report = write_report(clickhouse, sink, settings, start_ms, report_dir)
+        report = write_report(kafka, clickhouse, sink, settings, start_ms, report_dir)
     print(report.text)
     print(f"report     {report_dir / 'summary.md'} and {report_dir / 'accuracy.png'}")
     print(f"query      LOOPLINE_CLICKHOUSE_DATABASE={clickhouse.database} loopline query timeline")

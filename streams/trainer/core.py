@@ -18,6 +18,7 @@ from dataclasses import dataclass, replace
 import numpy as np
 
 from models import ArtifactStore, ModelVersion, Registry, Status, TrainConfig, make_version, train_mlp
+from models.export import to_onnx
 from models.registry import empty_lineage
 from models.runtime.device import resolve_device
 from models.versions import package_versions
@@ -77,6 +78,15 @@ class Trainer:
     def __init__(self, settings: TrainerSettings, store: ArtifactStore) -> None:
         self.settings, self.store = settings, store
         self.checks = InferenceSettings(device="cpu")
+
+    def warm_up(self) -> None:
+        """Train and export a tiny model once, at start.
+
+        torch's first optimizer step imports its compiler stack (about 1.5 s here, several seconds
+        on a busy machine); paid at start, the first retrain after a drift is as fast as the next.
+        """
+        x = np.random.default_rng(0).normal(size=(64, 4)).astype(np.float32)
+        to_onnx(train_mlp(x, (x[:, 0] > 0).astype(np.int64), 2, TrainConfig(hidden=(8,), epochs=1, seed=0)))
 
     def serving(self, registry: Registry, model_name: str) -> LoadedModel:
         """What actually serves ``model_name``: the version the inference workers serve, checked as they check it.

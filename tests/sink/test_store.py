@@ -47,5 +47,5 @@ def test_a_backfill_over_more_than_a_hundred_days_is_inserted_whole(store, click
         client.close()
     store.insert(batch)
     for table in ("predictions", "labels", "dead_letters"):
-        result = store.query(f"SELECT count(), uniqExact(toYYYYMMDD(event_time)) FROM {table} FINAL", {})
+        result = store.query(f"SELECT count(), uniqExact(toYYYYMMDD(event_time)) FROM {table} FINAL", {}, {})
         assert [list(row) for row in result.rows] == [[DAYS, DAYS]], table
