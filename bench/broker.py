@@ -67,6 +67,7 @@ from streams.codec.varint import read_long, write_long
 from streams.kafka.broker import Broker, free_port
 from streams.kafka.clients import read_to_end
 from streams.kafka.config import confluent_config
+from streams.kafka.loop import MARK
 from streams.kafka.topics import create_topics
 from streams.kafka.versions import publish_versions
 from streams.records import KeyValue, Produced, SourceRecord, Topic
@@ -242,8 +243,9 @@ class Progress:
         done = 0
         for tp in committed:
             position = max(tp.offset, 0)
-            if self.in_metadata and tp.metadata and tp.metadata.isdigit():
-                position = max(position, int(tp.metadata))
+            reached = (tp.metadata or "").split(MARK)[0]  # the join's own metadata, before the loop's fields
+            if self.in_metadata and reached.isdigit():
+                position = max(position, int(reached))
             done += position
         self.last = done
         return done
