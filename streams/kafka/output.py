@@ -139,17 +139,17 @@ class KafkaOutput:
             producer.begin_transaction()
             refused = self._produce(records)
             if not refused:
+                if offsets:  # right after the records, as librdkafka expects it (also while the broker is away)
+                    group = self.source.consumer.consumer_group_metadata()
+                    until_answered(
+                        lambda: producer.send_offsets_to_transaction(offsets, group, 30), "sending offsets", stop
+                    )
                 self._wait_delivered(stop)
                 refused = self._refused(records)
             if refused:
                 log.warning("batch aborted: %d records refused (%s)", len(refused), refused[0][2])
                 self._abort(stop)
                 raise Refused(refused)
-            if offsets:
-                group = self.source.consumer.consumer_group_metadata()
-                until_answered(
-                    lambda: producer.send_offsets_to_transaction(offsets, group, 30), "sending offsets", stop
-                )
             until_answered(lambda: producer.commit_transaction(30), "committing", stop)
             return True
         except KafkaException as exc:
