@@ -23,7 +23,8 @@ outside the core) would kill every restarted worker the same way. So the loop ke
 the commit metadata of each input partition, next to the core's own: before a worker first
 processes records of a partition, it commits the partition's offset unchanged with the count of
 worker lives that started there plus one; a commit that gets further than the previous lives read
-clears it. Once ``max_crashes`` lives in a row ended without getting further, the next one takes
+clears it, and a worker that hands the partition back cleanly (a rebalance, a stop) takes its own
+life back. Once ``max_crashes`` lives in a row ended without getting further, the next one takes
 the partition's next ``max_batch`` records one at a time, each after committing its offset as the
 one in flight; the life after a crash dead-letters that record (``poison-pill``) instead of
 processing it, and remembers it in the metadata until the commits pass it. The metadata reads
@@ -369,13 +370,12 @@ class BatchLoop:
             if track.careful and record.offset >= (track.start or 0):
                 track.careful -= 1
             after[tp] = track
-        for track in after.values():
-            if not track.careful and (track.start is None or (track.read or 0) > track.start):
-                track.lives = 0
-        for tp, (offset, meta) in offsets.items():
+        for tp, (offset, meta) in offsets.items():  # only a commit says the life got further
             track = after.get(tp) or replace(self._track(tp), pills=set(self._track(tp).pills))
             track.committed, track.meta = offset, meta
             track.pills = {p for p in track.pills if p >= offset}
+            if not track.careful and (track.start is None or (track.read or 0) > track.start):
+                track.lives = 0
             after[tp] = track
         return after
 
@@ -416,10 +416,17 @@ class BatchLoop:
             self.core_assign({tp: (offset, tracks[tp].meta) for tp, (offset, _) in committed.items()})
 
     def _revoked(self, partitions: list[Partition]) -> None:
+        """Partitions handed back (a rebalance, a stop): this life ended cleanly on them, so it takes
+        back its count where no commit has cleared it yet; only lives that end abruptly count."""
         if not self._rewinding:  # a rewind reads the same partitions again in the same life
-            self.touched.difference_update(partitions)
+            undo = []
             for tp in partitions:
-                self.tracks.pop(tp, None)
+                track = self.tracks.pop(tp, None)
+                if tp in self.touched and track is not None and track.lives and track.committed is not None:
+                    track.lives -= 1
+                    undo.append(TopicPartition(tp[0], tp[1], track.committed, metadata=track.metadata()))
+            self.touched.difference_update(partitions)
+            self.output.mark(undo, threading.Event())
         if self.core_revoke is not None:
             self.core_revoke(partitions)
 

@@ -147,19 +147,19 @@ class KafkaOutput:
             producer.begin_transaction()
             refused = self._produce(records)
             if not refused:
+                if offsets:  # right after the records, as librdkafka expects it (also while the broker is away)
+                    group = self.source.consumer.consumer_group_metadata()
+                    until_answered(
+                        lambda: _bounded(lambda: producer.send_offsets_to_transaction(offsets, group, CALL_S)),
+                        "sending offsets",
+                        stop,
+                    )
                 self._wait_delivered(stop)
                 refused = self._refused(records)
             if refused:
                 log.warning("batch aborted: %d records refused (%s)", len(refused), refused[0][2])
                 self._abort(stop)
                 raise Refused(refused)
-            if offsets:
-                group = self.source.consumer.consumer_group_metadata()
-                until_answered(
-                    lambda: _bounded(lambda: producer.send_offsets_to_transaction(offsets, group, CALL_S)),
-                    "sending offsets",
-                    stop,
-                )
             until_answered(lambda: _bounded(lambda: producer.commit_transaction(CALL_S)), "committing", stop)
             return True
         except Unanswered:

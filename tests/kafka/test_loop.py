@@ -347,3 +347,14 @@ def test_a_record_read_alone_is_no_longer_in_flight_once_done_even_where_the_cor
     offset, meta = source.committed[("in", 0)]
     assert offset == 0 and Track.parse(offset, meta).pills == set()
     assert len(output.to(Topic.PREDICTIONS)) == 6
+
+
+def test_a_worker_that_hands_its_partitions_back_cleanly_takes_its_life_back():
+    batch = records(4, partitions=1)
+    source = MemorySource(batch, committed={("in", 0): (0, "|loop:lives=1")})  # one life died here before
+    output = MemoryOutput(source)
+    loop = BatchLoop("relay", source, output, lambda records: Produced(offsets={}), max_batch=4, max_wait_s=0)
+    loop.step(loop.take(), NEVER)  # the core commits nothing yet (a join catching up): the count stands
+    assert source.committed[("in", 0)] == (0, "|loop:lives=2")
+    source.on_revoke([("in", 0)])  # a rebalance takes the partition away
+    assert source.committed[("in", 0)] == (0, "|loop:read=4;lives=1")  # as it was, but for what was read
