@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import pickle
 import re
 import sys
 import warnings
@@ -304,12 +303,6 @@ def _one_line(exc: Exception) -> str:
         text = _unparsable_setting(exc)
     elif isinstance(exc, KafkaException):
         text = _kafka_problem(exc)
-    elif isinstance(exc, pickle.UnpicklingError):
-        found = re.search(r"WeightsUnpickler error:\s*(.*?)(\. Please|\n|$)", str(exc))
-        text = (
-            "the artifact is refused: torch reads state dicts with weights_only=True, and this file holds more than "
-            f"tensors ({found.group(1) if found else exc})"
-        )
     else:
         text = str(exc)
     return " ".join(text.split())
@@ -330,7 +323,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return func(args)
     except (
         ValidationError, SettingsError, ConfigError, Unreachable, KafkaException, BrokerError, ModelRejected,
-        RegistryError, ArtifactError, QueryError, ClickHouseError, pickle.UnpicklingError,
+        RegistryError, ArtifactError, QueryError, ClickHouseError,
     ) as exc:  # fmt: skip
         print(f"loopline: {_one_line(exc)}", file=sys.stderr)
         return 2
