@@ -125,6 +125,7 @@ def cmd_worker(args: argparse.Namespace) -> int:
         MetricsSettings,
         RegistrySettings,
         SinkSettings,
+        StateSettings,
         TrainerSettings,
     )
 
@@ -138,7 +139,7 @@ def cmd_worker(args: argparse.Namespace) -> int:
     elif args.agent == "join":
         from streams.agents.join import build_join_app
 
-        build = partial(build_join_app, kafka, JoinSettings())
+        build = partial(build_join_app, kafka, JoinSettings(), StateSettings())
     elif args.agent == "drift":
         from streams.agents.drift import build_drift_app
 

@@ -36,6 +36,10 @@ __all__ = [
     "SERVING_VERSION",
     "SINK_FAILURES",
     "SINK_ROWS",
+    "STATE_BYTES",
+    "STATE_KEYS",
+    "STATE_RESTORED",
+    "STATE_RESTORE_SECONDS",
     "observe_all",
     "read_metric",
     "serve_metrics",
@@ -92,6 +96,14 @@ RETRAINS = Counter(
     ["model", "result"],
 )
 ROLLBACKS = Counter("loopline_rollbacks", "Automatic rollbacks of a newly serving version", ["model"])
+STATE_KEYS = Gauge("loopline_state_keys", "Keys in an agent's state store (estimated on disk)", ["agent", "partition"])
+STATE_BYTES = Gauge(
+    "loopline_state_bytes", "Bytes in an agent's state store (estimated on disk)", ["agent", "partition"]
+)
+STATE_RESTORE_SECONDS = Gauge(
+    "loopline_state_restore_seconds", "How long the last restore of a partition's state took", ["agent", "partition"]
+)
+STATE_RESTORED = Counter("loopline_state_restored_records", "Changelog records read back into state stores", ["agent"])
 RETRAIN_REQUESTS = Counter("loopline_retrain_requests", "Retrain requests raised", ["model", "requested_by"])
 
 

@@ -28,6 +28,9 @@ class Topic(StrEnum):
     RETRAIN_REQUESTS = "retrain-requests"
     MODEL_VERSIONS = "model-versions"
     DEAD_LETTERS = "dead-letters"
+    JOIN_CHANGELOG = "join-changelog"
+    DRIFT_CHANGELOG = "drift-changelog"
+    GUARD_CHANGELOG = "guard-changelog"
 
 
 class SourceRecord(NamedTuple):

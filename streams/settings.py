@@ -24,6 +24,7 @@ __all__ = [
     "MetricsSettings",
     "RegistrySettings",
     "SinkSettings",
+    "StateSettings",
     "TrainerSettings",
     "all_settings_classes",
     "settings_table",
@@ -260,6 +261,19 @@ class JoinSettings(BaseSettings):
     (future-timestamp) and does not move the join's record-time clock."""
 
 
+class StateSettings(BaseSettings):
+    """The state stores of the join, the drift monitors and the rollback guard."""
+
+    model_config = SettingsConfigDict(env_prefix="LOOPLINE_STATE_", extra="ignore", use_attribute_docstrings=True)
+
+    backend: Literal["disk", "memory"] = "disk"
+    """disk: one RocksDB store per input partition under ``dir``, kept across restarts of a worker with a
+    ``LOOPLINE_KAFKA_WORKER_ID``; memory: the state is held in memory and read again from its changelog topic
+    at every start and rebalance."""
+    dir: Path = DEFAULT_DATA_DIR / "state"
+    """Where the disk stores live: ``<dir>/<agent group>/<worker id>/<partition>``."""
+
+
 class SinkSettings(BaseSettings):
     """The ClickHouse sink agent and its query endpoint."""
 
@@ -372,6 +386,7 @@ def all_settings_classes() -> list[type[BaseSettings]]:
         InferenceSettings,
         JoinSettings,
         DriftSettings,
+        StateSettings,
         SinkSettings,
         TrainerSettings,
         DemoSettings,

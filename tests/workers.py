@@ -29,6 +29,7 @@ class Worker:
             "LOOPLINE_KAFKA_PARTITIONS": str(kafka.partitions),
             "LOOPLINE_METRICS_PORT": str(self.metrics_port),
             "LOOPLINE_METRICS_HOST": "127.0.0.1",
+            "LOOPLINE_STATE_DIR": str(log_dir / "state"),
             "PYTHONUNBUFFERED": "1",
             **env,
         }

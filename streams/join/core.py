@@ -3,30 +3,42 @@
 No Kafka here. The agent shell hands over batches of records from the co-partitioned features,
 predictions, shadow-predictions and labels topics, in any arrival order, and sends what comes back.
 
-State is one :class:`Entry` per event_id, kept until ``ttl_ms`` of stream time (the largest record
-timestamp seen) after its first record, or until ``max_pending`` newer entries push it out. An
-entry emits one outcome for the serving prediction and one for the shadow prediction, each once
-all three parts are there; a repeated part is counted and ignored. A label that is not one of the
-predicting version's classes is dead-lettered (``unknown-label``) instead of scored as wrong.
+State is one entry per event_id in the :class:`~streams.state.state.State` of the record's
+partition (the topics are co-partitioned, so an event's parts share a partition number): it holds
+the parts as they came until the outcome of every prediction it holds is sent, the serving one
+included, and is then deleted. An entry that waits longer than ``ttl_ms`` of record time (the
+largest record timestamp seen) after its first record expires, and so do the oldest ones beyond
+``max_pending``; a repeated part of a held entry is counted and ignored. A label that is not one of
+the predicting version's classes is dead-lettered (``unknown-label``) instead of scored as wrong.
+An entry is deleted at the end of the batch that sent its last outcome: a shadow prediction that
+comes in a later batch than its event's serving outcome finds no entry any more, waits alone and
+expires (``no-label``); so does a part sent again after its event's outcome (and an event sent
+again whole is joined again: it is a new event).
 
-Stream time is bounded by the wall clock: a record stamped more than ``max_skew_ms`` ahead of this
+Record time is bounded by the wall clock: a record stamped more than ``max_skew_ms`` ahead of this
 worker's clock is dead-lettered (``future-timestamp``) and moves nothing, so no single record can
 expire the state at once. A record stamped far in the past is taken as it is (and expires).
 
-Restarts: the shell commits, per input partition, the offset of the oldest record still held in
-state (:meth:`JoinCore.positions`), with the offset reached so far as commit metadata. A restarted
-worker re-reads from the commit and so rebuilds its state; :meth:`JoinCore.assign` passes the
-reached offsets back, and an outcome whose parts all lie below them (or a dead letter of a record
-below them) was sent before, so it is not sent again. Until the new worker has read every
-partition up to its reached offset it withholds its outputs and commits nothing (see :meth:`JoinCore.assign`).
+The state of a partition, per key (see docs/architecture.md for sizing):
+
+- ``e<event_id>``: the entry, in :func:`encode_entry`'s layout;
+- ``t<deadline, 8 bytes big-endian><event_id>``: empty, the expiry index in deadline order;
+- ``n``: the number of entries, 8 bytes big-endian.
+
+Every change goes to the join's changelog in the transaction of the batch's outcomes and input
+offsets: a restarted or newly assigned worker restores the state and reads on from the committed
+offsets, with nothing to re-read and nothing sent twice. The label-rate windows are this worker's
+own (in memory): they start empty after a restart.
 """
 
 from __future__ import annotations
 
+import heapq
 import math
+import struct
 import time
-from collections import Counter, deque
-from collections.abc import Callable, Iterable, Sequence
+from collections import Counter
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -34,12 +46,19 @@ from streams.codec import Codec, CodecError
 from streams.deadletters import DeadLetters
 from streams.quality import LOG_LOSS_FLOOR, SlidingMean
 from streams.records import KeyValue, Produced, SourceRecord, Topic
+from streams.state.state import State
 
-__all__ = ["Entry", "JoinCore", "JoinOutput", "JoinTopics"]
+__all__ = ["Entry", "JoinCore", "JoinOutput", "JoinTopics", "decode_entry", "encode_entry"]
 
-Partition = tuple[str, int]
-Part = tuple[dict[str, Any], Partition, int]  # decoded record, its partition and offset
-RawPart = tuple[bytes, Partition, int]  # features are held as bytes (a tenth of the memory) and decoded again to emit
+SERVING, SHADOW = 1, 2  # bits of Entry.sent
+ENTRY_FORMAT = 1
+_HEAD = struct.Struct(">BqB")  # format, deadline, sent
+_LENGTH = struct.Struct(">i")  # -1: absent
+_LABEL = struct.Struct(">qq")  # the label record's offset and timestamp
+_DEADLINE = struct.Struct(">Q")
+_COUNT = struct.Struct(">Q")
+COUNT_KEY = b"n"
+ENTRY_OVERHEAD = 64  # bytes of an encoded entry besides its parts and event_id
 
 
 @dataclass(frozen=True)
@@ -58,19 +77,70 @@ class JoinTopics:
 
 @dataclass(eq=False)
 class Entry:
-    """Everything known about one event_id."""
+    """Everything held of one event_id: its parts as they came (Avro bytes) and which outcomes were sent."""
 
-    event_id: str
-    partition: int
     deadline_ms: int
-    features: RawPart | None = None
-    label: Part | None = None
-    label_record: SourceRecord | None = None
-    """The label as it came, until checked against the predicting version's classes (to dead-letter it)."""
-    predictions: dict[bool, Part] = field(default_factory=dict)
-    """shadow flag → the prediction part."""
-    emitted: set[bool] = field(default_factory=set)
-    live: bool = True
+    features: bytes | None = None
+    prediction: bytes | None = None
+    shadow: bytes | None = None
+    label: SourceRecord | None = None
+    """The label record as it came (it is dead-lettered itself when not one of the version's classes)."""
+    sent: int = 0
+    """SERVING | SHADOW: the outcomes sent (or found impossible: an unknown label)."""
+
+    @property
+    def size(self) -> int:
+        parts = (self.features, self.prediction, self.shadow, self.label.value if self.label else None)
+        return (
+            ENTRY_OVERHEAD
+            + sum(len(part) for part in parts if part)
+            + len(self.label.key or b"" if self.label else b"")
+        )
+
+    @property
+    def done(self) -> bool:
+        """Every prediction held, the serving one included, has its outcome sent."""
+        held = (SERVING if self.prediction is not None else 0) | (SHADOW if self.shadow is not None else 0)
+        return bool(self.sent & SERVING) and self.sent & held == held
+
+
+def encode_entry(entry: Entry) -> bytes:
+    """An entry as stored: ``>BqB`` (format 1, deadline ms, sent bits), then the features, serving
+    prediction, shadow prediction and label values, each as a ``>i`` length (-1: absent) and its
+    bytes, then for a label its offset and timestamp (``>qq``) and key (length and bytes)."""
+    parts = [_HEAD.pack(ENTRY_FORMAT, entry.deadline_ms, entry.sent)]
+    label = entry.label
+    for value in (
+        entry.features,
+        entry.prediction,
+        entry.shadow,
+        label.value if label else None,
+        label.key if label else None,
+    ):
+        parts += [_LENGTH.pack(-1)] if value is None else [_LENGTH.pack(len(value)), value]
+    if label is not None:
+        parts.append(_LABEL.pack(label.offset, label.timestamp_ms))
+    return b"".join(parts)
+
+
+def decode_entry(data: bytes, labels: str, partition: int) -> Entry:
+    """The entry stored as ``data`` (see :func:`encode_entry`); its label record is on ``labels``[``partition``]."""
+    fmt, deadline, sent = _HEAD.unpack_from(data)
+    if fmt != ENTRY_FORMAT:
+        raise ValueError(f"join entry format {fmt} is not {ENTRY_FORMAT}")
+    at = _HEAD.size
+    values: list[bytes | None] = []
+    for _ in range(5):
+        (length,) = _LENGTH.unpack_from(data, at)
+        at += _LENGTH.size
+        values.append(None if length < 0 else data[at : at + length])
+        at += max(length, 0)
+    features, prediction, shadow, label_value, label_key = values
+    label = None
+    if label_value is not None:
+        offset, timestamp = _LABEL.unpack_from(data, at)
+        label = SourceRecord(label_key, label_value, labels, partition, offset, timestamp)
+    return Entry(deadline, features, prediction, shadow, label, sent)
 
 
 @dataclass
@@ -85,10 +155,66 @@ class JoinOutput(Produced):
     (pushed out by ``max_pending`` before their time)."""
     label_rates: dict[tuple[str, int], float] = field(default_factory=dict)
     """(model, version) → label rate now, for the versions this batch touched."""
+    pending: int = 0
+    """Entries held after the batch, in every partition of this worker."""
 
     @property
     def outcomes(self) -> list[KeyValue]:
         return self.to(Topic.OUTCOMES)
+
+
+class Touched:
+    """The entries a batch read or changed, written back to the state once, at the batch's end."""
+
+    def __init__(self, state: State, labels: str) -> None:
+        self.state, self.labels = state, labels
+        self.entries: dict[tuple[int, str], Entry | None] = {}
+        self.dirty: set[tuple[int, str]] = set()
+        self.counts: dict[int, int] = {}
+
+    def get(self, partition: int, event_id: str) -> Entry | None:
+        key = (partition, event_id)
+        if key not in self.entries:
+            data = self.state.get(partition, b"e" + event_id.encode())
+            self.entries[key] = decode_entry(data, self.labels, partition) if data is not None else None
+        return self.entries[key]
+
+    def create(self, partition: int, event_id: str, deadline_ms: int) -> Entry:
+        entry = Entry(deadline_ms)
+        self.entries[(partition, event_id)] = entry
+        self.dirty.add((partition, event_id))
+        self.state.put(partition, _index_key(deadline_ms, event_id), b"")
+        self.counts[partition] = self.count(partition) + 1
+        return entry
+
+    def changed(self, partition: int, event_id: str) -> None:
+        self.dirty.add((partition, event_id))
+
+    def delete(self, partition: int, event_id: str, entry: Entry) -> None:
+        self.entries[(partition, event_id)] = None
+        self.dirty.add((partition, event_id))
+        self.state.delete(partition, _index_key(entry.deadline_ms, event_id))
+        self.counts[partition] = self.count(partition) - 1
+
+    def count(self, partition: int) -> int:
+        if partition not in self.counts:
+            data = self.state.get(partition, COUNT_KEY)
+            self.counts[partition] = _COUNT.unpack(data)[0] if data else 0
+        return self.counts[partition]
+
+    def save(self) -> None:
+        for partition, event_id in self.dirty:
+            entry, key = self.entries[(partition, event_id)], b"e" + event_id.encode()
+            if entry is None:
+                self.state.delete(partition, key)
+            else:
+                self.state.put(partition, key, encode_entry(entry))
+        for partition, count in self.counts.items():
+            self.state.put(partition, COUNT_KEY, _COUNT.pack(max(count, 0)))
+
+
+def _index_key(deadline_ms: int, event_id: str) -> bytes:
+    return b"t" + _DEADLINE.pack(max(deadline_ms, 0)) + event_id.encode()
 
 
 class JoinCore:
@@ -98,10 +224,13 @@ class JoinCore:
         topics: the input topic names.
         classes: the class names of a (model, version), in score order; raises KeyError for an
             unknown version.
+        state: where the entries are held, per input partition.
         ttl_ms: how long an entry waits for its other parts (the longest label delay).
         max_pending: the most entries held; beyond it the oldest are evicted.
         quality_window: predictions per version in the label-rate window.
         max_skew_ms: how far ahead of ``clock_ms`` a record's timestamp may be.
+        max_entry_bytes: the largest entry held (a changelog record); a part that would make one
+            larger is dead-lettered (``too-large``).
         clock_ms: the wall clock in epoch milliseconds (replaceable in tests).
     """
 
@@ -109,14 +238,17 @@ class JoinCore:
         self,
         topics: JoinTopics,
         classes: Callable[[str, int], Sequence[str]],
+        state: State,
         ttl_ms: int,
         max_pending: int,
         quality_window: int,
         max_skew_ms: int = 300_000,
+        max_entry_bytes: int = 16 * 1024 * 1024 - 1024,
         clock_ms: Callable[[], int] = lambda: int(time.time() * 1000),
     ) -> None:
-        self.topics, self.classes, self.ttl_ms, self.max_pending = topics, classes, ttl_ms, max_pending
-        self.quality_window, self.max_skew_ms, self.clock_ms = quality_window, max_skew_ms, clock_ms
+        self.topics, self.classes, self.state, self.ttl_ms = topics, classes, state, ttl_ms
+        self.max_pending, self.quality_window, self.max_skew_ms = max_pending, quality_window, max_skew_ms
+        self.max_entry_bytes, self.clock_ms = max_entry_bytes, clock_ms
         self.codecs = {
             topics.features: Codec.load("features"),
             topics.predictions: Codec.load("prediction"),
@@ -125,172 +257,106 @@ class JoinCore:
         }
         self.outcome_codec = Codec.load("outcome")
         self.dead = DeadLetters("join")
-        self.entries: dict[str, Entry] = {}
-        self.by_age: deque[Entry] = deque()
-        self.held: dict[Partition, deque[tuple[int, Entry]]] = {}
-        self.reached: dict[Partition, int] = {}
-        self.replay_until: dict[Partition, int] = {}
-        self.catching_up: set[Partition] = set()
-        self.withheld = Produced()
         self.label_rate: dict[tuple[str, int], SlidingMean] = {}
         self.now_ms = 0
-
-    def assign(self, committed: dict[Partition, tuple[int, int]]) -> None:
-        """New input partitions: each one's committed offset and the offset reached before (commit metadata).
-
-        Until every one of them is read again up to its reached offset, the state is behind the
-        one that was committed, and an outcome completed meanwhile may lie above one partition's
-        reached offset but below another's. So while catching up the core withholds what it
-        makes and :meth:`positions` commits nothing: a worker killed meanwhile leaves the commit
-        as it was, and its successor catches up the same way. The withheld records go out with
-        the batch that completes the catch-up.
-        """
-        for tp, (offset, reached) in committed.items():
-            self.replay_until[tp] = reached
-            if offset < reached:
-                self.catching_up.add(tp)
-
-    def revoke(self, partitions: Iterable[int]) -> None:
-        """Forget the state of input partitions given to another worker."""
-        gone = set(partitions)
-        for entry in self.entries.values():
-            if entry.partition in gone:
-                entry.live = False
-        self.entries = {k: e for k, e in self.entries.items() if e.live}
-        self.catching_up = {tp for tp in self.catching_up if tp[1] not in gone}
-        self.withheld.clear()  # revocations are eager: every partition goes, and its outputs with it
-        self.by_age = deque(e for e in self.by_age if e.live)
-        for tp in [tp for tp in self.reached if tp[1] in gone]:
-            del self.reached[tp]
-            self.held.pop(tp, None)
-            self.replay_until.pop(tp, None)
-
-    def positions(self) -> dict[Partition, tuple[int, int]]:
-        """Per input partition: (offset to commit, offset reached) after the records processed so far;
-        nothing while catching up after an assignment."""
-        if self.catching_up:
-            return {}
-        result = {}
-        for tp, reached in self.reached.items():
-            held = self.held.get(tp, deque())
-            while held and not held[0][1].live:
-                held.popleft()
-            result[tp] = (held[0][0] if held else reached, reached)
-        return result
 
     def process(self, records: Sequence[SourceRecord]) -> JoinOutput:
         """Join one batch of records from any of the input topics."""
         out = JoinOutput()
+        touched = Touched(self.state, self.topics.labels)
         horizon = self.clock_ms() + self.max_skew_ms
         for record in records:
-            tp = (record.topic, record.partition)
-            self.reached[tp] = max(self.reached.get(tp, 0), record.offset + 1)
             if record.timestamp_ms > horizon:
                 ahead = record.timestamp_ms - horizon + self.max_skew_ms
-                self._dead(out, record, "future-timestamp", f"its Kafka timestamp {record.timestamp_ms} is {ahead} ms "
-                           f"ahead of the join's clock, more than the {self.max_skew_ms} ms allowed")  # fmt: skip
+                self.dead.add(out, record, "future-timestamp", f"its Kafka timestamp {record.timestamp_ms} is {ahead} "
+                              f"ms ahead of the join's clock, more than the {self.max_skew_ms} ms allowed")  # fmt: skip
                 continue
-            if record.timestamp_ms > self.now_ms:
-                self.now_ms = record.timestamp_ms
-                self._expire(out)
+            self.now_ms = max(self.now_ms, record.timestamp_ms)
             try:
                 decoded = self.codecs[record.topic].decode(record.value)
             except CodecError as exc:
                 if record.topic == self.topics.features:
                     out.skipped += 1  # the inference agent dead-letters a bad feature event; once is enough
                 else:
-                    self._dead(out, record, exc.reason, str(exc))
+                    self.dead.add(out, record, exc.reason, str(exc))
                 continue
             except KeyError:
-                self._dead(out, record, "unknown-topic", f"the join does not read {record.topic}")
+                self.dead.add(out, record, "unknown-topic", f"the join does not read {record.topic}")
                 continue
-            self._add(out, record, decoded)
-        self._expire(out)
-        self.catching_up = {tp for tp in self.catching_up if self.reached.get(tp, 0) < self.replay_until[tp]}
-        if self.catching_up:
-            self.withheld.absorb(out)
-            out.clear()
-        elif self.withheld.records:
-            self.withheld.absorb(out)
-            out.clear()
-            out.absorb(self.withheld)
-            self.withheld.clear()
+            self._add(out, touched, record, decoded)
+        for (partition, event_id), entry in list(touched.entries.items()):
+            if (
+                entry is not None and entry.done
+            ):  # at the batch's end: a shadow prediction in the same batch still joins
+                touched.delete(partition, event_id, entry)
+        self._expire(out, touched)
+        touched.save()
+        out.pending = sum(touched.count(partition) for partition in self.state.partitions)
         return out
 
-    def _dead(self, out: JoinOutput, record: SourceRecord, reason: str, error: str) -> None:
-        if record.offset < self.replay_until.get((record.topic, record.partition), 0):
-            return  # sent before the restart
-        self.dead.add(out, record, reason, error)
-
-    def _add(self, out: JoinOutput, record: SourceRecord, decoded: dict[str, Any]) -> None:
-        if record.topic in (self.topics.predictions, self.topics.shadow_predictions):
+    def _add(self, out: JoinOutput, touched: Touched, record: SourceRecord, decoded: dict[str, Any]) -> None:
+        topics = self.topics
+        if record.topic in (topics.predictions, topics.shadow_predictions):
             try:
                 self.classes(decoded["model_name"], decoded["model_version"])
             except KeyError:
                 name, version = decoded["model_name"], decoded["model_version"]
-                self._dead(out, record, "unknown-model-version", f"no version {version} of {name} is registered")
+                self.dead.add(out, record, "unknown-model-version", f"no version {version} of {name} is registered")
                 return
-        entry = self.entries.get(decoded["event_id"])
+        event_id, partition = decoded["event_id"], record.partition
+        entry = touched.get(partition, event_id)
+        if entry is not None and entry.deadline_ms < self.now_ms:  # its time ran out before this part came
+            self._drop(out, touched, partition, event_id, entry)
+            entry = None
+        held = entry.size if entry is not None else ENTRY_OVERHEAD + len(event_id)
+        if held + len(record.value) + len(record.key or b"") > self.max_entry_bytes:
+            self.dead.add(out, record, "too-large", f"with this record the join would hold more than "
+                          f"{self.max_entry_bytes} bytes of event {event_id!r}")  # fmt: skip
+            return
         if entry is None:
-            entry = Entry(decoded["event_id"], record.partition, record.timestamp_ms + self.ttl_ms)
-            self.entries[entry.event_id] = entry
-            self.by_age.append(entry)
-        part: Part = (decoded, (record.topic, record.partition), record.offset)
-        if record.topic == self.topics.features:
+            entry = touched.create(partition, event_id, record.timestamp_ms + self.ttl_ms)
+        if record.topic == topics.features:
             duplicate = entry.features is not None
-            entry.features = entry.features or (record.value, part[1], part[2])
-        elif record.topic == self.topics.labels:
+            entry.features = entry.features or record.value
+        elif record.topic == topics.labels:
             duplicate = entry.label is not None
-            if not duplicate:
-                entry.label, entry.label_record = part, record
+            entry.label = entry.label or record
+        elif decoded["shadow"]:
+            duplicate = entry.shadow is not None
+            entry.shadow = entry.shadow or record.value
         else:
-            shadow = bool(decoded["shadow"])
-            duplicate = shadow in entry.predictions
-            entry.predictions.setdefault(shadow, part)
+            duplicate = entry.prediction is not None
+            entry.prediction = entry.prediction or record.value
         if duplicate:
             out.duplicates += 1
             return
-        tp = (record.topic, record.partition)
-        if tp not in self.held:
-            self.held[tp] = deque()
-        self.held[tp].append((record.offset, entry))
+        touched.changed(partition, event_id)
         self._emit(out, entry, record)
 
     def _emit(self, out: JoinOutput, entry: Entry, record: SourceRecord) -> None:
         """The outcomes ``entry`` completes now that ``record`` came; each names ``record`` as its input."""
         if entry.features is None or entry.label is None:
             return
-        for shadow, prediction in entry.predictions.items():
-            if shadow in entry.emitted:
+        label = self.codecs[self.topics.labels].decode(entry.label.value)
+        for bit, value in ((SERVING, entry.prediction), (SHADOW, entry.shadow)):
+            if value is None or entry.sent & bit:
                 continue
-            entry.emitted.add(shadow)
-            model, version = prediction[0]["model_name"], prediction[0]["model_version"]
-            parts = (entry.features, prediction, entry.label)
-            sent = all(offset < self.replay_until.get(tp, 0) for _, tp, offset in parts)  # before the restart
+            entry.sent |= bit
+            prediction = self.codecs[self.topics.predictions].decode(value)
+            model, version = prediction["model_name"], prediction["model_version"]
             classes = self.classes(model, version)
-            truth = entry.label[0]["label"]
+            truth = label["label"]
             if truth not in classes:
-                if not sent and entry.label_record is not None:
-                    self.dead.add(out, entry.label_record, "unknown-label",
-                                  f"label {truth!r} is not one of version {version} of {model}'s classes {list(classes)}")  # fmt: skip
-                entry.label_record = None  # one dead letter per label
+                self.dead.add(out, entry.label, "unknown-label",
+                              f"label {truth!r} is not one of version {version} of {model}'s classes {list(classes)}")  # fmt: skip
                 continue
-            entry.label_record = None  # a valid label: no longer needed (entries are held a whole TTL)
             rate = self._label_rate(model, version)
-            if not shadow:
+            if bit == SERVING:
                 rate.add(1.0)
                 out.label_rates[(model, version)] = rate.mean
-            if sent:
-                continue
-            value = self.outcome_codec.encode(
-                self._outcome(
-                    self.codecs[self.topics.features].decode(entry.features[0]),
-                    prediction[0],
-                    entry.label[0],
-                    rate.mean,
-                )
-            )
-            out.send(Topic.OUTCOMES, model.encode(), value, source=record)
+            features = self.codecs[self.topics.features].decode(entry.features)
+            outcome = self.outcome_codec.encode(self._outcome(features, prediction, label, rate.mean))
+            out.send(Topic.OUTCOMES, model.encode(), outcome, source=record)
 
     def _outcome(
         self, features: dict[str, Any], prediction: dict[str, Any], label: dict[str, Any], label_rate: float
@@ -325,19 +391,34 @@ class JoinCore:
             self.label_rate[key] = SlidingMean(self.quality_window)
         return self.label_rate[key]
 
-    def _expire(self, out: JoinOutput) -> None:
-        while self.by_age and (self.by_age[0].deadline_ms < self.now_ms or len(self.entries) > self.max_pending):
-            entry = self.by_age.popleft()
-            if not entry.live:
-                continue
-            entry.live = False
-            del self.entries[entry.event_id]
-            if not entry.emitted:
-                missing = "prediction" if not entry.predictions else "label" if entry.label is None else "features"
-                out.expired["evicted" if entry.deadline_ms >= self.now_ms else f"no-{missing}"] += 1
-            serving = entry.predictions.get(False)
-            if serving is not None and entry.label is None:
-                model, version = serving[0]["model_name"], serving[0]["model_version"]
-                rate = self._label_rate(model, version)
-                rate.add(0.0)
-                out.label_rates[(model, version)] = rate.mean
+    def _expire(self, out: JoinOutput, touched: Touched) -> None:
+        """Drop the entries past their deadline, then the oldest beyond ``max_pending``."""
+        partitions = self.state.partitions
+        total = sum(touched.count(partition) for partition in partitions)
+        oldest = heapq.merge(*(self._by_deadline(partition) for partition in partitions))
+        for deadline, partition, event_id in oldest:
+            if deadline >= self.now_ms and total <= self.max_pending:
+                return
+            entry = touched.get(partition, event_id)
+            if entry is not None:  # else deleted by this batch after the iteration began
+                self._drop(out, touched, partition, event_id, entry)
+                total -= 1
+
+    def _drop(self, out: JoinOutput, touched: Touched, partition: int, event_id: str, entry: Entry) -> None:
+        """Delete an entry whose time ran out (or that ``max_pending`` pushed out), counting what it missed."""
+        touched.delete(partition, event_id, entry)
+        if not entry.sent:
+            missing = "prediction" if entry.prediction is None and entry.shadow is None else \
+                "label" if entry.label is None else "features"  # fmt: skip
+            out.expired["evicted" if entry.deadline_ms >= self.now_ms else f"no-{missing}"] += 1
+        if entry.prediction is not None and entry.label is None:
+            prediction = self.codecs[self.topics.predictions].decode(entry.prediction)
+            model, version = prediction["model_name"], prediction["model_version"]
+            rate = self._label_rate(model, version)
+            rate.add(0.0)
+            out.label_rates[(model, version)] = rate.mean
+
+    def _by_deadline(self, partition: int) -> Iterator[tuple[int, int, str]]:
+        """(deadline, partition, event_id) of the partition's entries, oldest deadline first."""
+        for key, _ in self.state.range(partition, b"t", b"u"):
+            yield _DEADLINE.unpack_from(key, 1)[0], partition, key[1 + _DEADLINE.size :].decode()

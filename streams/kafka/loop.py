@@ -38,7 +38,10 @@ docs/benchmarks.md for the figures. The loop runs in a thread of the Faust worke
 from __future__ import annotations
 
 import logging
+import os
+import shutil
 import threading
+import time
 from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
@@ -50,11 +53,31 @@ from streams.deadletters import DeadLetters
 from streams.kafka.output import KafkaOutput, Refused
 from streams.kafka.retry import Stopped
 from streams.kafka.source import KafkaSource, Partition
-from streams.metrics import BATCH_SIZE, DEAD_LETTERS, EVENTS_IN
+from streams.metrics import (
+    BATCH_SIZE,
+    DEAD_LETTERS,
+    EVENTS_IN,
+    STATE_BYTES,
+    STATE_KEYS,
+    STATE_RESTORE_SECONDS,
+    STATE_RESTORED,
+)
 from streams.records import KeyValue, Produced, SourceRecord, Topic
-from streams.settings import KafkaSettings
+from streams.settings import KafkaSettings, StateSettings
+from streams.state.changelog import KafkaChangelog
+from streams.state.state import State
+from streams.state.store import Changes, DiskStore, MemoryStore, Store
 
-__all__ = ["RECORD_OVERHEAD_BYTES", "BatchLoop", "Output", "Source", "Track", "kafka_loop", "next_offsets"]
+__all__ = [
+    "RECORD_OVERHEAD_BYTES",
+    "BatchLoop",
+    "Output",
+    "Source",
+    "Track",
+    "kafka_loop",
+    "kafka_state",
+    "next_offsets",
+]
 
 log = logging.getLogger(__name__)
 
@@ -65,7 +88,8 @@ MARK = "|loop:"
 MAX_PILLS = 64  # dead-lettered records remembered per partition (the metadata is at most 4 KB)
 
 Assign = Callable[[dict[Partition, tuple[int, str]]], None]
-Revoke = Callable[[list[Partition]], None]
+Revoke = Callable[[list[Partition], bool], None]
+"""Told of partitions taken away, and whether they were lost (taken before this worker could hand them back)."""
 
 
 class Source(Protocol):
@@ -89,7 +113,11 @@ class Output(Protocol):
     """Where a batch's outputs and offsets go (:class:`KafkaOutput`, or ``MemoryOutput``)."""
 
     def commit(
-        self, records: dict[Topic, list[KeyValue]], offsets: list[TopicPartition], stop: threading.Event
+        self,
+        records: dict[Topic, list[KeyValue]],
+        offsets: list[TopicPartition],
+        stop: threading.Event,
+        changes: dict[int, Changes] | None = None,
     ) -> bool: ...
 
     def mark(self, offsets: list[TopicPartition], stop: threading.Event) -> None: ...
@@ -164,6 +192,8 @@ class BatchLoop:
         max_record_bytes: the largest output record (key and value) the topics take.
         max_crashes: worker lives in a row that may end on the same records before the next one
             takes them one at a time (0: no crash counting).
+        state: the core's state, whose changes each batch commits to its changelog; restored
+            before the core hears of new partitions, closed after it heard of revoked ones.
     """
 
     def __init__(
@@ -179,10 +209,11 @@ class BatchLoop:
         *,
         max_record_bytes: int = 16 * 1024 * 1024 - RECORD_OVERHEAD_BYTES,
         max_crashes: int = 3,
+        state: State | None = None,
     ) -> None:
         self.agent, self.source, self.output, self.process = agent, source, output, process
         self.max_batch, self.max_wait_s, self.ready, self.observe = max_batch, max_wait_s, ready, observe
-        self.max_record_bytes, self.max_crashes = max_record_bytes, max_crashes
+        self.max_record_bytes, self.max_crashes, self.state = max_record_bytes, max_crashes, state
         self.dead = DeadLetters(agent)
         self.tracks: dict[Partition, Track] = {}
         self.touched: set[Partition] = set()  # partitions whose life count this worker has raised
@@ -190,6 +221,7 @@ class BatchLoop:
         self.narrow: int | None = None  # batch size while looking for an unsendable record's input
         self.narrow_left = 0
         self._rewinding = False
+        self._state_reported = 0.0
         self.core_assign, self.core_revoke = source.on_assign, source.on_revoke
         source.on_assign, source.on_revoke = self._assigned, self._revoked
 
@@ -268,9 +300,10 @@ class BatchLoop:
         partitions = [
             TopicPartition(t, p, offset, metadata=after[(t, p)].metadata()) for (t, p), (offset, _) in offsets.items()
         ]
+        changes = self.state.changes() if self.state is not None else None
         while True:
             try:
-                committed = self.output.commit(out.records, partitions, stop)
+                committed = self.output.commit(out.records, partitions, stop, changes)
                 break
             except Refused as refused:
                 log.warning("%s: %d outputs refused (%s)", self.agent, len(refused.records), refused.records[0][2])
@@ -279,6 +312,9 @@ class BatchLoop:
         if not committed:
             self._rewind()
             return False
+        if self.state is not None:
+            self.state.committed()
+            self._report_state()
         self.tracks.update(after)
         if self.narrow is not None:
             self.narrow_left -= len(inputs)
@@ -292,6 +328,17 @@ class BatchLoop:
             self.observe(out)
         return True
 
+    def _report_state(self) -> None:
+        """Set the state size gauges, at most once a second."""
+        assert self.state is not None
+        now = time.monotonic()
+        if now - self._state_reported < 1.0:
+            return
+        self._state_reported = now
+        for partition, (keys, size) in self.state.sizes().items():
+            STATE_KEYS.labels(self.agent, str(partition)).set(keys)
+            STATE_BYTES.labels(self.agent, str(partition)).set(size)
+
     def _process(self, records: list[SourceRecord]) -> tuple[Produced, bool]:
         """The core's output, and whether the core made it (its own output type, for ``observe``)."""
         try:
@@ -300,6 +347,8 @@ class BatchLoop:
             raise
         except Exception as exc:  # a bug must not lose the batch or stop the worker: dead-letter it with the cause
             log.exception("%s: a batch of %d records failed", self.agent, len(records))
+            if self.state is not None:
+                self.state.discard()  # what the core wrote of the batch before it failed
             out = Produced()
             for record in records:
                 self.dead.add(out, record, "internal-error", repr(exc))
@@ -349,6 +398,8 @@ class BatchLoop:
         return False
 
     def _rewind(self) -> None:
+        if self.state is not None:
+            self.state.discard()
         self._rewinding = True
         try:
             self.source.rewind()
@@ -412,10 +463,12 @@ class BatchLoop:
     def _assigned(self, committed: dict[Partition, tuple[int, str]]) -> None:
         tracks = {tp: Track.parse(offset, metadata) for tp, (offset, metadata) in committed.items()}
         self.tracks.update(tracks)
+        if self.state is not None:
+            self.state.assign({partition for _, partition in committed})
         if self.core_assign is not None:
             self.core_assign({tp: (offset, tracks[tp].meta) for tp, (offset, _) in committed.items()})
 
-    def _revoked(self, partitions: list[Partition]) -> None:
+    def _revoked(self, partitions: list[Partition], lost: bool) -> None:
         """Partitions handed back (a rebalance, a stop): this life ended cleanly on them, so it takes
         back its count where no commit has cleared it yet; only lives that end abruptly count."""
         if not self._rewinding:  # a rewind reads the same partitions again in the same life
@@ -428,7 +481,9 @@ class BatchLoop:
             self.touched.difference_update(partitions)
             self.output.mark(undo, threading.Event())
         if self.core_revoke is not None:
-            self.core_revoke(partitions)
+            self.core_revoke(partitions, lost)
+        if self.state is not None:
+            self.state.revoke({partition for _, partition in partitions}, clean=not lost)
 
 
 def kafka_loop(
@@ -444,12 +499,51 @@ def kafka_loop(
     on_revoke: Revoke | None = None,
     ready: Callable[[], bool] = lambda: True,
     observe: Callable[[Produced], None] | None = None,
+    state: State | None = None,
 ) -> BatchLoop:
-    """A :class:`BatchLoop` on Kafka: ``topics`` read in the group ``<prefix><group or agent>``."""
+    """A :class:`BatchLoop` on Kafka: ``topics`` read in the group ``<prefix><group or agent>``; ``state``
+    logged to its changelog (see :func:`kafka_state`)."""
     name = group or agent
     source = KafkaSource(kafka, [kafka.topic(t) for t in topics], f"{kafka.topic_prefix}{name}", on_assign, on_revoke)
-    output = KafkaOutput(kafka, source, name)
+    output = KafkaOutput(kafka, source, name, state.changelog.topic if state is not None else None)
     return BatchLoop(
         agent, source, output, process, max_batch, max_wait_s, ready, observe,
-        max_record_bytes=kafka.max_message_bytes - RECORD_OVERHEAD_BYTES, max_crashes=kafka.max_crashes,
+        max_record_bytes=kafka.max_message_bytes - RECORD_OVERHEAD_BYTES, max_crashes=kafka.max_crashes, state=state,
     )  # fmt: skip
+
+
+def kafka_state(
+    kafka: KafkaSettings, settings: StateSettings, agent: str, changelog: Topic, group: str | None = None
+) -> State:
+    """The state of an agent's core, on the stores ``settings`` choose, logged to the catalogue topic ``changelog``.
+
+    Disk stores live in ``<dir>/<prefix><group or agent>/<worker id>/<partition>``: a worker started
+    again with the same ``LOOPLINE_KAFKA_WORKER_ID`` finds them (with their checkpoints); without one,
+    each start has a directory of its own.
+    """
+    root = settings.dir / f"{kafka.topic_prefix}{group or agent}"
+    mine = root / (kafka.worker_id or f"pid-{os.getpid()}")
+    if settings.backend == "disk" and root.is_dir():
+        for stale in root.glob("pid-*"):  # left by workers without an id that died: nobody finds them again
+            if stale != mine and not _alive(stale.name.removeprefix("pid-")):
+                shutil.rmtree(stale, ignore_errors=True)
+
+    def open_store(partition: int) -> Store:
+        return DiskStore(mine / str(partition)) if settings.backend == "disk" else MemoryStore()
+
+    def restored(partition: int, records: int, seconds: float) -> None:
+        STATE_RESTORE_SECONDS.labels(agent, str(partition)).set(seconds)
+        STATE_RESTORED.labels(agent).inc(records)
+
+    return State(agent, open_store, KafkaChangelog(kafka, kafka.topic(changelog)), restored)
+
+
+def _alive(pid: str) -> bool:
+    """Whether process ``pid`` runs (one that can't be told is taken as running)."""
+    try:
+        os.kill(int(pid), 0)
+    except (ValueError, ProcessLookupError):
+        return False
+    except PermissionError:
+        return True
+    return True

@@ -31,6 +31,7 @@ from streams.kafka.retry import RETRY_S, Stopped, until_answered
 from streams.kafka.source import KafkaSource
 from streams.records import KeyValue, Topic
 from streams.settings import KafkaSettings
+from streams.state.store import Changes
 
 __all__ = ["RECORD_ERRORS", "KafkaOutput", "Refused"]
 
@@ -71,10 +72,11 @@ class KafkaOutput:
 
     Args:
         name: the loop's name, part of its transactional id.
+        changelog: the topic (full name) where the batches' state changes go, partition for partition.
     """
 
-    def __init__(self, kafka: KafkaSettings, source: KafkaSource, name: str) -> None:
-        self.kafka, self.source = kafka, source
+    def __init__(self, kafka: KafkaSettings, source: KafkaSource, name: str, changelog: str | None = None) -> None:
+        self.kafka, self.source, self.changelog = kafka, source, changelog
         self.transactional = kafka.guarantee == "exactly-once"
         self.transactional_id = f"{kafka.topic_prefix}{name}-{kafka.worker_id or uuid.uuid4().hex[:12]}"
         self.names = {topic: kafka.topic(topic) for topic in Topic}
@@ -109,9 +111,14 @@ class KafkaOutput:
             self.failures.append((error, message))
 
     def commit(
-        self, records: dict[Topic, list[KeyValue]], offsets: list[TopicPartition], stop: threading.Event
+        self,
+        records: dict[Topic, list[KeyValue]],
+        offsets: list[TopicPartition],
+        stop: threading.Event,
+        changes: dict[int, Changes] | None = None,
     ) -> bool:
-        """Send ``records`` and commit ``offsets``; False when the batch was not committed.
+        """Send ``records`` and the state ``changes`` (partition → key → value, None: deleted) and commit
+        ``offsets``; False when the batch was not committed.
 
         After False, nothing of the batch is visible to committed readers (exactly-once) and its
         input must be read again from the committed offsets.
@@ -122,8 +129,8 @@ class KafkaOutput:
                 other records may have been delivered, and are sent again with the next try).
         """
         if self.transactional:
-            return self._transaction(records, offsets, stop)
-        refused = self._produce(records)
+            return self._transaction(records, offsets, stop, changes or {})
+        refused = self._produce(records, changes or {})
         self._wait_delivered(stop)
         refused += self._refused(records)
         if refused:
@@ -140,12 +147,16 @@ class KafkaOutput:
         return True
 
     def _transaction(
-        self, records: dict[Topic, list[KeyValue]], offsets: list[TopicPartition], stop: threading.Event
+        self,
+        records: dict[Topic, list[KeyValue]],
+        offsets: list[TopicPartition],
+        stop: threading.Event,
+        changes: dict[int, Changes],
     ) -> bool:
         producer = self.producer
         try:
             producer.begin_transaction()
-            refused = self._produce(records)
+            refused = self._produce(records, changes)
             if not refused:
                 if offsets:  # right after the records, as librdkafka expects it (also while the broker is away)
                     group = self.source.consumer.consumer_group_metadata()
@@ -216,9 +227,24 @@ class KafkaOutput:
         log.error("the producer can't go on (%s); starting a new one", error.str())
         self.producer = self._producer()
 
-    def _produce(self, records: dict[Topic, list[KeyValue]]) -> list[tuple[Topic, int, str]]:
-        """Hand ``records`` to librdkafka; those it refuses at once, as :attr:`Refused.records`."""
+    def _produce(
+        self, records: dict[Topic, list[KeyValue]], changes: dict[int, Changes]
+    ) -> list[tuple[Topic, int, str]]:
+        """Hand ``records`` and ``changes`` to librdkafka; the records it refuses at once, as :attr:`Refused.records`.
+
+        Raises:
+            KafkaException: a state change was refused: the core made a value larger than the topics take.
+        """
         produce = self.producer.produce
+        for partition, keyed in changes.items():
+            assert self.changelog is not None, "state changes without a changelog topic"
+            for key, value in keyed.items():
+                while True:
+                    try:
+                        produce(self.changelog, value, key, partition=partition)
+                        break
+                    except BufferError:
+                        self.producer.poll(0.05)
         refused = []
         for topic, pairs in records.items():
             name = self.names[topic]

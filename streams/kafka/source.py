@@ -44,7 +44,8 @@ class KafkaSource:
     Args:
         on_assign: told of the partitions given to this worker, with each one's committed offset
             (negative where none was) and the metadata committed with it ("" where none was).
-        on_revoke: told of the partitions taken from this worker (revoked or lost).
+        on_revoke: told of the partitions taken from this worker, and whether they were lost (taken
+            away before it could hand them back: another worker may have them already).
     """
 
     def __init__(
@@ -53,7 +54,7 @@ class KafkaSource:
         topics: Sequence[str],
         group_id: str,
         on_assign: Callable[[dict[Partition, tuple[int, str]]], None] | None = None,
-        on_revoke: Callable[[list[Partition]], None] | None = None,
+        on_revoke: Callable[[list[Partition], bool], None] | None = None,
     ) -> None:
         self.group_id = group_id
         self.on_assign, self.on_revoke = on_assign, on_revoke
@@ -75,7 +76,7 @@ class KafkaSource:
                 },
             )
         )
-        self.consumer.subscribe(list(topics), on_assign=self._assigned, on_revoke=self._revoked, on_lost=self._revoked)
+        self.consumer.subscribe(list(topics), on_assign=self._assigned, on_revoke=self._revoked, on_lost=self._lost)
         self._lag_reported = 0.0
 
     def take(self, max_records: int, max_wait_s: float) -> list[SourceRecord]:
@@ -141,11 +142,14 @@ class KafkaSource:
             committed = until_answered(lambda: consumer.committed(partitions, timeout=30), "reading offsets", None)
             self.on_assign({(tp.topic, tp.partition): (tp.offset, tp.metadata or "") for tp in committed})
 
-    def _revoked(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
-        log.info("%s: revoked %s", self.group_id, _names(partitions))
+    def _revoked(self, consumer: Consumer, partitions: list[TopicPartition], lost: bool = False) -> None:
+        log.info("%s: %s %s", self.group_id, "lost" if lost else "revoked", _names(partitions))
         self.rebalanced = True
         if self.on_revoke is not None and partitions:
-            self.on_revoke([(tp.topic, tp.partition) for tp in partitions])
+            self.on_revoke([(tp.topic, tp.partition) for tp in partitions], lost)
+
+    def _lost(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
+        self._revoked(consumer, partitions, lost=True)
 
     def _report_lag(self) -> None:
         """Set the lag gauge of every assigned partition, at most once a second."""

@@ -16,8 +16,9 @@ from confluent_kafka import TopicPartition
 from streams.kafka.output import Refused
 from streams.kafka.source import Partition
 from streams.records import KeyValue, SourceRecord, Topic
+from streams.state.store import Changes
 
-__all__ = ["MemoryOutput", "MemorySource"]
+__all__ = ["MemoryChangelog", "MemoryOutput", "MemorySource"]
 
 
 class MemorySource:
@@ -31,7 +32,7 @@ class MemorySource:
         self,
         records: Sequence[SourceRecord],
         on_assign: Callable[[dict[Partition, tuple[int, str]]], None] | None = None,
-        on_revoke: Callable[[list[Partition]], None] | None = None,
+        on_revoke: Callable[[list[Partition], bool], None] | None = None,
         committed: dict[Partition, tuple[int, str]] | None = None,
     ) -> None:
         self.records = list(records)
@@ -61,7 +62,7 @@ class MemorySource:
 
     def rewind(self) -> None:
         if self.on_revoke is not None:
-            self.on_revoke(self.partitions)
+            self.on_revoke(self.partitions, False)
         self.position = {tp: offset for tp, (offset, _) in self.committed.items()}
         if self.on_assign is not None:
             self.on_assign({tp: self.committed.get(tp, (-1, "")) for tp in self.partitions})
@@ -81,6 +82,7 @@ class MemoryOutput:
     Args:
         refuse: says why a record (topic, key, value) can never be sent, or None when it can: a
             commit holding such records commits nothing and raises :class:`Refused`.
+        changelog: where the state changes of committed batches go (one of the output's own by default).
     """
 
     def __init__(
@@ -88,16 +90,22 @@ class MemoryOutput:
         source: MemorySource,
         abort: Sequence[int] = (),
         refuse: Callable[[Topic, bytes, bytes], str | None] | None = None,
+        changelog: MemoryChangelog | None = None,
     ) -> None:
         self.source = source
         self.abort = set(abort)
         self.refuse = refuse
         self.attempts = 0
         self.records: dict[Topic, list[KeyValue]] = {}
+        self.changelog = changelog if changelog is not None else MemoryChangelog()
         self.closed = False
 
     def commit(
-        self, records: dict[Topic, list[KeyValue]], offsets: list[TopicPartition], stop: threading.Event
+        self,
+        records: dict[Topic, list[KeyValue]],
+        offsets: list[TopicPartition],
+        stop: threading.Event,
+        changes: dict[int, Changes] | None = None,
     ) -> bool:
         attempt, self.attempts = self.attempts, self.attempts + 1
         if attempt in self.abort:
@@ -114,6 +122,8 @@ class MemoryOutput:
         self.mark(offsets, stop)
         for topic, pairs in records.items():
             self.records.setdefault(topic, []).extend(pairs)
+        for partition, keyed in (changes or {}).items():
+            self.changelog.log.setdefault(partition, []).extend(keyed.items())
         return True
 
     def mark(self, offsets: list[TopicPartition], stop: threading.Event) -> None:
@@ -127,3 +137,21 @@ class MemoryOutput:
 
     def close(self) -> None:
         self.closed = True
+
+
+class MemoryChangelog:
+    """A changelog kept in memory: what a :class:`MemoryOutput` committed, read back by a restore."""
+
+    topic = "changelog"
+
+    def __init__(self) -> None:
+        self.log: dict[int, list[tuple[bytes, bytes | None]]] = {}
+
+    def read(self, partition: int, start: int | None, apply: Callable[[Changes], None]) -> int:
+        records = self.log.get(partition, [])[start or 0 :]
+        if records:
+            apply(dict(records))
+        return len(self.log.get(partition, []))
+
+    def end(self, partition: int) -> int:
+        return len(self.log.get(partition, []))

@@ -25,7 +25,8 @@ class TopicSpec:
 
 
 # Catalogue name → (whether it follows the data partition count, compacted).
-# Data topics share one partition count so that they are co-partitioned by event_id.
+# Data topics share one partition count so that they are co-partitioned by event_id; a changelog
+# has a partition per input partition of the agent whose state it holds.
 TOPICS: dict[str, tuple[bool, bool]] = {
     "features": (True, False),
     "predictions": (True, False),
@@ -36,6 +37,9 @@ TOPICS: dict[str, tuple[bool, bool]] = {
     "retrain-requests": (False, False),
     "model-versions": (False, True),
     "dead-letters": (False, False),
+    "join-changelog": (True, True),
+    "drift-changelog": (True, True),
+    "guard-changelog": (True, True),
 }
 
 

@@ -112,7 +112,7 @@ def test_kills_and_a_joining_worker_neither_lose_nor_double_a_prediction(model):
 
 def test_kills_and_a_joining_worker_neither_lose_nor_double_an_outcome(model):
     kafka, tmp = model
-    ids = [f"e{i}" for i in range(6000)]
+    ids = [f"e{i}" for i in range(30_000)]
     features, predictions, labels = parts(ids)
     labelled = ids[: len(ids) * 9 // 10]
     by_topic = {
@@ -121,29 +121,31 @@ def test_kills_and_a_joining_worker_neither_lose_nor_double_an_outcome(model):
         "labels": [lab for lab in labels if lab[1] in labelled],
     }
 
-    def send():  # each event's parts in order, labels some events behind, in slices so that kills land mid-stream
+    def send():  # each event's parts in order, labels 200 events behind, in slices so that kills land mid-stream
         producer = make_sender(kafka)
-        for start in range(0, len(ids), 300):
+        for start in range(0, len(ids), 500):
             for topic, records in by_topic.items():
-                lag = 600 if topic == "labels" else 0
-                chunk = [(key, value) for _, key, value in records if start - lag <= int(key[1:]) < start + 300 - lag]
+                lag = 200 if topic == "labels" else 0
+                chunk = [(key, value) for _, key, value in records if start - lag <= int(key[1:]) < start + 500 - lag]
                 send_all(kafka, kafka.topic(topic), chunk, producer)
-            time.sleep(0.1)
+            time.sleep(0.05)
         send_all(kafka, kafka.topic("labels"),
-                 [(key, value) for _, key, value in by_topic["labels"] if int(key[1:]) >= len(ids) - 600], producer)  # fmt: skip
+                 [(key, value) for _, key, value in by_topic["labels"] if int(key[1:]) >= len(ids) - 200], producer)  # fmt: skip
 
-    env = {"LOOPLINE_JOIN_MAX_BATCH_SIZE": "128", **FAST}
+    env = {"LOOPLINE_JOIN_MAX_BATCH_SIZE": "256", **FAST}
+    victim_env = env | {"LOOPLINE_KAFKA_WORKER_ID": "victim"}  # its store on disk is found again, without a checkpoint
     sender = threading.Thread(target=send)
     sender.start()
     with worker("join", kafka, tmp, **env):
-        victim = Worker("join", kafka, tmp, env)
+        victim = Worker("join", kafka, tmp, victim_env)
         try:
             for round_ in range(3):
+                # killed right after its first batch: while it catches up with what came during its restart
                 wait_for(lambda v=victim: v.metric("loopline_events_in_total") > 0, what="the victim to join a batch")
                 kill(victim)
-                victim = Worker("join", kafka, tmp, env)
+                victim = Worker("join", kafka, tmp, victim_env)
                 if round_ == 0:
-                    with worker("join", kafka, tmp, **env) as third:
+                    with worker("join", kafka, tmp, **env) as third:  # joins, then leaves mid-stream
                         wait_for(lambda: assigned(third), what="the third worker to join the group")
             sender.join()
             exactly_once(kafka, "outcomes", "outcome", labelled)

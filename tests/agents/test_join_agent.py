@@ -72,21 +72,39 @@ def test_two_workers_join_every_order_once_and_dead_letter_garbage(setup):
     assert [(d["agent"], d["reason"]) for d in letters] == [("join", "corrupt")]
 
 
-def test_a_restarted_worker_rebuilds_its_state_and_sends_no_outcome_twice(setup):
+def test_a_restarted_worker_restores_its_state_and_sends_no_outcome_twice(setup):
     kafka, tmp = setup
     ids = [f"e{i}" for i in range(200)]
     features, predictions, labels = parts(ids)
     early, late = labels[:120], labels[120:]
-    with worker("join", kafka, tmp) as first:
+    with worker("join", kafka, tmp, LOOPLINE_KAFKA_WORKER_ID="j1") as first:
         send(kafka, features + predictions + early)
         wait_records(kafka, "outcomes", "outcome", 120)
         # The worker commits a batch before it counts it: all 520 records are committed.
         wait_for(lambda: first.metric("loopline_events_in_total") == 520, what="the commit of everything read")
+        wait_for(lambda: first.metric("loopline_state_keys", agent="join") > 0, what="the state size to be reported")
     # 80 predictions wait for labels that arrive while no join worker runs.
     send(kafka, late)
-    with worker("join", kafka, tmp) as second:
+    with worker("join", kafka, tmp, LOOPLINE_KAFKA_WORKER_ID="j1") as second:
         wait_records(kafka, "outcomes", "outcome", 200)
-        # Every entry stays in state for the TTL (24 h), so the commit held at the first record: the
-        # second worker reads all 520 again, then the 80 late labels.
-        wait_for(lambda: second.metric("loopline_events_in_total") == 600, what="the replay and the late labels")
+        # Its store on disk was closed cleanly: restored from the checkpoint, with nothing to read
+        # back, and the input is read on from the commit (the 80 late labels only).
+        wait_for(lambda: second.metric("loopline_events_in_total") == 80, what="the late labels")
+        assert second.metric("loopline_state_restored_records_total") == 0
+    assert sorted(o["event_id"] for o in outcomes(kafka)) == sorted(ids)
+
+
+def test_a_worker_without_its_store_restores_the_state_from_the_changelog(setup):
+    kafka, tmp = setup
+    ids = [f"e{i}" for i in range(100)]
+    features, predictions, labels = parts(ids)
+    with worker("join", kafka, tmp) as first:
+        send(kafka, features + predictions)
+        wait_for(lambda: first.metric("loopline_events_in_total") == 200, what="the commit of everything read")
+    with worker("join", kafka, tmp, LOOPLINE_STATE_BACKEND="memory") as second:
+        send(kafka, labels)
+        wait_records(kafka, "outcomes", "outcome", 100)
+        wait_for(lambda: second.metric("loopline_events_in_total") == 100, what="the labels")
+        # 100 entries, each with its expiry index entry, and the partitions' counts
+        assert second.metric("loopline_state_restored_records_total") >= 200
     assert sorted(o["event_id"] for o in outcomes(kafka)) == sorted(ids)

@@ -1,12 +1,14 @@
 import itertools
 import math
-import random
 
 import pytest
 
 from streams.codec import Codec
-from streams.join.core import JoinCore, JoinTopics
+from streams.join.core import SHADOW, Entry, JoinCore, JoinTopics, decode_entry, encode_entry
+from streams.kafka.testing import MemoryChangelog
 from streams.records import SourceRecord, Topic
+from streams.state.state import State
+from streams.state.store import MemoryStore
 
 TOPICS = JoinTopics("f", "p", "sp", "l")
 HOUR = 3_600_000
@@ -46,9 +48,34 @@ NOW = T0 + 24 * HOUR  # the workers' wall clock in these tests
 DAY = 24 * HOUR
 
 
+class Worker:
+    """A join core on in-memory state, committing each batch's changes to a changelog as the batch loop does."""
+
+    def __init__(self, changelog=None, partitions=(0,), ttl_ms=HOUR, max_pending=10_000, now=NOW, **kwargs):
+        self.changelog = changelog or MemoryChangelog()
+        self.state = State("join", lambda p: MemoryStore(), self.changelog)
+        self.state.assign(partitions)
+        self.core = JoinCore(TOPICS, lambda m, v: CLASSES[(m, v)], self.state, ttl_ms, max_pending,
+                             quality_window=100, max_skew_ms=300_000, clock_ms=lambda: now, **kwargs)  # fmt: skip
+
+    def process(self, records):
+        out = self.core.process(records)
+        for partition, changes in self.state.changes().items():
+            self.changelog.log.setdefault(partition, []).extend(changes.items())
+        self.state.committed()
+        return out
+
+    def held(self, partition=0):
+        """The event ids held."""
+        return sorted(key[1:].decode() for key, _ in self.state.items(partition) if key.startswith(b"e"))
+
+    @property
+    def now_ms(self):
+        return self.core.now_ms
+
+
 def core(ttl_ms=HOUR, max_pending=10_000, now=NOW):
-    return JoinCore(TOPICS, lambda m, v: CLASSES[(m, v)], ttl_ms, max_pending, quality_window=100,
-                    max_skew_ms=300_000, clock_ms=lambda: now)  # fmt: skip
+    return Worker(ttl_ms=ttl_ms, max_pending=max_pending, now=now)
 
 
 def dead(out):
@@ -78,13 +105,22 @@ def test_outcomes_are_keyed_by_model_name():
     assert [key for key, _ in out.outcomes] == [b"m"]
 
 
-def test_duplicates_make_no_second_outcome():
+def test_repeated_parts_of_a_waiting_event_make_no_second_outcome():
     stream = Stream()
-    records = stream.event("e1") + stream.event("e1", at=10)
-    random.Random(3).shuffle(records)
+    f, p, label = stream.event("e1")
     join = core()
-    out = join.process(records)
-    assert len(out.outcomes) == 1 and out.duplicates == 3
+    out = join.process([f, p, stream.record("f", "e1", 5), stream.record("p", "e1", 5), label])
+    assert len(out.outcomes) == 1 and out.duplicates == 2
+
+
+def test_an_entry_is_deleted_once_its_outcomes_are_sent():
+    stream = Stream()
+    join = core()
+    join.process([*stream.event("a"), stream.record("f", "b", 0)])
+    assert join.held() == ["b"]
+    assert {key[:1] for key, _ in join.state.items(0)} == {b"e", b"t", b"n"}
+    join.process([stream.record("p", "b", 1), stream.record("l", "b", 2)])
+    assert join.held() == [] and [key for key, _ in join.state.items(0)] == [b"n"]
 
 
 def test_serving_and_shadow_predictions_each_make_one_outcome():
@@ -108,8 +144,8 @@ def test_a_label_that_is_not_one_of_the_versions_classes_is_dead_lettered_not_sc
     ]
     assert "'True'" in letters[0]["error"] and "['no', 'yes']" in letters[0]["error"]
     assert outs[-1].label_rates == {}  # the bad label counts neither as a label nor as a missing one
-    later = join.process([stream.record("l", "e2", 10, label="yes")])  # a repeated label is ignored
-    assert later.outcomes == [] and later.duplicates == 1
+    later = join.process([stream.record("l", "e2", 10, label="yes")])  # sent again after the event was done
+    assert later.outcomes == [] and later.pending == 1  # it waits alone (and expires)
 
 
 def test_an_unknown_label_is_not_dead_lettered_again_after_a_restart():
@@ -117,9 +153,8 @@ def test_an_unknown_label_is_not_dead_lettered_again_after_a_restart():
     records = stream.event("e1", label="maybe")
     first = core()
     assert [d["reason"] for d in dead(first.process(records))] == ["unknown-label"]
-    second = core()
-    second.assign(first.positions())
-    assert second.process(records).dead_letters == []
+    second = Worker(first.changelog)  # restored: the entry is gone with its outcome, nothing is read again
+    assert second.held() == [] and second.process([]).dead_letters == []
 
 
 def test_a_record_stamped_days_ahead_is_dead_lettered_and_moves_no_clock():
@@ -135,7 +170,7 @@ def test_a_record_stamped_days_ahead_is_dead_lettered_and_moves_no_clock():
     out = join.process(future)
     assert out.dead_reasons == ["future-timestamp"] * 3 and out.expired == {}
     assert "ahead of the join's clock" in dead(out)[0]["error"]
-    assert len(join.entries) == 200 and join.now_ms == T0 + 199
+    assert len(join.held()) == 200 and join.now_ms == T0 + 199
     labels = [stream.record("l", f"w{i}", 300 + i) for i in range(200)]
     assert sorted(o["event_id"] for o in outcomes(join.process(labels))) == sorted(f"w{i}" for i in range(200))
 
@@ -144,11 +179,11 @@ def test_a_record_within_the_skew_moves_the_clock_and_one_far_in_the_past_expire
     stream = Stream()
     join = core(ttl_ms=HOUR, now=T0 + 3 * HOUR)
     join.process([stream.record("f", "a", 0), stream.record("p", "a", 0)])
-    out = join.process([stream.record("l", "c", -30 * DAY)])  # a month late: taken as it is
-    assert out.dead_letters == [] and "c" in join.entries
+    out = join.process([stream.record("l", "c", -30 * DAY)])  # a month late: taken as it is, so it expires at once
+    assert out.dead_letters == [] and out.expired == {"no-prediction": 1} and join.held() == ["a"]
     tick = join.process([stream.record("f", "tick", 3 * HOUR + 4 * 60_000)])  # four minutes ahead: within the skew
     assert join.now_ms == T0 + 3 * HOUR + 4 * 60_000
-    assert tick.expired == {"no-label": 1, "no-prediction": 1} and tick.dead_letters == []
+    assert tick.expired == {"no-label": 1} and tick.dead_letters == []
 
 
 @pytest.mark.parametrize(("fields", "reason"), [
@@ -179,7 +214,7 @@ def test_a_label_after_the_ttl_finds_no_prediction():
     assert first.outcomes == [] and late.outcomes == []
     assert late.expired == {"no-label": 1}
     assert late.label_rates == {("m", 1): 0.0}
-    assert "e1" in join.entries  # the late label waits for a prediction of its own
+    assert join.held() == ["e1"]  # the late label waits for a prediction of its own
     assert join.process([stream.record("f", "x", 2 * HOUR + 2)]).expired == {"no-prediction": 1}
 
 
@@ -194,7 +229,18 @@ def test_state_is_bounded_by_max_pending():
     stream = Stream()
     join = core(max_pending=10)
     out = join.process([stream.record("p", f"e{i}", i) for i in range(25)])
-    assert len(join.entries) == 10 and out.expired == {"evicted": 15}
+    assert len(join.held()) == 10 and out.expired == {"evicted": 15} and out.pending == 10
+    assert join.held() == sorted(f"e{i}" for i in range(15, 25))  # the oldest went
+
+
+def test_max_pending_holds_across_partitions_and_evicts_the_oldest_first():
+    stream = Stream()
+    join = Worker(partitions=(0, 1), max_pending=6)
+    records = [stream.record("p", f"e{i}", i) for i in range(10)]
+    records = [r._replace(partition=i % 2) for i, r in enumerate(records)]
+    out = join.process(records)
+    assert out.expired == {"evicted": 4} and out.pending == 6
+    assert join.held(0) + join.held(1) == ["e4", "e6", "e8", "e5", "e7", "e9"]
 
 
 def test_label_rate_counts_labeled_and_expired_predictions():
@@ -214,64 +260,43 @@ def test_bad_records_become_dead_letters():
     assert len(out.dead_letters) == 2 and out.outcomes == []
 
 
-def test_commit_position_holds_the_oldest_record_in_state():
+def test_a_restored_worker_completes_the_events_its_predecessor_held_and_resends_nothing():
     stream = Stream()
-    join = core(ttl_ms=100)
-    join.process(stream.event("a"))  # offsets 0, 1, 2 on three topics
-    assert join.positions() == {("f", 0): (0, 1), ("p", 0): (1, 2), ("l", 0): (2, 3)}
-    join.process([stream.record("f", "b", 1000)])  # offset 3; "a" expires
-    assert join.positions() == {("f", 0): (3, 4), ("p", 0): (2, 2), ("l", 0): (3, 3)}
-
-
-def test_a_restart_replays_state_without_resending_outcomes():
-    stream = Stream()
-    records = [*stream.event("a"), stream.record("f", "b", 0), stream.record("p", "b", 0)]
     first = core()
-    assert len(first.process(records).outcomes) == 1
-    positions = first.positions()
-    # A new worker reads again from the committed offsets, knowing how far the first one got.
-    second = core()
-    second.assign(positions)
-    replay = [r for r in records if r.offset >= positions[(r.topic, r.partition)][0]]
-    assert second.process(replay).outcomes == []
+    assert (
+        len(first.process([*stream.event("a"), stream.record("f", "b", 0), stream.record("p", "b", 0)]).outcomes) == 1
+    )
+    second = Worker(first.changelog)  # restored from the changelog: "b" waits, "a" is gone
+    assert second.held() == ["b"]
     late = second.process([stream.record("l", "b", 10)])
-    assert [o["event_id"] for o in outcomes(late)] == ["b"]
+    assert [o["event_id"] for o in outcomes(late)] == ["b"] and second.held() == []
 
 
-def test_a_restart_killed_while_catching_up_commits_nothing_and_its_successor_sends_every_outcome_once():
-    stream = Stream()
-    a, b = stream.event("a"), [stream.record("f", "b", 0), stream.record("p", "b", 0)]
-    first = core()
-    assert len(first.process([*a, *b]).outcomes) == 1  # "b" waits for its label
-    positions = first.positions()
-    label_b = stream.record("l", "b", 10)  # arrives after the first worker's last commit
-    replay = [r for r in [*a, *b] if r.offset >= positions[(r.topic, r.partition)][0]]
-    # The second worker reads the label before the features of "b" again: still catching up.
-    second = core()
-    second.assign(positions)
-    early = second.process([label_b, *[r for r in replay if r.topic == "l"]])
-    assert early.outcomes == [] and second.positions() == {}  # withheld, and nothing committed
-    # Killed there: the third worker starts from the same commit and sends "b" once, "a" never.
-    third = core()
-    third.assign(positions)
-    sent = [o["event_id"] for batch in (replay, [label_b]) for o in outcomes(third.process(batch))]
-    assert sent == ["b"]
-    assert third.positions() != {}
-
-
-def test_revoked_partitions_leave_the_state():
+def test_changes_of_an_aborted_batch_never_reach_the_store():
     stream = Stream()
     join = core()
-    join.process([stream.record("p", "e1", 0)])
-    join.revoke([0])
-    assert join.entries == {} and join.positions() == {}
+    join.core.process([stream.record("f", "a", 0)])
+    join.state.changes()
+    join.state.discard()  # the batch's transaction was aborted
+    assert join.held() == [] and join.changelog.log == {}
+    assert join.process([stream.record("f", "a", 0)]).duplicates == 0  # read again, taken again
 
 
-def test_a_restart_sends_no_dead_letter_twice():
-    garbage = SourceRecord(b"e2", b"\x00junk", "l", 0, 5, T0)
-    join = core()
-    join.assign({("l", 0): (5, 6)})
-    assert join.process([garbage]).dead_letters == []
+def test_entries_round_trip_through_their_stored_layout():
+    label = SourceRecord(b"k", b"label", "l", 3, 42, T0)
+    entry = Entry(T0 + HOUR, b"features", None, b"shadow", label, SHADOW)
+    again = decode_entry(encode_entry(entry), "l", 3)
+    assert again == entry or vars(again) == vars(entry)
+    assert decode_entry(encode_entry(Entry(5)), "l", 0).label is None
+
+
+def test_a_part_that_would_make_an_entry_larger_than_a_changelog_record_is_dead_lettered():
+    stream = Stream()
+    join = Worker(max_entry_bytes=1000)
+    big = stream.record("f", "e1", 0)._replace(value=CODECS["f"].encode(
+        {"event_id": "e1", "event_time": T0, "entity_id": "u" * 2000, "values": [1.0]}))  # fmt: skip
+    out = join.process([stream.record("p", "e1", 0), big])
+    assert out.dead_reasons == ["too-large"] and join.held() == ["e1"]
 
 
 def test_a_bad_feature_event_is_skipped_not_dead_lettered_twice():

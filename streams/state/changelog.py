@@ -1,0 +1,103 @@
+"""Reading a changelog topic back into a store, committed records only, up to the end of the log.
+
+A read_committed consumer stops at the partition's last stable offset: behind a transaction that
+is still open (a crashed writer's, until the broker aborts it) there may be committed records
+that the state needs. So a restore reads until it has passed the end of the log as it was when
+the restore began, waiting for such a transaction to end; the wait is bounded by twice the
+transaction timeout, after which the restore goes on with what it has and says so.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+import uuid
+from collections.abc import Callable
+
+from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, TopicPartition
+
+from streams.kafka.config import confluent_config
+from streams.kafka.noise import client_callbacks, client_log
+from streams.kafka.retry import until_answered
+from streams.settings import KafkaSettings
+from streams.state.state import OutOfRange
+from streams.state.store import Changes
+
+__all__ = ["KafkaChangelog"]
+
+log = logging.getLogger(__name__)
+
+CHUNK = 10_000  # records applied to the store at once
+
+
+class KafkaChangelog:
+    """The changelog topic ``topic`` (full name), read one partition at a time."""
+
+    def __init__(self, kafka: KafkaSettings, topic: str) -> None:
+        self.kafka, self.topic = kafka, topic
+        self.wait_s = 2 * kafka.transaction_timeout_ms / 1000 + 5
+        self.consumer = Consumer(
+            confluent_config(
+                kafka,
+                {
+                    "group.id": f"{topic}-restore-{uuid.uuid4().hex[:8]}",  # never joined: partitions are assigned
+                    "enable.auto.commit": False,
+                    "enable.partition.eof": True,
+                    "auto.offset.reset": "earliest",
+                    "isolation.level": "read_committed",
+                    "fetch.message.max.bytes": kafka.max_message_bytes,
+                    **client_callbacks(),
+                },
+            )
+        )
+
+    def read(self, partition: int, start: int | None, apply: Callable[[Changes], None]) -> int:
+        """Apply the committed records of ``partition`` from ``start`` (None: the first) to the end of the log.
+
+        Raises:
+            OutOfRange: ``start`` is not in the log (the topic was made again): read it from the first.
+        """
+        self.consumer.assign([TopicPartition(self.topic, partition, start if start is not None else OFFSET_BEGINNING)])
+        position, end = start or 0, None
+        changes: Changes = {}
+        deadline = time.monotonic() + self.wait_s
+        try:
+            while True:
+                for message in self.consumer.consume(CHUNK, 0.5):
+                    error, offset = message.error(), message.offset() or 0
+                    if error is None:
+                        if start is not None and offset < start:  # the consumer was reset to the first
+                            raise OutOfRange(f"{self.topic}[{partition}] has no offset {start}")
+                        changes[message.key() or b""] = message.value()
+                        position = offset + 1
+                    elif error.code() == KafkaError._PARTITION_EOF:
+                        position = max(position, offset)  # the last stable offset: markers and aborted records passed
+                        if end is None:  # the log's end as the first answer saw it, open transactions included
+                            end = max(0, self.consumer.get_watermark_offsets(TopicPartition(self.topic, partition),
+                                                                             cached=True)[1])  # fmt: skip
+                    else:
+                        client_log.warning("restoring %s[%d]: %s", self.topic, partition, error.str())
+                if len(changes) >= CHUNK:
+                    apply(changes)
+                    changes = {}
+                if end is not None and position >= end:
+                    break
+                if time.monotonic() > deadline:
+                    log.warning("restoring %s[%d]: committed records end at %d, the log at %s, after %.0fs (a "
+                                "transaction still open); going on", self.topic, partition, position, end,
+                                self.wait_s)  # fmt: skip
+                    break
+        finally:
+            self.consumer.unassign()
+        if changes:
+            apply(changes)
+        return position
+
+    def end(self, partition: int) -> int:
+        """The partition's last stable offset (a read_committed consumer's high watermark): no transaction
+        is open before it."""
+        tp = TopicPartition(self.topic, partition)
+        return until_answered(lambda: self.consumer.get_watermark_offsets(tp, timeout=10)[1], "reading an offset", None)
+
+    def close(self) -> None:
+        self.consumer.close()

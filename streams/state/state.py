@@ -1,0 +1,183 @@
+"""An agent's state: one store per input partition it owns, every change logged to a changelog topic.
+
+This is how Kafka Streams and quixstreams keep state, on loopline's batch loop:
+
+- A core reads and writes its state through :class:`State` (``get``, ``put``, ``delete``,
+  ``range``), per input partition number. Writes of the running batch stay in an overlay.
+- The batch loop takes the overlay (:meth:`State.changes`) and sends it to the changelog topic,
+  partition for partition, in the transaction of the batch's outputs and input offsets. Once the
+  transaction is committed the overlay goes into the stores (:meth:`State.committed`); when it is
+  aborted the overlay is dropped (:meth:`State.discard`): a store only ever holds committed state.
+- When a worker is given a partition, its store is restored from the changelog, from the store's
+  checkpoint where the store was closed cleanly (a rebalance, a stop, on disk), else from the
+  start of the compacted changelog; then the input is read from the committed offsets. There is
+  nothing to re-read: the changelog and the offsets were committed together.
+
+A crashed worker's transaction may still be open when its successor restores: committed records
+of the changelog can lie behind it, so the restore reads until the end of the log (the broker
+aborts the open transaction after ``transaction.timeout.ms``, at once when the worker restarts
+with the same ``LOOPLINE_KAFKA_WORKER_ID``).
+"""
+
+from __future__ import annotations
+
+import heapq
+import logging
+import time
+from collections.abc import Callable, Iterable, Iterator
+from typing import Protocol
+
+from streams.state.store import Changes, Store
+
+__all__ = ["Changelog", "OutOfRange", "State"]
+
+log = logging.getLogger(__name__)
+
+
+class OutOfRange(Exception):
+    """A checkpoint names an offset the changelog does not have (the topic was made again)."""
+
+
+class Changelog(Protocol):
+    """Where a state's changes are read back from (``streams.state.changelog.KafkaChangelog``)."""
+
+    topic: str
+    """The changelog topic's full name, where the batch loop sends the changes."""
+
+    def end(self, partition: int) -> int:
+        """The offset after the last committed record of ``partition``."""
+
+    def read(self, partition: int, start: int | None, apply: Callable[[Changes], None]) -> int:
+        """Apply the committed changes of ``partition`` from offset ``start`` (None: its first), in
+        chunks; returns the offset after the last one read.
+
+        Raises:
+            OutOfRange: the log has no offset ``start``.
+        """
+
+
+class State:
+    """The state of one agent's core, per input partition number.
+
+    Args:
+        agent: the agent's name, for logs and metrics.
+        open_store: the store of a partition (opened on assignment).
+        changelog: where restores read from.
+        on_restored: told of each restore: (partition, changelog records read, seconds).
+    """
+
+    def __init__(
+        self,
+        agent: str,
+        open_store: Callable[[int], Store],
+        changelog: Changelog,
+        on_restored: Callable[[int, int, float], None] | None = None,
+    ) -> None:
+        self.agent, self.open_store, self.changelog, self.on_restored = agent, open_store, changelog, on_restored
+        self.stores: dict[int, Store] = {}
+        self.overlay: dict[int, Changes] = {}
+        self.pending: dict[int, Changes] = {}
+        """The changes handed to the loop by :meth:`changes`, written to the stores once committed."""
+
+    # --- the core's side -------------------------------------------------------------------
+
+    def get(self, partition: int, key: bytes) -> bytes | None:
+        overlay = self.overlay.get(partition)
+        if overlay is not None and key in overlay:
+            return overlay[key]
+        return self.stores[partition].get(key)
+
+    def put(self, partition: int, key: bytes, value: bytes) -> None:
+        self.overlay.setdefault(partition, {})[key] = value
+
+    def delete(self, partition: int, key: bytes) -> None:
+        self.overlay.setdefault(partition, {})[key] = None
+
+    def range(self, partition: int, start: bytes, end: bytes) -> Iterator[tuple[bytes, bytes]]:
+        """The items with ``start <= key < end`` in key order, the running batch's writes included.
+
+        Read it lazily and stop early (the join's expiry reads the oldest deadlines only); writing
+        while iterating is allowed, the iteration goes on over what it had when it began.
+        """
+        overlay = self.overlay.get(partition, {})
+        written = sorted((k, v) for k, v in overlay.items() if start <= k < end)
+        stored = ((k, v) for k, v in self.stores[partition].range(start, end) if k not in overlay)
+        for key, value in heapq.merge(stored, written, key=lambda item: item[0]):
+            if value is not None:
+                yield key, value
+
+    def items(self, partition: int) -> Iterator[tuple[bytes, bytes]]:
+        """Everything the partition holds, in key order."""
+        return self.range(partition, b"", b"\xff" * 64)
+
+    @property
+    def partitions(self) -> list[int]:
+        return list(self.stores)
+
+    # --- the batch loop's side -------------------------------------------------------------
+
+    def changes(self) -> dict[int, Changes]:
+        """The running batch's changes per partition, to be logged with the batch; keep them until
+        :meth:`committed` or :meth:`discard`."""
+        for partition, changes in self.overlay.items():
+            if changes:
+                self.pending.setdefault(partition, {}).update(changes)
+        self.overlay = {}
+        return self.pending
+
+    def committed(self) -> None:
+        """The changes handed out were committed with their batch: into the stores with them."""
+        for partition, changes in self.pending.items():
+            if partition in self.stores:
+                self.stores[partition].write(changes)
+        self.pending = {}
+
+    def discard(self) -> None:
+        """The changes of the batch are not committed: forget them."""
+        self.overlay, self.pending = {}, {}
+
+    def assign(self, partitions: Iterable[int]) -> None:
+        """Open and restore the stores of ``partitions`` (those held already stay as they are)."""
+        for partition in sorted(set(partitions) - set(self.stores)):
+            store = self.open_store(partition)
+            start = store.checkpoint()
+            if start is None:
+                store.wipe()
+            began = time.monotonic()
+            count = 0
+
+            def apply(changes: Changes, store: Store = store) -> None:
+                nonlocal count
+                count += len(changes)
+                store.write(changes)
+
+            try:
+                self.changelog.read(partition, start, apply)
+            except OutOfRange as exc:
+                log.warning("%s: %s; restoring partition %d from the start", self.agent, exc, partition)
+                store.wipe()
+                start, count = None, 0
+                self.changelog.read(partition, None, apply)
+            self.stores[partition] = store
+            seconds = time.monotonic() - began
+            log.info("%s: partition %d restored (%d changelog records from %s) in %.2fs", self.agent, partition,
+                     count, "its checkpoint" if start is not None else "the start", seconds)  # fmt: skip
+            if self.on_restored is not None:
+                self.on_restored(partition, count, seconds)
+
+    def revoke(self, partitions: Iterable[int], clean: bool) -> None:
+        """Close the stores of ``partitions``; uncommitted changes are dropped.
+
+        ``clean``: this worker hands them back (a rebalance, a stop), so nobody else wrote to their
+        changelogs since its last commit, and the end of each changelog is the store's checkpoint.
+        A partition lost (another worker may own it already) gets none: it is read again in full.
+        """
+        self.discard()
+        for partition in partitions:
+            store = self.stores.pop(partition, None)
+            if store is not None:
+                store.close(self.changelog.end(partition) if clean else None)
+
+    def sizes(self) -> dict[int, tuple[int, int]]:
+        """Partition → (keys, bytes) of its store."""
+        return {partition: store.size() for partition, store in self.stores.items()}
