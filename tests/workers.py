@@ -53,6 +53,11 @@ class Worker:
                 self.proc.kill()
                 self.proc.wait()
 
+    def owns(self) -> list[str]:
+        """The partitions its last assignment gave it (from its log)."""
+        lines = [line for line in self.log.read_text(errors="replace").splitlines() if ": assigned " in line]
+        return lines[-1].split(": assigned ", 1)[1].strip().split(", ") if lines else []
+
     def tail(self, lines: int = 60) -> str:
         return "\n".join(self.log.read_text(errors="replace").splitlines()[-lines:])
 

@@ -41,7 +41,6 @@ import logging
 import os
 import shutil
 import threading
-import time
 from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
@@ -221,7 +220,6 @@ class BatchLoop:
         self.narrow: int | None = None  # batch size while looking for an unsendable record's input
         self.narrow_left = 0
         self._rewinding = False
-        self._state_reported = 0.0
         self.core_assign, self.core_revoke = source.on_assign, source.on_revoke
         source.on_assign, source.on_revoke = self._assigned, self._revoked
 
@@ -329,12 +327,7 @@ class BatchLoop:
         return True
 
     def _report_state(self) -> None:
-        """Set the state size gauges, at most once a second."""
         assert self.state is not None
-        now = time.monotonic()
-        if now - self._state_reported < 1.0:
-            return
-        self._state_reported = now
         for partition, (keys, size) in self.state.sizes().items():
             STATE_KEYS.labels(self.agent, str(partition)).set(keys)
             STATE_BYTES.labels(self.agent, str(partition)).set(size)

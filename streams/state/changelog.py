@@ -63,7 +63,7 @@ class KafkaChangelog:
         deadline = time.monotonic() + self.wait_s
         try:
             while True:
-                for message in self.consumer.consume(CHUNK, 0.5):
+                for message in self.consumer.consume(CHUNK, 0.05):
                     error, offset = message.error(), message.offset() or 0
                     if error is None:
                         if start is not None and offset < start:  # the consumer was reset to the first

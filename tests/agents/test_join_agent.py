@@ -58,6 +58,8 @@ def test_two_workers_join_every_order_once_and_dead_letter_garbage(setup):
     shuffled += random.Random(1).sample(shuffled, 100)  # duplicates
     random.Random(2).shuffle(shuffled)
     with worker("join", kafka, tmp) as first, worker("join", kafka, tmp) as second:
+        wait_for(lambda: first.owns() and second.owns() and set(first.owns()).isdisjoint(second.owns()),
+                 what="the two workers to share the partitions")  # fmt: skip
         send(kafka, shuffled)
         send_all(kafka, kafka.topic("labels"), [("junk", b"\x00not avro")])
         found = wait_records(kafka, "outcomes", "outcome", 300)
@@ -82,7 +84,8 @@ def test_a_restarted_worker_restores_its_state_and_sends_no_outcome_twice(setup)
         wait_records(kafka, "outcomes", "outcome", 120)
         # The worker commits a batch before it counts it: all 520 records are committed.
         wait_for(lambda: first.metric("loopline_events_in_total") == 520, what="the commit of everything read")
-        wait_for(lambda: first.metric("loopline_state_keys", agent="join") > 0, what="the state size to be reported")
+        wait_for(lambda: first.metric("loopline_join_pending") == 80, what="80 events to wait for their labels")
+        assert first.metric("loopline_state_bytes", agent="join") > 80 * 100
     # 80 predictions wait for labels that arrive while no join worker runs.
     send(kafka, late)
     with worker("join", kafka, tmp, LOOPLINE_KAFKA_WORKER_ID="j1") as second:
