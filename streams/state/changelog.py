@@ -46,6 +46,7 @@ class KafkaChangelog:
                     "auto.offset.reset": "earliest",
                     "isolation.level": "read_committed",
                     "fetch.message.max.bytes": kafka.max_message_bytes,
+                    "fetch.wait.max.ms": 10,  # the end of a partition is found at once, not after the broker's 500 ms
                     **client_callbacks(),
                 },
             )
