@@ -22,8 +22,7 @@ at-least-once (flush, then commit); the plain relay in the matching mode.
 Throughput: the backlog is produced before the worker starts: features of 32 floats (188 bytes
 framed), 100,000 by default and fewer for the rows of max batch 1 and 64 (``--small-backlogs``);
 for the join the features, predictions and labels of N events; for drift N outcomes. This script
-then reads the worker group's committed offsets every 5 ms (for the join, the offset reached, which
-its commits carry as metadata): events/s = records committed between the first read that sees the
+then reads the worker group's committed offsets every 5 ms: events/s = records committed between the first read that sees the
 first batch committed and the read that sees the whole backlog committed, over the time between
 those two reads. The same method for every row. The outputs are then read with read_committed and
 counted; for the one-to-one pipelines the rate from the first to the last output record's broker
@@ -67,7 +66,6 @@ from streams.codec.varint import read_long, write_long
 from streams.kafka.broker import Broker, free_port
 from streams.kafka.clients import read_to_end
 from streams.kafka.config import confluent_config
-from streams.kafka.loop import MARK
 from streams.kafka.topics import create_topics
 from streams.kafka.versions import publish_versions
 from streams.records import KeyValue, Produced, SourceRecord, Topic
@@ -226,8 +224,8 @@ class Worker:
 class Progress:
     """Reads a group's committed offsets on the input partitions (outside the group, committed transactions only)."""
 
-    def __init__(self, kafka: KafkaSettings, group: str, partitions: list[TopicPartition], in_metadata: bool) -> None:
-        self.partitions, self.in_metadata = partitions, in_metadata
+    def __init__(self, kafka: KafkaSettings, group: str, partitions: list[TopicPartition]) -> None:
+        self.partitions = partitions
         self.consumer = Consumer(confluent_config(kafka, {"group.id": group, "enable.auto.commit": False,
                                                           "isolation.level": "read_uncommitted"}))  # fmt: skip
         self.last = 0
@@ -240,13 +238,7 @@ class Progress:
             if not exc.args[0].retriable() and exc.args[0].code() != KafkaError.NOT_COORDINATOR:
                 raise
             return self.last
-        done = 0
-        for tp in committed:
-            position = max(tp.offset, 0)
-            reached = (tp.metadata or "").split(MARK)[0]  # the join's own metadata, before the loop's fields
-            if self.in_metadata and reached.isdigit():
-                position = max(position, int(reached))
-            done += position
+        done = sum(max(tp.offset, 0) for tp in committed)
         self.last = done
         return done
 
@@ -313,7 +305,8 @@ class Bench:
             "LOOPLINE_KAFKA_BOOTSTRAP_SERVERS": case.bootstrap_servers, "LOOPLINE_KAFKA_TOPIC_PREFIX": case.topic_prefix,
             "LOOPLINE_KAFKA_PARTITIONS": str(case.partitions), "LOOPLINE_KAFKA_GUARANTEE": case.guarantee,
             "LOOPLINE_METRICS_PORT": str(free_port()), "LOOPLINE_METRICS_HOST": "127.0.0.1",
-            "LOOPLINE_INFERENCE_MODEL_NAME": "bench", "PYTHONUNBUFFERED": "1", **extra,
+            "LOOPLINE_INFERENCE_MODEL_NAME": "bench", "LOOPLINE_STATE_DIR": str(self.work / "state"),
+            "PYTHONUNBUFFERED": "1", **extra,
         }  # fmt: skip
 
     def command(self, pipeline: str, case: KafkaSettings, batch: int) -> tuple[list[str], dict[str, str], str]:
@@ -350,7 +343,7 @@ class Bench:
             partitions += [TopicPartition(case.topic(topic), p) for p in range(case.partitions)]
         total = sum(len(records) for records in inputs.values())
         command, env, group = self.command(pipeline, case, batch)
-        progress = Progress(case, group, partitions, in_metadata=pipeline == "join")
+        progress = Progress(case, group, partitions)
         worker = Worker(command, env, self.work / f"{case.topic_prefix}log")
         try:
             rate, seconds = drain_rate(progress, total, worker, self.args.row_timeout)
@@ -381,7 +374,7 @@ class Bench:
         warmup = FeatureRecords(1000, seed=5)
         produce(case, case.topic(Topic.FEATURES), warmup.records(int(time.time() * 1000)))
         partitions = [TopicPartition(case.topic(Topic.FEATURES), p) for p in range(case.partitions)]
-        progress = Progress(case, group, partitions, in_metadata=False)
+        progress = Progress(case, group, partitions)
         reader = VisibleReader(case, case.topic(Topic.PREDICTIONS))
         worker = Worker(command, env, self.work / f"{case.topic_prefix}log")
         try:
