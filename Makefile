@@ -37,6 +37,7 @@ bench: setup ## run the benchmarks in bench/
 	$(BIN)/python bench/codec.py
 	$(BIN)/python bench/inference.py
 	$(BIN)/python bench/broker.py
+	$(BIN)/python bench/state.py
 	$(BIN)/python bench/drift.py
 
 kafka-stop: ## stop the local broker started by the demo

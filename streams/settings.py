@@ -249,7 +249,8 @@ class JoinSettings(BaseSettings):
     max_label_delay_hours: float = Field(default=24.0, gt=0)
     """How long a prediction waits for its label (and a label for its prediction), in record time."""
     max_pending: int = Field(default=500_000, ge=1)
-    """Most event_ids held waiting (about 2 KB each with 32 features); beyond it the oldest are dropped and counted as evicted."""
+    """Most event_ids a worker holds waiting (about 1 KB each on disk with 32 features); beyond it the oldest are
+    dropped and counted as evicted."""
     quality_window: int = Field(default=1000, ge=1)
     """Predictions per model version in the label-rate window."""
     max_batch_size: int = Field(default=2048, ge=1)

@@ -12,7 +12,7 @@ def test_topics_get_their_partitions_and_cleanup_policy(kafka):
         assert len(metadata[spec.name].partitions) == spec.partitions
         resource = ConfigResource(ConfigResource.Type.TOPIC, spec.name)
         config = admin.describe_configs([resource])[resource].result()
-        expected = "compact" if spec.name.endswith("model-versions") else "delete"
+        expected = "compact" if spec.name.endswith(("model-versions", "-changelog")) else "delete"
         assert config["cleanup.policy"].value == expected
         assert config["max.message.bytes"].value == str(kafka.max_message_bytes)
     assert len(metadata[kafka.topic("features")].partitions) == kafka.partitions == 2
@@ -27,5 +27,6 @@ def test_creating_topics_twice_is_fine(kafka):
 
 def test_the_data_topics_are_co_partitioned(kafka):
     counts = {spec.name: spec.partitions for spec in topic_specs(kafka)}
-    data = [kafka.topic(name) for name in ("features", "predictions", "shadow-predictions", "labels", "outcomes")]
+    data = [kafka.topic(name) for name in ("features", "predictions", "shadow-predictions", "labels", "outcomes",
+                                           "join-changelog", "drift-changelog", "guard-changelog")]  # fmt: skip
     assert {counts[name] for name in data} == {kafka.partitions}
