@@ -151,7 +151,7 @@ class MemoryChangelog:
         records = self.log.get(partition, [])[start or 0 :]
         if records:
             apply(dict(records))
-        return len(self.log.get(partition, []))
+        return len(records)
 
     def end(self, partition: int) -> int:
         return len(self.log.get(partition, []))

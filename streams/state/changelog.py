@@ -53,13 +53,14 @@ class KafkaChangelog:
         )
 
     def read(self, partition: int, start: int | None, apply: Callable[[Changes], None]) -> int:
-        """Apply the committed records of ``partition`` from ``start`` (None: the first) to the end of the log.
+        """Apply the committed records of ``partition`` from ``start`` (None: the first) to the end of the log;
+        returns how many were read.
 
         Raises:
             OutOfRange: ``start`` is not in the log (the topic was made again): read it from the first.
         """
         self.consumer.assign([TopicPartition(self.topic, partition, start if start is not None else OFFSET_BEGINNING)])
-        position, end = start or 0, None
+        position, end, count = start or 0, None, 0
         changes: Changes = {}
         deadline = time.monotonic() + self.wait_s
         try:
@@ -70,7 +71,7 @@ class KafkaChangelog:
                         if start is not None and offset < start:  # the consumer was reset to the first
                             raise OutOfRange(f"{self.topic}[{partition}] has no offset {start}")
                         changes[message.key() or b""] = message.value()
-                        position = offset + 1
+                        position, count = offset + 1, count + 1
                     elif error.code() == KafkaError._PARTITION_EOF:
                         position = max(position, offset)  # the last stable offset: markers and aborted records passed
                         if end is None:  # the log's end as the first answer saw it, open transactions included
@@ -92,7 +93,7 @@ class KafkaChangelog:
             self.consumer.unassign()
         if changes:
             apply(changes)
-        return position
+        return count
 
     def end(self, partition: int) -> int:
         """The partition's last stable offset (a read_committed consumer's high watermark): no transaction

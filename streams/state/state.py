@@ -49,7 +49,7 @@ class Changelog(Protocol):
 
     def read(self, partition: int, start: int | None, apply: Callable[[Changes], None]) -> int:
         """Apply the committed changes of ``partition`` from offset ``start`` (None: its first), in
-        chunks; returns the offset after the last one read.
+        chunks; returns how many records were read.
 
         Raises:
             OutOfRange: the log has no offset ``start``.
@@ -144,20 +144,13 @@ class State:
             if start is None:
                 store.wipe()
             began = time.monotonic()
-            count = 0
-
-            def apply(changes: Changes, store: Store = store) -> None:
-                nonlocal count
-                count += len(changes)
-                store.write(changes)
-
             try:
-                self.changelog.read(partition, start, apply)
+                count = self.changelog.read(partition, start, store.write)
             except OutOfRange as exc:
                 log.warning("%s: %s; restoring partition %d from the start", self.agent, exc, partition)
                 store.wipe()
-                start, count = None, 0
-                self.changelog.read(partition, None, apply)
+                start = None
+                count = self.changelog.read(partition, None, store.write)
             self.stores[partition] = store
             seconds = time.monotonic() - began
             log.info("%s: partition %d restored (%d changelog records from %s) in %.2fs", self.agent, partition,

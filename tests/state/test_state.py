@@ -1,0 +1,110 @@
+"""State stores and their changelog, without a broker: overlay, commit, restore, checkpoints."""
+
+import pytest
+
+from streams.kafka.testing import MemoryChangelog
+from streams.state.state import OutOfRange, State
+from streams.state.store import DiskStore, MemoryStore
+
+
+def logged(state, changelog):
+    """Commit the state's changes as the batch loop does: to the changelog, then into the stores."""
+    for partition, changes in state.changes().items():
+        changelog.log.setdefault(partition, []).extend(changes.items())
+    state.committed()
+
+
+@pytest.fixture(params=["memory", "disk"])
+def open_store(request, tmp_path):
+    if request.param == "memory":
+        return lambda partition: MemoryStore()
+    return lambda partition: DiskStore(tmp_path / "worker" / str(partition))
+
+
+def test_writes_are_read_back_in_the_batch_and_stored_once_committed(open_store):
+    changelog = MemoryChangelog()
+    state = State("t", open_store, changelog)
+    state.assign([0, 1])
+    state.put(0, b"b", b"2")
+    state.put(0, b"a", b"1")
+    state.put(1, b"a", b"x")
+    assert state.get(0, b"a") == b"1" and state.stores[0].get(b"a") is None  # not committed yet
+    logged(state, changelog)
+    assert state.stores[0].get(b"a") == b"1" and changelog.log[0] == [(b"b", b"2"), (b"a", b"1")]
+    state.delete(0, b"a")
+    state.put(0, b"c", b"3")
+    assert list(state.items(0)) == [(b"b", b"2"), (b"c", b"3")]  # the overlay merged into the stored order
+    assert list(state.range(0, b"b", b"c")) == [(b"b", b"2")]
+    state.changes()
+    state.discard()  # the batch was aborted
+    assert list(state.items(0)) == [(b"a", b"1"), (b"b", b"2")]
+
+
+def test_a_new_owner_restores_the_committed_state_from_the_changelog(open_store, tmp_path):
+    changelog = MemoryChangelog()
+    first = State("t", open_store, changelog)
+    first.assign([0])
+    for i in range(5):
+        first.put(0, f"k{i}".encode(), b"v")
+    logged(first, changelog)
+    first.delete(0, b"k1")
+    logged(first, changelog)
+    first.put(0, b"k9", b"lost")  # never committed
+    first.changes()
+    restored = []
+    second = State("t", lambda p: MemoryStore(), changelog, on_restored=lambda *args: restored.append(args))
+    second.assign([0])
+    assert [k for k, _ in second.items(0)] == [b"k0", b"k2", b"k3", b"k4"]
+    assert restored[0][:2] == (0, 6)
+
+
+def test_a_disk_store_handed_back_cleanly_restores_from_its_checkpoint(tmp_path):
+    changelog = MemoryChangelog()
+    reads = []
+    read = changelog.read
+    changelog.read = lambda partition, start, apply: reads.append(start) or read(partition, start, apply)
+    state = State("t", lambda p: DiskStore(tmp_path / str(p)), changelog)
+    state.assign([0])
+    state.put(0, b"a", b"1")
+    logged(state, changelog)
+    state.revoke([0], clean=True)
+    state.assign([0])  # the same directory: from the checkpoint, nothing to read back
+    assert reads == [None, 1] and state.get(0, b"a") == b"1"
+    state.put(0, b"b", b"2")
+    logged(state, changelog)
+    state.revoke([0], clean=False)  # lost: another worker may have written since
+    state.assign([0])
+    assert reads == [None, 1, None] and [k for k, _ in state.items(0)] == [b"a", b"b"]
+
+
+def test_a_disk_store_of_a_worker_that_died_is_wiped_and_restored(tmp_path):
+    changelog = MemoryChangelog()
+    state = State("t", lambda p: DiskStore(tmp_path / str(p)), changelog)
+    state.assign([0])
+    state.put(0, b"a", b"1")
+    logged(state, changelog)
+    state.stores[0].write({b"ghost": b"uncommitted"})  # what a store may hold when its worker dies
+    state.stores[0].close(None)  # no checkpoint: the process ended without handing the partition back
+    again = State("t", lambda p: DiskStore(tmp_path / str(p)), changelog)
+    again.assign([0])
+    assert list(again.items(0)) == [(b"a", b"1")]
+
+
+def test_a_checkpoint_the_changelog_does_not_have_restores_from_the_start(tmp_path):
+    changelog = MemoryChangelog()
+    calls = []
+
+    def read(partition, start, apply):
+        calls.append(start)
+        if start is not None:
+            raise OutOfRange("the changelog was made again")
+        apply({b"a": b"new"})
+        return 1  # records read
+
+    changelog.read = read
+    store = DiskStore(tmp_path / "0")
+    store.write({b"stale": b"x"})
+    store.close(checkpoint=40)
+    state = State("t", lambda p: DiskStore(tmp_path / str(p)), changelog)
+    state.assign([0])
+    assert calls == [40, None] and list(state.items(0)) == [(b"a", b"new")]
