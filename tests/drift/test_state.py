@@ -1,11 +1,15 @@
 """Drift state saved batch by batch and restored: a restored monitor or core goes on as if never stopped."""
 
+import random
+
 import numpy as np
 import pytest
 
 from streams.drift import monitor
 from streams.drift.detectors import BINARY, DETECTORS
 from streams.drift.monitor import BlockMonitor, ErrorMonitor
+from tests.drift.streams import Records, drift_core, stream
+from tests.drift.test_core import events, requests
 
 
 def apply(store, changes):
@@ -97,3 +101,112 @@ def test_a_monitor_saved_under_other_settings_starts_afresh():
     assert not ErrorMonitor("ADWIN", {}, warmup=600, recent=100).load(store)
     assert not ErrorMonitor("PageHinkley", {}, warmup=500, recent=100).load(store)
     assert ErrorMonitor("ADWIN", {}, warmup=500, recent=100).load(store)
+
+
+@pytest.mark.parametrize("kind", ["errors", "blocks"])
+def test_beyond_the_history_cap_the_oldest_chunks_go_and_a_restore_approximates(kind):
+    rng = np.random.default_rng(6)
+    if kind == "errors":
+        cap, chunk, rows, batch = monitor.ERROR_HISTORY, monitor.ERROR_CHUNK, 150_000, 1000
+        inputs = (rng.random(rows + 20_000) < np.where(np.arange(rows + 20_000) < rows, 0.1, 0.5)).astype(int).tolist()
+
+        def make():
+            return ErrorMonitor("ADWIN", {}, warmup=500, recent=100)
+    else:
+        cap, chunk, rows, batch = monitor.BLOCK_HISTORY, monitor.BLOCK_CHUNK, 2 * 15_000, 200  # blocks of 2
+        inputs = rng.normal(size=(rows + 4000, 2))
+        inputs[rows:, 0] += 2.0
+
+        def make():
+            return BlockMonitor(["a", "b"], "ADWIN", {}, warmup=100, block=2, recent=10)
+
+    batches = [inputs[start : start + batch] for start in range(0, rows, batch)]  # less than a chunk each
+    found, changes, stores = record(make, batches)
+    assert found == [[]] * len(batches)  # no restart: the history only grows, up to the cap
+    store = stores[-1]
+    chunks = sorted(int(key.split(b"/")[1]) for key in store if key.startswith(b"chunk/"))
+    assert chunks[0] > 0 and len(chunks) <= -(-cap // chunk) and chunks == list(range(chunks[0], chunks[-1] + 1))
+    assert max(len(c) for c in changes) <= 5  # the head, the pending rows, two chunks, one chunk dropped
+    restored = make()
+    assert restored.load(store)
+    assert cap - chunk < len(restored.history.rows()) <= cap and len(restored.history.data) <= cap + chunk
+    # The restored detectors only saw the newest inputs: the same drift is still found, not
+    # necessarily at the same sample.
+    assert restored.update(inputs[rows:])
+
+
+def two_partitions():
+    """Records over two partitions, interleaved as a consumer would get them.
+
+    Model m's outcomes land in partition 1: a concept drift at its 3000th outcome, then feature x5
+    moves at its 4000th, within the cooldown of the first request. Model team/n's land in
+    partition 0, with a concept drift at its 5000th. m's predictions are spread over both, the
+    scores moving half way.
+    """
+    records = Records()
+    m = records.outcomes(*stream(4000, 1, after_share=(np.arange(4000) >= 3000) * 1.0), partition=1)
+    m += records.outcomes(*stream(4000, 2, after_share=np.ones(4000), shift={5: 1.0}), partition=1)
+    n = records.outcomes(*stream(8000, 3, after_share=(np.arange(8000) >= 5000) * 1.0), model="team/n", partition=0)
+    rng = np.random.default_rng(5)
+    scores = np.concatenate([rng.beta(2, 5, 4000), rng.beta(5, 2, 4000)])
+    predictions = records.predictions(scores, partitions=(0, 1))
+    return [r for three in zip(m, n, predictions, strict=True) for r in three]
+
+
+def saved_run(core, batches, store=None):
+    """The outputs of ``core`` over ``batches`` and the store (partition → key → value) after each batch."""
+    store = {partition: dict(keys) for partition, keys in (store or {}).items()}
+    outputs, stores = [], []
+    for batch in batches:
+        outputs.append(core.process(batch))
+        for partition, changes in core.changes().items():
+            apply(store.setdefault(partition, {}), changes)
+        stores.append({partition: dict(keys) for partition, keys in store.items()})
+    return outputs, stores
+
+
+def test_a_core_killed_and_restored_per_partition_gives_the_same_events_and_requests():
+    records = two_partitions()
+    batches = [records[start : start + 600] for start in range(0, len(records), 600)]
+    outputs, stores = saved_run(drift_core(), batches)
+    found = [
+        (e["model_name"], e["evidence"]["kind"], e["evidence"]["offsets"][0]["partition"]) for e in events(outputs)
+    ]
+    assert set(found) == {("m", "concept", 1), ("m", "covariate", 1), ("team/n", "concept", 0),
+                          ("m", "prediction", 0), ("m", "prediction", 1)}  # fmt: skip
+    assert [(r["model_name"], r["evidence"]["kind"]) for r in requests(outputs)] == [
+        ("m", "concept"),
+        ("team/n", "concept"),
+    ]
+    requested = next(i for i, out in enumerate(outputs) if out.retrain_requests)
+    cooled = next(i for i, out in enumerate(outputs) if "covariate" in out.kinds)
+    assert requested < cooled and not outputs[cooled].retrain_requests  # the cooldown holds across a cut between
+    for cut in (1, 5, requested, requested + 1, cooled):  # in the warm-up, after it, before and after a request
+        core = drift_core()
+        for partition, keys in stores[cut - 1].items():
+            items = list(keys.items())
+            random.Random(cut).shuffle(items)  # a store may hand them back in any order
+            core.restore(partition, items)
+        rest, after = saved_run(core, batches[cut:], stores[cut - 1])
+        assert rest == outputs[cut:], cut  # drift events, requests, quality, byte for byte
+        assert after[-1] == stores[-1], cut
+
+
+def test_a_batch_saves_its_own_changes_not_the_whole_history():
+    records = Records().outcomes(*stream(100_000, 11))
+    core, store, saved = drift_core(), {}, []
+    for start in range(0, len(records), 500):
+        core.process(records[start : start + 500])
+        (changes,) = core.changes().values()
+        apply(store, changes)
+        saved.append(changes)
+    total = sum(map(len, store.values()))
+    windows = sum(len(value) for key, value in store.items() if b"/chunk/" not in key)  # heads: no history
+    # 500 outcomes are less than a chunk of errors (4096) or of block means (128 blocks of 32): a
+    # batch writes at most two chunks of each history and deletes none.
+    bound = windows + 2 * (monitor.ERROR_CHUNK + monitor.BLOCK_CHUNK * 8 * 8)
+    for changes in saved[1:]:
+        chunks = [key for key in changes if b"/chunk/" in key]
+        assert len(chunks) <= 4 and None not in changes.values()
+        assert sum(len(value) for value in changes.values()) <= bound
+    assert total > 5 * bound  # 100,000 errors and 3125 block means of 8 features, against about 50 KB
