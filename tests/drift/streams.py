@@ -50,13 +50,13 @@ class Records:
     def __init__(self):
         self.offsets = itertools.count()
 
-    def outcomes(self, x, predicted, truth, model="m", partition=0):
+    def outcomes(self, x, predicted, truth, model="m", partition=0, version=1):
         records = []
         for values, p, t in zip(x.tolist(), predicted.tolist(), truth.tolist(), strict=True):
             offset = next(self.offsets)
             value = OUTCOME.encode({
                 "event_id": f"e{offset}", "event_time": T0 + offset, "entity_id": "u", "values": values,
-                "model_name": model, "model_version": 1, "shadow": False, "scores": [1.0 - p, float(p)],
+                "model_name": model, "model_version": version, "shadow": False, "scores": [1.0 - p, float(p)],
                 "predicted_class": "yes" if p else "no", "label": "yes" if t else "no",
                 "label_time": T0 + offset, "prediction_delay_ms": 1, "label_delay_ms": 1, "correct": p == t,
                 "log_loss": 0.1 if p == t else 2.3, "label_rate": 1.0,

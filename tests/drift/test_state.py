@@ -6,9 +6,11 @@ import numpy as np
 import pytest
 
 from streams.drift import monitor
+from streams.drift.core import DriftCore
 from streams.drift.detectors import BINARY, DETECTORS
-from streams.drift.monitor import BlockMonitor, ErrorMonitor
-from tests.drift.streams import Records, drift_core, stream
+from streams.drift.monitor import BlockMonitor, ErrorMonitor, load_head
+from streams.settings import DriftSettings
+from tests.drift.streams import OUTCOMES, VERSION, Records, drift_core, stream
 from tests.drift.test_core import events, requests
 
 
@@ -210,3 +212,55 @@ def test_a_batch_saves_its_own_changes_not_the_whole_history():
         assert len(chunks) <= 4 and None not in changes.values()
         assert sum(len(value) for value in changes.values()) <= bound
     assert total > 5 * bound  # 100,000 errors and 3125 block means of 8 features, against about 50 KB
+
+
+def watched(store):
+    """The versions of model m with a watch in ``store``."""
+    return {int(key.split(b"/")[2]) for key in store if key.startswith(b'w/"m"/')}
+
+
+def test_evicted_versions_lose_their_keys_and_eviction_follows_creation_order_across_a_restore():
+    def core():
+        return DriftCore(DriftSettings(), OUTCOMES, lambda model, version: VERSION)
+
+    x, predicted, truth = stream(6 * 600, 1)
+    records = Records()
+    # Watches made for versions 3, 1, 4 and 2 (a rollback puts an old one back); then 1 again, and
+    # 5 evicts 3, the first made, not the lowest.
+    order = [3, 1, 4, 2, 1, 5]
+    batches = [
+        records.outcomes(
+            x[i * 600 : (i + 1) * 600], predicted[i * 600 : (i + 1) * 600], truth[i * 600 : (i + 1) * 600], version=v
+        )
+        for i, v in enumerate(order)
+    ]
+    _, stores = saved_run(core(), batches)
+    assert [watched(store[0]) for store in stores[3:]] == [{1, 2, 3, 4}, {1, 2, 3, 4}, {1, 2, 4, 5}]
+    restored = core()
+    restored.restore(0, sorted(stores[4][0].items()))
+    _, after = saved_run(restored, batches[5:], stores[4])
+    assert after[-1] == stores[-1]
+
+
+def test_a_monitor_saved_under_other_settings_is_replaced_and_its_chunks_deleted():
+    records = Records().outcomes(*stream(6000, 1))
+    batches = [records[start : start + 1000] for start in range(0, 6000, 1000)]
+    _, stores = saved_run(drift_core(), batches[:5])
+    assert {b'w/"m"/1/errors/chunk/0', b'w/"m"/1/errors/chunk/1'} <= set(stores[-1][0])
+    core = drift_core(min_samples=600)
+    core.restore(0, stores[-1][0].items())
+    _, after = saved_run(core, batches[5:], stores[-1])
+    errors = {key: value for key, value in after[-1][0].items() if key.startswith(b'w/"m"/1/errors/')}
+    assert sorted(errors) == [b'w/"m"/1/errors/chunk/0', b'w/"m"/1/errors/head']
+    assert load_head(errors[b'w/"m"/1/errors/head'])["samples"] == 1000  # a fresh monitor
+    assert load_head(after[-1][0][b'm/"m"'])["outcomes_seen"] == 6000  # the rest was restored
+
+
+def test_a_revoked_partition_is_forgotten():
+    records = two_partitions()
+    core = drift_core()
+    core.process(records[:3000])
+    assert set(core.changes()) == {0, 1}
+    core.process(records[3000:6000])
+    core.revoke([1])
+    assert set(core.partitions) == {0} and set(core.changes()) == {0}
