@@ -57,6 +57,7 @@ from streams.settings import DriftSettings
 __all__ = ["DriftCore", "DriftOutput"]
 
 Monitor = TypeVar("Monitor", ErrorMonitor, BlockMonitor)
+"""Either monitor: restoring one gives back the same kind."""
 
 VERSIONS_KEPT = 4  # watches kept per model and partition: the serving version and a few it replaced
 
@@ -296,8 +297,9 @@ class DriftCore:
     ) -> tuple[tuple[str, int], VersionWatch]:
         """The watch ``key`` from its keys, grouped by monitor (``b"head"`` for its own)."""
         head = load_head(parts[b"head"][b""])
-        watch = VersionWatch(head["order"], outcomes=Span.load(head["outcomes"]))
-        watch.predictions = Span.load(head["predictions"])
+        watch = VersionWatch(
+            head["order"], outcomes=Span.load(head["outcomes"]), predictions=Span.load(head["predictions"])
+        )
         prefix, s = _watch_prefix(*key), self.settings
         if b"errors" in parts:
             watch.errors = _loaded(part, prefix + b"errors/", self._error_monitor(), parts[b"errors"])

@@ -65,7 +65,7 @@ __all__ = ["BLOCK_CHUNK", "BLOCK_HISTORY", "ERROR_CHUNK", "ERROR_HISTORY", "Bloc
 ERROR_CHUNK = 4096
 """Errors per saved chunk of an error monitor's history (4 KiB)."""
 ERROR_HISTORY = 100_000
-"""Most errors since its restart an error monitor keeps to rebuild its detector (about 100 KiB)."""
+"""Most errors since its restart an error monitor keeps to rebuild its detector (100 KB, one byte each)."""
 BLOCK_CHUNK = 128
 """Block means per saved chunk of a block monitor's history: 4096 samples at the default block of 32."""
 BLOCK_HISTORY = 10_000
