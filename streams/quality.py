@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 from collections import deque
+from collections.abc import Mapping
+from typing import Any
 
 __all__ = ["LOG_LOSS_FLOOR", "SlidingMean"]
 
@@ -35,6 +37,21 @@ class SlidingMean:
         if self._adds == self.values.maxlen:
             self._adds = 0
             self.total = sum(self.values)  # no rounding error piles up over a long stream
+
+    def state(self) -> dict[str, Any]:
+        """The window as JSON-ready data: its size, values (oldest first), running total and the adds
+        since the total was last recomputed; all of them, so that a restored window rounds the same."""
+        return {"size": self.values.maxlen, "values": list(self.values), "total": self.total, "adds": self._adds}
+
+    def load(self, state: Mapping[str, Any]) -> None:
+        """Take the window ``state`` gave. Saved with another size, it keeps its newest values and
+        recomputes the total."""
+        self.values.clear()
+        self.values.extend(state["values"])
+        if state["size"] == self.values.maxlen:
+            self.total, self._adds = state["total"], state["adds"]
+        else:
+            self.total, self._adds = sum(self.values), 0
 
     def __len__(self) -> int:
         return len(self.values)

@@ -129,7 +129,7 @@ class Guard:
     def process(self, records: list[SourceRecord]) -> Produced:
         for record in records:
             try:
-                verdict = self.watch.add(self.codec.decode(record.value))
+                verdict = self.watch.add(self.codec.decode(record.value), record.partition)
             except (CodecError, KeyError):
                 continue  # the drift agent dead-letters these; the guard only skips them
             if verdict is None:

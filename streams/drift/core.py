@@ -1,37 +1,65 @@
 """The drift core: outcomes and predictions in, drift events, retrain requests and online quality out.
 
-No Kafka here. Outcomes are keyed by model name, so one drift worker sees the whole outcome stream
-of a model: concept drift (:class:`ErrorMonitor` on the serving version's errors) and covariate
-drift (:class:`BlockMonitor` on its feature values) mean the same with one worker or several.
-Prediction drift reads the predictions topic, keyed by event_id: each worker watches the
-partitions it owns, a uniform sample of the stream. It works before any label arrives and is
+No Kafka here. Outcomes are keyed by model name, so all the outcomes of a model land in one
+outcomes partition: concept drift (:class:`ErrorMonitor` on the serving version's errors) and
+covariate drift (:class:`BlockMonitor` on its feature values) mean the same with one worker or
+several. Prediction drift reads the predictions topic, keyed by event_id: each predictions
+partition is a uniform sample of the stream, so each has monitors of its own, which say the same
+as monitors on the whole stream would, a little later. It works before any label arrives and is
 recorded as a drift event, but it never requests a retrain on its own: a retrain needs labeled
 outcomes of the new world, which concept and covariate drift wait for.
 
 Every detection becomes a drift event. A concept or covariate detection also becomes a retrain
 request unless the model had one within the last ``cooldown_samples`` outcomes, so that one drift
 makes one request.
+
+State
+-----
+Everything is kept per input partition number (the ``partition`` of each record): the outcome
+monitors, quality windows, outcome count and last request of the models whose outcomes land in
+it, and the prediction monitors of the predictions it holds. :meth:`DriftCore.changes` hands out,
+after each batch, the keys of each partition's state that changed, for a store to save with the
+batch; :meth:`DriftCore.restore` rebuilds a partition from all its keys, and the core then goes on
+exactly as the one that saved them would have (up to the monitors' history caps). Keys are ASCII,
+the model name JSON-encoded (so a ``/`` in it is no separator):
+
+- ``m/<model>``: ``{"format": 1, "outcomes_seen": n, "requested_at": position or null}``, the
+  outcomes of the model seen so far and the position of its last retrain request (the cooldown).
+- ``q/<model>/<version>/<shadow 0|1>``: ``{"format": 1, "accuracy": window, "log_loss": window}``,
+  the quality windows (:meth:`SlidingMean.state`).
+- ``w/<model>/<version>/head``: ``{"format": 1, "order": n, "outcomes": span, "predictions": span}``,
+  a version's watch: ``order`` ranks the watches by creation, which eviction goes by; a span is
+  ``{"first_ms": time or null, "ranges": [[topic, partition, start, end], ...]}``, what the
+  monitors saw, for evidence.
+- ``w/<model>/<version>/<monitor>/<key>``: the state of its ``errors`` and ``features`` (outcome)
+  and ``scores`` (prediction) monitors, under the keys of :mod:`streams.drift.monitor`.
+
+A watch evicted (beyond :data:`VERSIONS_KEPT`) has its keys deleted.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+import json
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar
 
 import numpy as np
 
 from models import ModelVersion
 from streams.codec import Codec, CodecError
 from streams.deadletters import DeadLetters
-from streams.drift.monitor import BlockMonitor, Detection, ErrorMonitor
+from streams.drift.monitor import BlockMonitor, Changes, Detection, ErrorMonitor, dump_head, load_head
 from streams.quality import SlidingMean
 from streams.records import KeyValue, Produced, SourceRecord, Topic
 from streams.settings import DriftSettings
 
 __all__ = ["DriftCore", "DriftOutput"]
 
-VERSIONS_KEPT = 4  # monitors kept per model: the serving version and a few it replaced
+Monitor = TypeVar("Monitor", ErrorMonitor, BlockMonitor)
+"""Either monitor: restoring one gives back the same kind."""
+
+VERSIONS_KEPT = 4  # watches kept per model and partition: the serving version and a few it replaced
 
 
 @dataclass
@@ -65,6 +93,16 @@ class Span:
         if records and self.first_ms is None:
             self.first_ms = records[0].timestamp_ms
 
+    def state(self) -> dict[str, Any]:
+        return {"first_ms": self.first_ms, "ranges": [[*tp, *span] for tp, span in self.ranges.items()]}
+
+    @classmethod
+    def load(cls, state: dict[str, Any]) -> Span:
+        span = cls()
+        span.first_ms = state["first_ms"]
+        span.ranges = {(topic, partition): (start, end) for topic, partition, start, end in state["ranges"]}
+        return span
+
     def _ranges(self, records: Sequence[SourceRecord]) -> dict[tuple[str, int], tuple[int, int]]:
         ranges = dict(self.ranges)
         for record in records:
@@ -93,13 +131,37 @@ class Span:
 
 @dataclass
 class VersionWatch:
-    """The monitors of one serving model version: two on its outcomes, one on its predictions."""
+    """The monitors of one serving model version in one partition: two on its outcomes, one on its predictions."""
 
-    errors: ErrorMonitor
-    features: BlockMonitor
+    order: int
+    """Watches made in the partition before this one: eviction drops the oldest."""
+    errors: ErrorMonitor | None = None
+    features: BlockMonitor | None = None
     outcomes: Span = field(default_factory=Span)
     scores: BlockMonitor | None = None
     predictions: Span = field(default_factory=Span)
+
+    def monitors(self) -> dict[bytes, ErrorMonitor | BlockMonitor]:
+        found = {b"errors": self.errors, b"features": self.features, b"scores": self.scores}
+        return {name: monitor for name, monitor in found.items() if monitor is not None}
+
+
+@dataclass
+class PartitionState:
+    """What the records of one input partition number built, and what of it is still to be saved."""
+
+    watches: dict[tuple[str, int], VersionWatch] = field(default_factory=dict)
+    quality: dict[tuple[str, int, bool], tuple[SlidingMean, SlidingMean]] = field(default_factory=dict)
+    outcomes_seen: dict[str, int] = field(default_factory=dict)
+    requested_at: dict[str, int] = field(default_factory=dict)
+    made: int = 0
+    """Watches made so far (the next one's order)."""
+    stored: set[bytes] = field(default_factory=set)
+    """The keys saved."""
+    dirty: set[tuple[Any, ...]] = field(default_factory=set)
+    """What changed since the last save: ("w", model, version), ("q", model, version, shadow), ("m", model)."""
+    stale: set[bytes] = field(default_factory=set)
+    """Prefixes of keys to delete at the next save (evicted watches, monitors that were not restored)."""
 
 
 class DriftCore:
@@ -120,25 +182,25 @@ class DriftCore:
         self.drift_codec = Codec.load("drift_event")
         self.request_codec = Codec.load("retrain_request")
         self.dead = DeadLetters("drift")
-        self.watches: dict[tuple[str, int], VersionWatch] = {}
-        self.quality: dict[tuple[str, int, bool], tuple[SlidingMean, SlidingMean]] = {}
-        self.outcomes_seen: dict[str, int] = {}
-        self.requested_at: dict[str, int] = {}
+        self.partitions: dict[int, PartitionState] = {}
 
     def process(self, records: Sequence[SourceRecord]) -> DriftOutput:
         """Check one batch of outcome and prediction records."""
         out = DriftOutput()
-        outcomes: dict[tuple[str, int], list[tuple[SourceRecord, dict[str, Any]]]] = {}
-        predictions: dict[tuple[str, int], list[tuple[SourceRecord, dict[str, Any]]]] = {}
+        outcomes: dict[tuple[int, str, int], list[tuple[SourceRecord, dict[str, Any]]]] = {}
+        predictions: dict[tuple[int, str, int], list[tuple[SourceRecord, dict[str, Any]]]] = {}
         for record in records:
             is_outcome = record.topic == self.outcomes_topic
+            part = self.partitions.get(record.partition)
+            if part is None:
+                part = self.partitions[record.partition] = PartitionState()
             try:
                 decoded = (self.outcome_codec if is_outcome else self.prediction_codec).decode(record.value)
                 key = (decoded["model_name"], decoded["model_version"])
                 if decoded["shadow"]:
                     self.lookup(*key)  # shadow versions only feed the quality windows
                 else:
-                    self._watch(*key)
+                    self._watch(part, *key)
             except CodecError as exc:
                 self.dead.add(out, record, exc.reason, str(exc))
                 continue
@@ -146,54 +208,160 @@ class DriftCore:
                 self.dead.add(out, record, "unknown-model-version", "no such version is registered")
                 continue
             if is_outcome:
-                self._quality(out, decoded)
+                self._quality(part, out, decoded)
             if not decoded["shadow"]:
                 groups = outcomes if is_outcome else predictions
-                groups.setdefault((decoded["model_name"], decoded["model_version"]), []).append((record, decoded))
-        for key, group in outcomes.items():
-            self._outcomes(out, key, group)
-        for key, group in predictions.items():
-            self._predictions(out, key, group)
+                groups.setdefault((record.partition, *key), []).append((record, decoded))
+        for (partition, model, version), group in outcomes.items():
+            self._outcomes(out, self.partitions[partition], (model, version), group)
+        for (partition, model, version), group in predictions.items():
+            self._predictions(out, self.partitions[partition], (model, version), group)
         return out
 
-    def _watch(self, model: str, version: int) -> VersionWatch:
+    def changes(self) -> dict[int, Changes]:
+        """Per partition, the keys of its state that changed since the last call (None: deleted).
+
+        Call it after each :meth:`process`: the state of a partition is only worth saving with the
+        batch that made it. Only what changed is serialised, so a batch costs its own size plus the
+        heads, not the size of the histories.
+        """
+        return {number: self._save(part) for number, part in self.partitions.items() if part.dirty or part.stale}
+
+    def restore(self, partition: int, items: Iterable[tuple[bytes, bytes]]) -> None:
+        """Rebuild the state of ``partition`` from every key :meth:`changes` left for it, in any order.
+
+        Raises:
+            ValueError: a key in a format this code does not know.
+        """
+        part = self.partitions[partition] = PartitionState()
+        watches: dict[tuple[str, int], dict[bytes, dict[bytes, bytes]]] = {}
+        for key, value in items:
+            part.stored.add(key)
+            kind, model, rest = _parse(key)
+            if kind == b"m":
+                head = load_head(value)
+                part.outcomes_seen[model] = head["outcomes_seen"]
+                if head["requested_at"] is not None:
+                    part.requested_at[model] = head["requested_at"]
+            elif kind == b"q":
+                head = load_head(value)
+                windows = SlidingMean(self.settings.quality_window), SlidingMean(self.settings.quality_window)
+                windows[0].load(head["accuracy"])
+                windows[1].load(head["log_loss"])
+                part.quality[(model, int(rest[0]), rest[1] == b"1")] = windows
+            else:
+                version, name, *tail = rest
+                watches.setdefault((model, int(version)), {}).setdefault(name, {})[b"/".join(tail)] = value
+        restored = [self._restored(part, key, parts) for key, parts in watches.items()]
+        for watch_key, watch in sorted(restored, key=lambda kw: kw[1].order):
+            part.watches[watch_key] = watch
+        part.made = max((watch.order for watch in part.watches.values()), default=-1) + 1
+
+    def revoke(self, partitions: Iterable[int]) -> None:
+        """Forget the state of ``partitions`` (another worker reads them now), unsaved changes included."""
+        for partition in partitions:
+            self.partitions.pop(partition, None)
+
+    def _save(self, part: PartitionState) -> Changes:
+        changed: Changes = {}
+        head: dict[str, Any]
+        for prefix in part.stale:
+            changed.update((key, None) for key in part.stored if key.startswith(prefix))
+        for item in part.dirty:
+            kind, model = item[0], item[1]
+            if kind == "m":
+                head = {"outcomes_seen": part.outcomes_seen[model], "requested_at": part.requested_at.get(model)}
+                changed[b"m/" + _name(model)] = dump_head(head)
+            elif kind == "q":
+                accuracy, loss = part.quality[item[1:]]
+                head = {"accuracy": accuracy.state(), "log_loss": loss.state()}
+                changed[b"q/%s/%d/%d" % (_name(model), item[2], item[3])] = dump_head(head)
+            elif (watch := part.watches.get(item[1:])) is not None:  # not evicted since
+                prefix = _watch_prefix(model, item[2])
+                head = {"order": watch.order, "outcomes": watch.outcomes.state(),
+                        "predictions": watch.predictions.state()}  # fmt: skip
+                changed[prefix + b"head"] = dump_head(head)
+                for name, monitor in watch.monitors().items():
+                    changed.update((prefix + name + b"/" + key, value) for key, value in monitor.changes().items())
+        part.dirty.clear()
+        part.stale.clear()
+        for key, value in changed.items():
+            if value is None:
+                part.stored.discard(key)
+            else:
+                part.stored.add(key)
+        return changed
+
+    def _restored(
+        self, part: PartitionState, key: tuple[str, int], parts: dict[bytes, dict[bytes, bytes]]
+    ) -> tuple[tuple[str, int], VersionWatch]:
+        """The watch ``key`` from its keys, grouped by monitor (``b"head"`` for its own)."""
+        head = load_head(parts[b"head"][b""])
+        watch = VersionWatch(
+            head["order"], outcomes=Span.load(head["outcomes"]), predictions=Span.load(head["predictions"])
+        )
+        prefix, s = _watch_prefix(*key), self.settings
+        if b"errors" in parts:
+            watch.errors = _loaded(part, prefix + b"errors/", self._error_monitor(), parts[b"errors"])
+        if b"features" in parts:
+            monitor = self._block_monitor(_columns(parts[b"features"]), s.covariate_detector, s.covariate_params)
+            watch.features = _loaded(part, prefix + b"features/", monitor, parts[b"features"])
+        if b"scores" in parts:
+            monitor = self._block_monitor(_columns(parts[b"scores"]), s.prediction_detector, s.prediction_params)
+            watch.scores = _loaded(part, prefix + b"scores/", monitor, parts[b"scores"])
+        return key, watch
+
+    def _watch(self, part: PartitionState, model: str, version: int) -> VersionWatch:
         key = (model, version)
-        watch = self.watches.get(key)
+        watch = part.watches.get(key)
         if watch is None:
-            described = self.lookup(model, version)
-            s = self.settings
-            watch = VersionWatch(
-                ErrorMonitor(s.concept_detector, s.concept_params, s.min_samples, s.recent_samples),
-                self._block_monitor(described.feature_names, s.covariate_detector, s.covariate_params),
-            )
-            self.watches[key] = watch
-            mine = [k for k in self.watches if k[0] == model]
+            self.lookup(model, version)  # a KeyError for an unknown version
+            watch = part.watches[key] = VersionWatch(part.made)
+            part.made += 1
+            mine = [k for k in part.watches if k[0] == model]
             for old in mine[:-VERSIONS_KEPT]:
-                del self.watches[old]
+                del part.watches[old]
+                part.stale.add(_watch_prefix(*old))
         return watch
+
+    def _error_monitor(self) -> ErrorMonitor:
+        s = self.settings
+        return ErrorMonitor(s.concept_detector, s.concept_params, s.min_samples, s.recent_samples)
 
     def _block_monitor(self, columns: Sequence[str], detector: str, params: dict[str, int | float]) -> BlockMonitor:
         s = self.settings
         return BlockMonitor(columns, detector, params, s.min_samples, s.block_size, s.recent_samples)
 
-    def _quality(self, out: DriftOutput, outcome: dict[str, Any]) -> None:
+    def _quality(self, part: PartitionState, out: DriftOutput, outcome: dict[str, Any]) -> None:
         key = (outcome["model_name"], outcome["model_version"], bool(outcome["shadow"]))
-        if key not in self.quality:
-            self.quality[key] = (SlidingMean(self.settings.quality_window), SlidingMean(self.settings.quality_window))
-        accuracy, loss = self.quality[key]
+        if key not in part.quality:
+            part.quality[key] = (SlidingMean(self.settings.quality_window), SlidingMean(self.settings.quality_window))
+        part.dirty.add(("q", *key))
+        accuracy, loss = part.quality[key]
         accuracy.add(1.0 if outcome["correct"] else 0.0)
         loss.add(outcome["log_loss"])
         out.quality[key] = (accuracy.mean, loss.mean)
 
     def _outcomes(
-        self, out: DriftOutput, key: tuple[str, int], group: list[tuple[SourceRecord, dict[str, Any]]]
+        self,
+        out: DriftOutput,
+        part: PartitionState,
+        key: tuple[str, int],
+        group: list[tuple[SourceRecord, dict[str, Any]]],
     ) -> None:
         model = key[0]
-        watch = self._watch(*key)
-        sources = [record for record, _ in group]
-        seen_before = self.outcomes_seen.get(model, 0)
-        self.outcomes_seen[model] = seen_before + len(group)
+        watch = self._watch(part, *key)
         s = self.settings
+        if watch.errors is None:
+            watch.errors = self._error_monitor()
+        if watch.features is None:
+            watch.features = self._block_monitor(
+                self.lookup(*key).feature_names, s.covariate_detector, s.covariate_params
+            )
+        part.dirty.update((("w", *key), ("m", model)))
+        sources = [record for record, _ in group]
+        seen_before = part.outcomes_seen.get(model, 0)
+        part.outcomes_seen[model] = seen_before + len(group)
         found = [
             ("concept", s.concept_detector, d)
             for d in watch.errors.update([0 if o["correct"] else 1 for _, o in group])
@@ -204,10 +372,10 @@ class DriftCore:
             at = sources[detection.index]
             evidence = watch.outcomes.evidence(kind, detector, detection, sources)
             event_id = self._drift_event(out, key, evidence, detection, at)
-            requested = self.requested_at.get(model)
+            requested = part.requested_at.get(model)
             position = seen_before + detection.index
             if requested is None or position - requested >= s.cooldown_samples:
-                self.requested_at[model] = position
+                part.requested_at[model] = position
                 request = {
                     "event_id": event_id,
                     "event_time": at.timestamp_ms,
@@ -220,9 +388,14 @@ class DriftCore:
         watch.outcomes.saw(sources)
 
     def _predictions(
-        self, out: DriftOutput, key: tuple[str, int], group: list[tuple[SourceRecord, dict[str, Any]]]
+        self,
+        out: DriftOutput,
+        part: PartitionState,
+        key: tuple[str, int],
+        group: list[tuple[SourceRecord, dict[str, Any]]],
     ) -> None:
-        watch = self._watch(*key)
+        watch = self._watch(part, *key)
+        part.dirty.add(("w", *key))
         if watch.scores is None:
             classes = self.lookup(*key).classes
             s = self.settings
@@ -259,3 +432,35 @@ def _reason(kind: str, version: int, detection: Detection) -> str:
                 f"{stats['error_recent']:.3f}")  # fmt: skip
     return (f"covariate drift on {detection.column}: mean {stats['mean_reference']:.3f} → {stats['mean_recent']:.3f} "
             f"({stats['shift_in_std']:+.2f} std)")  # fmt: skip
+
+
+_JSON = json.JSONDecoder()
+
+
+def _name(model: str) -> bytes:
+    """The model name in keys: JSON, ASCII only, so that a ``/`` in it is no separator."""
+    return json.dumps(model).encode()
+
+
+def _watch_prefix(model: str, version: int) -> bytes:
+    return b"w/%s/%d/" % (_name(model), version)
+
+
+def _parse(key: bytes) -> tuple[bytes, str, list[bytes]]:
+    """A key's kind (``m``, ``q`` or ``w``), model name, and the parts after the name."""
+    model, end = _JSON.raw_decode(key.decode("ascii"), 2)
+    return key[:1], model, key[end + 1 :].split(b"/") if end < len(key) else []
+
+
+def _columns(items: dict[bytes, bytes]) -> list[str]:
+    """The columns of the block monitor saved as ``items``."""
+    columns: list[str] = load_head(items[b"head"])["config"]["columns"]
+    return columns
+
+
+def _loaded(part: PartitionState, prefix: bytes, monitor: Monitor, items: dict[bytes, bytes]) -> Monitor | None:
+    """``monitor`` loaded from ``items``; None when they were saved under other settings (deleted at the next save)."""
+    if monitor.load(items):
+        return monitor
+    part.stale.add(prefix)
+    return None

@@ -13,20 +13,148 @@ detector still dropping its pre-drift window does not fire twice for one change.
   per column on block means standardised by the reference, ``(block mean - mean) / std``: one
   detector update per column per block keeps the cost per sample small, and the standardisation
   makes one threshold mean the same for every column.
+
+State
+-----
+A monitor's state is plain data that ``changes`` hands out per batch and ``load`` takes back, so that
+a restarted worker goes on where the last one stopped (same detections, same outputs). River's
+detectors can't be read (ADWIN is a Rust object), so a detector is rebuilt by replaying its inputs
+since the monitor's last restart into a fresh one built with the same parameters (KSWIN is seeded:
+the replay is deterministic). Those inputs are kept as a history of at most :data:`ERROR_HISTORY`
+errors or :data:`BLOCK_HISTORY` block means; beyond that the oldest whole chunks are dropped, and a
+detector restored from what is left only approximates the one that ran (it forgot the oldest
+inputs, as a long-running ADWIN window mostly has too).
+
+Keys are relative to the monitor (its owner gives them a prefix); values are never pickles:
+
+- ``head``: UTF-8 JSON, ``{"format": 1, "config": ..., "samples": n, "recent": ..., "history": ...}``.
+  ``config`` holds the settings the state means something under (detector, params, warmup,
+  recent, chunk, and block and columns for a block monitor): a state saved under others is
+  refused and the monitor starts afresh. ``samples`` counts every sample seen; ``recent`` is the
+  recent window (:meth:`SlidingMean.state` for errors, a list of block means for a block
+  monitor). ``history`` is ``{"dtype": "|u1" or "<f8", "shape": row shape, "chunk": rows per
+  chunk, "first": number of the first chunk kept, "count": rows since the restart}``. An error
+  monitor adds ``reference`` (null during warm-up), ``warm_errors`` and ``warm_samples``; a block
+  monitor adds ``mean`` and ``std`` (the reference per column, null during warm-up) and
+  ``pending``, ``{"dtype", "shape"}`` of the rows waiting for a full block (or the warm-up).
+- ``chunk/<n>``: rows ``n * chunk`` to ``(n + 1) * chunk`` (fewer in the last one) of the history,
+  counted from the restart, as a raw little-endian C-order array: the errors (0 or 1, one byte
+  each) that fed the error detector, or the standardised block means, one float64 per column,
+  that fed the column detectors.
+- ``pending`` (block monitor): the pending rows, a raw little-endian array.
+
+Saving is incremental: a batch rewrites the head, the pending rows, the last chunk and any new
+ones; a restart deletes the chunks of the history it ends.
 """
 
 from __future__ import annotations
 
+import json
 from collections import deque
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
 from streams.drift.detectors import make_detector
 from streams.quality import SlidingMean
 
-__all__ = ["BlockMonitor", "Detection", "ErrorMonitor"]
+__all__ = ["BLOCK_CHUNK", "BLOCK_HISTORY", "ERROR_CHUNK", "ERROR_HISTORY", "BlockMonitor", "Detection", "ErrorMonitor"]
+
+ERROR_CHUNK = 4096
+"""Errors per saved chunk of an error monitor's history (4 KiB)."""
+ERROR_HISTORY = 100_000
+"""Most errors since its restart an error monitor keeps to rebuild its detector (100 KB, one byte each)."""
+BLOCK_CHUNK = 128
+"""Block means per saved chunk of a block monitor's history: 4096 samples at the default block of 32."""
+BLOCK_HISTORY = 10_000
+"""Most block means since its restart a block monitor keeps to rebuild its detectors (80 KB per column)."""
+
+Changes = dict[bytes, bytes | None]
+"""Keys whose value changed since the last save, with the new value (None: deleted)."""
+
+
+def dump_head(head: Mapping[str, Any]) -> bytes:
+    """``head`` as compact JSON, with ``"format": 1`` (floats keep every digit: they load back equal)."""
+    return json.dumps({"format": 1, **head}, separators=(",", ":")).encode()
+
+
+def load_head(raw: bytes) -> dict[str, Any]:
+    """The JSON head ``raw``; ValueError for a format this code does not know."""
+    head: dict[str, Any] = json.loads(raw)
+    if head.get("format") != 1:
+        raise ValueError(f"unknown state format {head.get('format')!r}")
+    return head
+
+
+class History:
+    """The inputs a monitor's detectors had since its last restart, in numbered chunks of ``chunk`` rows.
+
+    Rows are counted from the restart; chunk ``n`` holds rows ``n * chunk`` onwards. Beyond ``cap``
+    rows the oldest whole chunks are dropped. :meth:`changes` writes only the chunks that changed
+    since its last call and deletes those no longer kept.
+    """
+
+    def __init__(self, dtype: str, shape: tuple[int, ...], chunk: int, cap: int) -> None:
+        self.dtype, self.shape, self.chunk, self.cap = np.dtype(dtype), shape, chunk, cap
+        self.stored = range(0)  # the chunk numbers saved
+        self.clear()
+
+    def clear(self) -> None:
+        """Forget every row (a restart); the next :meth:`changes` deletes the saved chunks."""
+        self.data = np.empty((self.chunk, *self.shape), self.dtype)
+        self.length = 0
+        self.first = 0  # the number of the first chunk kept
+        self.saved = 0  # rows saved, counted from the restart
+
+    @property
+    def count(self) -> int:
+        """Rows since the restart, dropped ones included."""
+        return self.first * self.chunk + self.length
+
+    def rows(self) -> np.ndarray:
+        """The rows kept, oldest first."""
+        return self.data[: self.length]
+
+    def extend(self, rows: Sequence[Any] | np.ndarray) -> None:
+        """Add ``rows`` at the end, dropping the oldest chunks beyond the cap."""
+        end = self.length + len(rows)
+        if end > len(self.data):
+            grown = np.empty((max(end, min(2 * len(self.data), self.cap + self.chunk)), *self.shape), self.dtype)
+            grown[: self.length] = self.data[: self.length]
+            self.data = grown
+        self.data[self.length : end] = rows
+        self.length = end
+        if self.length > self.cap:
+            drop = -(-(self.length - self.cap) // self.chunk) * self.chunk
+            self.data[: self.length - drop] = self.data[drop : self.length]
+            self.length -= drop
+            self.first += drop // self.chunk
+
+    def head(self) -> dict[str, Any]:
+        return {"dtype": self.dtype.str, "shape": list(self.shape), "chunk": self.chunk, "first": self.first,
+                "count": self.count}  # fmt: skip
+
+    def changes(self) -> Changes:
+        """The chunks written (``chunk/<n>``) or deleted since the last call."""
+        live = range(self.first, -(-self.count // self.chunk))
+        changed: Changes = {b"chunk/%d" % n: None for n in self.stored if n not in live}
+        for n in range(max(self.first, self.saved // self.chunk), live.stop):
+            start = (n - self.first) * self.chunk
+            changed[b"chunk/%d" % n] = self.data[start : min(start + self.chunk, self.length)].tobytes()
+        self.stored, self.saved = live, self.count
+        return changed
+
+    def load(self, head: Mapping[str, Any], items: Mapping[bytes, bytes]) -> None:
+        """Take the rows :meth:`head` and :meth:`changes` saved."""
+        self.clear()
+        live = range(head["first"], -(-head["count"] // self.chunk))
+        dtype = np.dtype(head["dtype"])
+        self.first = live.start
+        for n in live:
+            self.extend(np.frombuffer(items[b"chunk/%d" % n], dtype).reshape(-1, *self.shape))
+        self.stored, self.saved = live, self.count
 
 
 @dataclass(frozen=True)
@@ -44,13 +172,18 @@ class ErrorMonitor:
 
     def __init__(self, detector: str, params: Mapping[str, float], warmup: int, recent: int) -> None:
         self.make = lambda: make_detector(detector, params, binary_input=True)
+        self.config = {"detector": detector, "params": dict(params), "warmup": warmup, "recent": recent,
+                       "chunk": ERROR_CHUNK}  # fmt: skip
         self.warmup = warmup
         self.samples = 0
         self.recent = SlidingMean(recent)
+        self.history = History("|u1", (), ERROR_CHUNK, ERROR_HISTORY)
+        self.changed = False
         self._restart()
 
     def _restart(self) -> None:
         self.detector = self.make()
+        self.history.clear()
         self.reference: float | None = None
         self.warm_errors = 0
         self.warm_samples = 0
@@ -59,6 +192,7 @@ class ErrorMonitor:
         """Feed one batch of errors (1 = wrong) in order."""
         detections = []
         recent = self.recent
+        since = 0  # the first error after the last restart
         for index, error in enumerate(errors):
             self.detector.update(error)
             recent.add(error)
@@ -73,7 +207,36 @@ class ErrorMonitor:
                     statistics = {"error_reference": self.reference, "error_recent": recent.mean}
                     detections.append(Detection(index, self.samples, None, statistics))
                 self._restart()
+                since = index + 1
+        self.history.extend(errors[since:])
+        self.changed = True
         return detections
+
+    def changes(self) -> Changes:
+        """The keys of the state that changed since the last call: ``head`` and ``chunk/<n>``."""
+        if not self.changed:
+            return {}
+        self.changed = False
+        head = {"config": self.config, "samples": self.samples, "reference": self.reference,
+                "warm_errors": self.warm_errors, "warm_samples": self.warm_samples, "recent": self.recent.state(),
+                "history": self.history.head()}  # fmt: skip
+        return {b"head": dump_head(head), **self.history.changes()}
+
+    def load(self, items: Mapping[bytes, bytes]) -> bool:
+        """Take the state saved by :meth:`changes` (every key it left); False, the monitor left fresh,
+        when it was saved under other settings."""
+        head = load_head(items[b"head"])
+        if head["config"] != self.config:
+            return False
+        self._restart()
+        self.samples, self.reference = head["samples"], head["reference"]
+        self.warm_errors, self.warm_samples = head["warm_errors"], head["warm_samples"]
+        self.recent.load(head["recent"])
+        self.history.load(head["history"], items)
+        update = self.detector.update
+        for error in self.history.rows().tolist():
+            update(error)
+        return True
 
     def _shift(self) -> int:
         """+1 (-1) when the recent error rate is above (below) the reference by more than two standard errors, else 0."""
@@ -97,15 +260,20 @@ class BlockMonitor:
     ) -> None:
         self.columns = list(columns)
         self.make = lambda: [make_detector(detector, params) for _ in self.columns]
+        self.config = {"columns": self.columns, "detector": detector, "params": dict(params), "warmup": warmup,
+                       "block": block, "recent": recent, "chunk": BLOCK_CHUNK}  # fmt: skip
         self.warmup, self.block = warmup, block
         self.samples = 0
         self.pending: list[np.ndarray] = []
         self.pending_rows = 0
         self.recent: deque[np.ndarray] = deque(maxlen=max(1, recent // block))
+        self.history = History("<f8", (len(self.columns),), BLOCK_CHUNK, BLOCK_HISTORY)
+        self.changed = False
         self._restart()
 
     def _restart(self) -> None:
         self.detectors = self.make()
+        self.history.clear()
         self.mean: np.ndarray | None = None
         self.std: np.ndarray | None = None
 
@@ -113,6 +281,7 @@ class BlockMonitor:
         """Feed one batch of rows (one row per sample, one column per monitored value) in order."""
         detections: list[Detection] = []
         start = 0
+        self.changed = True
         while start < len(rows):
             needed = self.warmup if self.mean is None else self.block
             chunk = rows[start : start + needed - self.pending_rows]
@@ -139,9 +308,9 @@ class BlockMonitor:
         """Update every column's detector with one block's standardised mean; the columns that fired."""
         assert self.mean is not None and self.std is not None
         fired = []
-        for column, (detector, shift) in enumerate(
-            zip(self.detectors, ((means - self.mean) / self.std).tolist(), strict=True)
-        ):
+        shifts = (means - self.mean) / self.std
+        self.history.extend(shifts[np.newaxis])
+        for column, (detector, shift) in enumerate(zip(self.detectors, shifts.tolist(), strict=True)):
             detector.update(shift)
             if detector.drift_detected:
                 fired.append(column)
@@ -170,3 +339,41 @@ class BlockMonitor:
         ]
         self._restart()
         return detections
+
+    def changes(self) -> Changes:
+        """The keys of the state that changed since the last call: ``head``, ``pending`` and ``chunk/<n>``."""
+        if not self.changed:
+            return {}
+        self.changed = False
+        pending = np.concatenate(self.pending) if self.pending else np.empty((0, len(self.columns)))
+        pending = pending.astype(pending.dtype.newbyteorder("<"), copy=False)
+        head = {
+            "config": self.config,
+            "samples": self.samples,
+            "mean": None if self.mean is None else self.mean.tolist(),
+            "std": None if self.std is None else self.std.tolist(),
+            "recent": [means.tolist() for means in self.recent],
+            "pending": {"dtype": pending.dtype.str, "shape": list(pending.shape)},
+            "history": self.history.head(),
+        }
+        return {b"head": dump_head(head), b"pending": pending.tobytes(), **self.history.changes()}
+
+    def load(self, items: Mapping[bytes, bytes]) -> bool:
+        """Take the state saved by :meth:`changes` (every key it left); False, the monitor left fresh,
+        when it was saved under other settings."""
+        head = load_head(items[b"head"])
+        if head["config"] != self.config:
+            return False
+        self._restart()
+        self.samples = head["samples"]
+        if head["mean"] is not None:
+            self.mean, self.std = np.array(head["mean"]), np.array(head["std"])
+        self.recent.clear()
+        self.recent.extend(np.array(means) for means in head["recent"])
+        pending = np.frombuffer(items[b"pending"], head["pending"]["dtype"]).reshape(head["pending"]["shape"])
+        self.pending, self.pending_rows = ([pending.copy()] if len(pending) else []), len(pending)
+        self.history.load(head["history"], items)
+        for shifts in self.history.rows().tolist():
+            for detector, shift in zip(self.detectors, shifts, strict=True):
+                detector.update(shift)
+        return True

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
 
 import numpy as np
@@ -19,11 +20,12 @@ OUTCOMES = "o"
 OUTCOME = Codec.load("outcome")
 PREDICTION = Codec.load("prediction")
 VERSION = ModelVersion("m", 1, Status.SERVING, ArtifactFormat.ONNX, "00", feature_names(N_FEATURES), ["no", "yes"])
+OTHER = dataclasses.replace(VERSION, model_name="team/n")  # a "/" in a name: state keys must not split on it
 BEFORE, AFTER = Concept(seed=1, n_features=N_FEATURES), Concept(seed=2, n_features=N_FEATURES)
 
 
 def drift_core(**settings) -> DriftCore:
-    lookup = {("m", 1): VERSION}
+    lookup = {("m", 1): VERSION, ("team/n", 1): OTHER}
     return DriftCore(DriftSettings(**settings), OUTCOMES, lambda m, v: lookup[(m, v)])
 
 
@@ -48,23 +50,24 @@ class Records:
     def __init__(self):
         self.offsets = itertools.count()
 
-    def outcomes(self, x, predicted, truth):
+    def outcomes(self, x, predicted, truth, model="m", partition=0, version=1):
         records = []
         for values, p, t in zip(x.tolist(), predicted.tolist(), truth.tolist(), strict=True):
             offset = next(self.offsets)
             value = OUTCOME.encode({
                 "event_id": f"e{offset}", "event_time": T0 + offset, "entity_id": "u", "values": values,
-                "model_name": "m", "model_version": 1, "shadow": False, "scores": [1.0 - p, float(p)],
+                "model_name": model, "model_version": version, "shadow": False, "scores": [1.0 - p, float(p)],
                 "predicted_class": "yes" if p else "no", "label": "yes" if t else "no",
                 "label_time": T0 + offset, "prediction_delay_ms": 1, "label_delay_ms": 1, "correct": p == t,
                 "log_loss": 0.1 if p == t else 2.3, "label_rate": 1.0,
             })  # fmt: skip
-            records.append(SourceRecord(b"m", value, OUTCOMES, 0, offset, T0 + offset))
+            records.append(SourceRecord(model.encode(), value, OUTCOMES, partition, offset, T0 + offset))
         return records
 
-    def predictions(self, scores):
+    def predictions(self, scores, partitions=(0,)):
+        """Predictions of model m, spread over ``partitions`` in turn."""
         records = []
-        for yes in scores.tolist():
+        for index, yes in enumerate(scores.tolist()):
             offset = next(self.offsets)
             value = PREDICTION.encode({
                 "event_id": f"e{offset}", "event_time": T0 + offset, "prediction_time": T0 + offset,
@@ -72,7 +75,8 @@ class Records:
                 "scores": [1.0 - yes, yes], "predicted_class": "yes" if yes > 0.5 else "no",
                 "queue_wait_ms": 0.0, "inference_ms": 0.0,
             })  # fmt: skip
-            records.append(SourceRecord(f"e{offset}".encode(), value, "p", 0, offset, T0 + offset))
+            partition = partitions[index % len(partitions)]
+            records.append(SourceRecord(f"e{offset}".encode(), value, "p", partition, offset, T0 + offset))
         return records
 
 

@@ -82,8 +82,8 @@ def test_the_guard_rolls_back_a_version_worse_than_its_predecessor(registry):
     registry.apply(type(bad)(**(vars(bad) | {"lineage": bad.lineage | {"parent_version": 1}})))
     guard = RollbackGuard(100, 0.05, lambda m, v: registry.get(m, v))
     rng = np.random.default_rng(0)
-    assert [guard.add(outcome(1, c)) for c in rng.random(300) < 0.9] == [None] * 300
-    verdicts = [guard.add(outcome(2, c)) for c in rng.random(300) < 0.6]
+    assert [guard.add(outcome(1, c), 0) for c in rng.random(300) < 0.9] == [None] * 300
+    verdicts = [guard.add(outcome(2, c), 0) for c in rng.random(300) < 0.6]
     found = [v for v in verdicts if v is not None]
     assert len(found) == 1 and verdicts.index(found[0]) == 99
     assert (found[0].version, found[0].predecessor) == (2, 1)
@@ -96,6 +96,6 @@ def test_the_guard_keeps_a_version_that_does_as_well(registry):
     registry.apply(type(good)(**(vars(good) | {"lineage": good.lineage | {"parent_version": 1}})))
     guard = RollbackGuard(100, 0.05, lambda m, v: registry.get(m, v))
     rng = np.random.default_rng(1)
-    results = [guard.add(outcome(1, c)) for c in rng.random(200) < 0.9]
-    results += [guard.add(outcome(2, c)) for c in rng.random(500) < 0.9]
+    results = [guard.add(outcome(1, c), 0) for c in rng.random(200) < 0.9]
+    results += [guard.add(outcome(2, c), 0) for c in rng.random(500) < 0.9]
     assert set(results) == {None}
