@@ -143,7 +143,7 @@ def cmd_worker(args: argparse.Namespace) -> int:
     elif args.agent == "drift":
         from streams.agents.drift import build_drift_app
 
-        build = partial(build_drift_app, kafka, DriftSettings())
+        build = partial(build_drift_app, kafka, DriftSettings(), StateSettings())
     elif args.agent == "sink":
         from streams.agents.sink import build_sink_app
 
@@ -152,7 +152,7 @@ def cmd_worker(args: argparse.Namespace) -> int:
     else:
         from streams.agents.trainer import build_trainer_app
 
-        build = partial(build_trainer_app, kafka, TrainerSettings(), RegistrySettings())
+        build = partial(build_trainer_app, kafka, TrainerSettings(), RegistrySettings(), StateSettings())
     if store is not None:  # a DSN that can't work stops it here; a store that is down is waited for, input held
         from streams.store import check_dsn
 

@@ -1,8 +1,10 @@
 """``loopline worker drift``: outcomes and predictions in, drift events and retrain requests out.
 
 Outcomes are keyed by model name, so one worker of the group watches the whole outcome stream of
-a model. Detector state lives in memory: a restart, or a rebalance that moves a model's outcome
-partition, starts that model's monitors afresh (a new warm-up) on the worker that reads it next.
+a model. The monitors' state (detector inputs since their last restart, references, windows,
+cooldowns) is the core's, kept per input partition and mirrored into a state store whose changes
+go to the drift-changelog topic in each batch's transaction: the worker that reads a partition
+next, after a restart or a rebalance, restores the monitors and goes on where they were.
 """
 
 from __future__ import annotations
@@ -11,21 +13,25 @@ import faust
 
 from streams.agents.app import make_app
 from streams.drift.core import DriftCore, DriftOutput
-from streams.kafka.loop import kafka_loop
+from streams.kafka.loop import kafka_loop, kafka_state
 from streams.kafka.versions import VersionLookup
 from streams.metrics import DRIFT_EVENTS, ONLINE_ACCURACY, ONLINE_LOG_LOSS, RETRAIN_REQUESTS
 from streams.records import Produced, Topic
-from streams.settings import DriftSettings, KafkaSettings
+from streams.settings import DriftSettings, KafkaSettings, StateSettings
+from streams.state.state import Mirror
 
 __all__ = ["build_drift_app"]
 
 
-def build_drift_app(kafka: KafkaSettings, settings: DriftSettings) -> faust.App:
+def build_drift_app(kafka: KafkaSettings, settings: DriftSettings, state_settings: StateSettings) -> faust.App:
     """The Faust app of a drift worker."""
     core = DriftCore(settings, kafka.topic(Topic.OUTCOMES), VersionLookup(kafka))
+    state = kafka_state(kafka, state_settings, "drift", Topic.DRIFT_CHANGELOG)
+    mirror = Mirror(state, core, core.process)
     loop = kafka_loop(
-        kafka, "drift", [Topic.OUTCOMES, Topic.PREDICTIONS], core.process, settings.max_batch_size,
-        settings.max_wait_ms / 1000, observe=_record_metrics,
+        kafka, "drift", [Topic.OUTCOMES, Topic.PREDICTIONS], mirror.process, settings.max_batch_size,
+        settings.max_wait_ms / 1000, on_assign=mirror.assigned, on_revoke=mirror.revoked, observe=_record_metrics,
+        state=state,
     )  # fmt: skip
     return make_app("drift", kafka, loop.run)
 

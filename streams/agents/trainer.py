@@ -6,7 +6,8 @@ drift the window starts after the detection (the data of the new world), and the
 up to ``wait_minutes``, until ``min_events`` such outcomes have come. A request
 that can't be served (unknown model, too few outcomes) becomes a dead letter with the reason. The
 guard reads the outcomes in a group of its own and puts a predecessor back when a newly serving
-version does worse.
+version does worse; its comparison windows are mirrored into a state store (guard-changelog), so a
+guard restarted between a promotion and its verdict goes on judging.
 """
 
 from __future__ import annotations
@@ -23,11 +24,12 @@ from streams.agents.app import make_app
 from streams.codec import Codec, CodecError
 from streams.deadletters import DeadLetters
 from streams.inference.loader import rollback_records
-from streams.kafka.loop import kafka_loop
+from streams.kafka.loop import kafka_loop, kafka_state
 from streams.kafka.versions import VersionLookup, load_registry, publish_versions
 from streams.metrics import RETRAINS, ROLLBACKS
 from streams.records import Produced, SourceRecord, Topic
-from streams.settings import InferenceSettings, KafkaSettings, RegistrySettings, TrainerSettings
+from streams.settings import InferenceSettings, KafkaSettings, RegistrySettings, StateSettings, TrainerSettings
+from streams.state.state import Mirror
 from streams.trainer.core import Refused, Trainer
 from streams.trainer.guard import RollbackGuard, Verdict
 from streams.trainer.window import Window, read_window
@@ -141,12 +143,17 @@ class Guard:
         return Produced()
 
 
-def build_trainer_app(kafka: KafkaSettings, settings: TrainerSettings, registry: RegistrySettings) -> faust.App:
-    """The Faust app of a trainer worker: the request loop and the rollback guard."""
+def build_trainer_app(
+    kafka: KafkaSettings, settings: TrainerSettings, registry: RegistrySettings, state_settings: StateSettings
+) -> faust.App:
+    """The Faust app of a trainer worker: the request loop and the rollback guard (its windows in a state store)."""
     requests = Requests(kafka, settings, registry)
     train = kafka_loop(kafka, "trainer", [Topic.RETRAIN_REQUESTS], requests.handle, 100, 0.5)
-    guard = kafka_loop(kafka, "trainer", [Topic.OUTCOMES], Guard(kafka, settings, requests.trainer.store).process,
-                       4096, 0.1, group="trainer-guard")  # fmt: skip
+    watch = Guard(kafka, settings, requests.trainer.store)
+    state = kafka_state(kafka, state_settings, "guard", Topic.GUARD_CHANGELOG, group="trainer-guard")
+    mirror = Mirror(state, watch.watch, watch.process)
+    guard = kafka_loop(kafka, "trainer", [Topic.OUTCOMES], mirror.process, 4096, 0.1, group="trainer-guard",
+                       on_assign=mirror.assigned, on_revoke=mirror.revoked, state=state)  # fmt: skip
 
     def run_requests(stop: threading.Event) -> None:
         requests.stop = stop

@@ -27,9 +27,10 @@ import time
 from collections.abc import Callable, Iterable, Iterator
 from typing import Protocol
 
+from streams.records import Produced, SourceRecord
 from streams.state.store import Changes, Store
 
-__all__ = ["Changelog", "OutOfRange", "State"]
+__all__ = ["Changelog", "Mirror", "OutOfRange", "Restorable", "State"]
 
 log = logging.getLogger(__name__)
 
@@ -174,3 +175,42 @@ class State:
     def sizes(self) -> dict[int, tuple[int, int]]:
         """Partition → (keys, bytes) of its store."""
         return {partition: store.size() for partition, store in self.stores.items()}
+
+
+class Restorable(Protocol):
+    """A core that keeps its state in memory, hands out what each batch changed, and is rebuilt from it."""
+
+    def changes(self) -> dict[int, Changes]: ...
+
+    def restore(self, partition: int, items: Iterable[tuple[bytes, bytes]]) -> None: ...
+
+    def revoke(self, partitions: Iterable[int]) -> None: ...
+
+
+class Mirror:
+    """Wires a :class:`Restorable` core to a :class:`State`: its changes go into the batch's state
+    changes, and a partition given to the worker is rebuilt from the restored store.
+
+    ``process``, ``assigned`` and ``revoked`` are the batch loop's core and rebalance callbacks.
+    """
+
+    def __init__(self, state: State, core: Restorable, process: Callable[[list[SourceRecord]], Produced]) -> None:
+        self.state, self.core, self._process = state, core, process
+
+    def process(self, records: list[SourceRecord]) -> Produced:
+        out = self._process(records)
+        for partition, changes in self.core.changes().items():
+            for key, value in changes.items():
+                if value is None:
+                    self.state.delete(partition, key)
+                else:
+                    self.state.put(partition, key, value)
+        return out
+
+    def assigned(self, committed: dict[tuple[str, int], tuple[int, str]]) -> None:
+        """Called after the state restored the partitions' stores."""
+        for partition in sorted({partition for _, partition in committed}):
+            self.core.restore(partition, self.state.items(partition))
+
+    def revoked(self, partitions: list[tuple[str, int]], lost: bool) -> None:
+        self.core.revoke({partition for _, partition in partitions})

@@ -1,0 +1,130 @@
+"""Drift monitors and the rollback guard keep their state across a SIGKILL (real broker, real workers).
+
+The outcomes are produced here directly (keyed by model name, as the join sends them), so that a
+run is the same records at the same offsets with or without the kill, and figures come from offsets.
+"""
+
+import random
+import signal
+from dataclasses import replace
+
+import pytest
+from confluent_kafka import Consumer, TopicPartition
+
+from models import ArtifactStore, Registry, Status
+from streams.codec import Codec
+from streams.kafka.clients import send_all
+from streams.kafka.config import confluent_config
+from streams.kafka.topics import create_topics
+from streams.kafka.versions import load_registry, publish_versions
+from tests.helpers import N_FEATURES, small_model, trained_model, version_of
+from tests.workers import Worker, decoded, wait_for
+
+T0 = 1_795_000_000_000
+OUTCOME = Codec.load("outcome")
+
+
+def outcomes(count, error_rate, seed, version=1, start=0):
+    """(key, value) of ``count`` outcomes of model m with about ``error_rate`` of them wrong."""
+    rng = random.Random(seed)
+    records = []
+    for i in range(start, start + count):
+        correct = rng.random() >= error_rate
+        records.append((b"m", OUTCOME.encode({
+            "event_id": f"e{i}", "event_time": T0 + i, "entity_id": "u", "values": [rng.gauss(0, 1) for _ in range(N_FEATURES)],
+            "model_name": "m", "model_version": version, "shadow": False, "scores": [0.3, 0.7],
+            "predicted_class": "yes", "label": "yes" if correct else "no", "label_time": T0 + i + 10,
+            "prediction_delay_ms": 5, "label_delay_ms": 10, "correct": correct, "log_loss": 0.36 if correct else 1.2,
+            "label_rate": 1.0,
+        })))  # fmt: skip
+    return records
+
+
+def committed(kafka, group):
+    """Outcome records the group has committed, over every partition."""
+    consumer = Consumer(confluent_config(kafka, {"group.id": group, "enable.auto.commit": False}))
+    try:
+        parts = [TopicPartition(kafka.topic("outcomes"), p) for p in range(kafka.partitions)]
+        return sum(max(tp.offset, 0) for tp in consumer.committed(parts, timeout=10))
+    finally:
+        consumer.close()
+
+
+def kill(w: Worker) -> None:
+    w.proc.send_signal(signal.SIGKILL)
+    w.proc.wait()
+
+
+def detection(kafka):
+    """The outcome offset at which the first concept drift was detected."""
+    events = [e for e in decoded(kafka, "drift-events", "drift_event") if e["evidence"]["kind"] == "concept"]
+    return int(events[0]["event_id"].rsplit("/", 1)[1]) if events else None
+
+
+@pytest.fixture
+def runs(kafka, tmp_path):
+    """Two topic sets (the uninterrupted run and the killed one), each with version 1 of m serving."""
+    store = ArtifactStore(tmp_path / "artifacts", 1 << 20)
+    both = [kafka, kafka.model_copy(update={"topic_prefix": f"{kafka.topic_prefix}k."})]
+    for settings in both:
+        create_topics(settings)
+        publish_versions(settings, [version_of(small_model(), 1, store)])
+    return both, tmp_path
+
+
+def test_a_drift_that_straddles_a_kill_is_detected_at_the_same_outcome(runs):
+    (straight, killed), tmp = runs
+    stream = outcomes(600, 0.1, seed=1) + outcomes(1400, 0.5, seed=2, start=600)  # the error rises at offset 600
+    env = {"LOOPLINE_DRIFT_MIN_SAMPLES": "300", "LOOPLINE_DRIFT_MAX_BATCH_SIZE": "64", "LOOPLINE_KAFKA_WORKER_ID": "d1"}
+    drift = Worker("drift", straight, tmp, env)
+    try:
+        send_all(straight, straight.topic("outcomes"), stream)
+        wait_for(lambda: detection(straight), what="the concept drift of the uninterrupted run")
+    finally:
+        drift.stop()
+    expected = detection(straight)
+    assert 600 < expected < 2000
+    cut = (600 + expected) // 2  # the worker dies after the drift began, before it was detected
+    drift = Worker("drift", killed, tmp, env)
+    try:
+        send_all(killed, killed.topic("outcomes"), stream[:cut])
+        wait_for(lambda: committed(killed, f"{killed.topic_prefix}drift") == cut, what="the records before the kill")
+        kill(drift)
+        send_all(killed, killed.topic("outcomes"), stream[cut:])
+        drift = Worker("drift", killed, tmp, env)  # the same worker id: its store, without a checkpoint
+        wait_for(lambda: detection(killed), what="the concept drift after the restart")
+        assert drift.metric("loopline_state_restored_records_total", agent="drift") > 0
+    finally:
+        drift.stop()
+    # The monitors were restored exactly: the same detection, at the same outcome (a block of 32 at most apart).
+    assert abs(detection(killed) - expected) <= 32
+    assert len(decoded(killed, "retrain-requests", "retrain_request")) == 1
+
+
+def test_a_guard_restarted_between_a_promotion_and_its_verdict_still_rolls_the_bad_version_back(kafka, tmp_path):
+    create_topics(kafka)
+    store = ArtifactStore(tmp_path / "artifacts", 1 << 20)
+    good = version_of(trained_model(concept_seed=1), 1, store)
+    bad = version_of(trained_model(concept_seed=2), 2, store, status=Status.CANDIDATE)
+    bad = replace(bad, lineage=bad.lineage | {"parent_version": 1})
+    publish_versions(kafka, [good])
+    env = {"LOOPLINE_TRAINER_GUARD_OUTCOMES": "200", "LOOPLINE_REGISTRY_ARTIFACT_DIR": str(tmp_path / "artifacts"),
+           "LOOPLINE_KAFKA_WORKER_ID": "t1"}  # fmt: skip
+    group = f"{kafka.topic_prefix}trainer-guard"
+    trainer = Worker("trainer", kafka, tmp_path, env)
+    try:
+        send_all(kafka, kafka.topic("outcomes"), outcomes(300, 0.1, seed=3))  # version 1 serves well
+        registry = Registry()
+        registry.apply(good)
+        registry.apply(bad)
+        publish_versions(kafka, [bad, *registry.promote("m", 2, "planted regression")])
+        send_all(kafka, kafka.topic("outcomes"), outcomes(120, 0.5, seed=4, version=2, start=300))
+        wait_for(lambda: committed(kafka, group) == 420, what="the guard to read the first outcomes of version 2")
+        kill(trainer)  # version 2 has 120 of the 200 outcomes it is judged on
+        trainer = Worker("trainer", kafka, tmp_path, env)
+        send_all(kafka, kafka.topic("outcomes"), outcomes(120, 0.5, seed=5, version=2, start=420))
+        wait_for(lambda: load_registry(kafka).serving("m").version == 1, what="the rollback to version 1")
+    finally:
+        trainer.stop()
+    back = load_registry(kafka).get("m", 1)
+    assert "rollback from version 2: automatic: online accuracy" in back.reason
