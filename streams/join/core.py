@@ -171,6 +171,7 @@ class Touched:
         self.entries: dict[tuple[int, str], Entry | None] = {}
         self.dirty: set[tuple[int, str]] = set()
         self.counts: dict[int, int] = {}
+        self.stored_counts: dict[int, int] = {}
 
     def get(self, partition: int, event_id: str) -> Entry | None:
         key = (partition, event_id)
@@ -199,7 +200,7 @@ class Touched:
     def count(self, partition: int) -> int:
         if partition not in self.counts:
             data = self.state.get(partition, COUNT_KEY)
-            self.counts[partition] = _COUNT.unpack(data)[0] if data else 0
+            self.counts[partition] = self.stored_counts[partition] = _COUNT.unpack(data)[0] if data else 0
         return self.counts[partition]
 
     def save(self) -> None:
@@ -210,7 +211,8 @@ class Touched:
             else:
                 self.state.put(partition, key, encode_entry(entry))
         for partition, count in self.counts.items():
-            self.state.put(partition, COUNT_KEY, _COUNT.pack(max(count, 0)))
+            if count != self.stored_counts[partition]:
+                self.state.put(partition, COUNT_KEY, _COUNT.pack(max(count, 0)))
 
 
 def _index_key(deadline_ms: int, event_id: str) -> bytes:

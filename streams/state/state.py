@@ -92,7 +92,11 @@ class State:
         self.overlay.setdefault(partition, {})[key] = value
 
     def delete(self, partition: int, key: bytes) -> None:
-        self.overlay.setdefault(partition, {})[key] = None
+        overlay = self.overlay.setdefault(partition, {})
+        if key not in self.pending.get(partition, {}) and self.stores[partition].get(key) is None:
+            overlay.pop(key, None)  # not in the committed state: nothing to delete, nothing to log
+        else:
+            overlay[key] = None
 
     def range(self, partition: int, start: bytes, end: bytes) -> Iterator[tuple[bytes, bytes]]:
         """The items with ``start <= key < end`` in key order, the running batch's writes included.

@@ -121,6 +121,9 @@ def test_an_entry_is_deleted_once_its_outcomes_are_sent():
     assert {key[:1] for key, _ in join.state.items(0)} == {b"e", b"t", b"n"}
     join.process([stream.record("p", "b", 1), stream.record("l", "b", 2)])
     assert join.held() == [] and [key for key, _ in join.state.items(0)] == [b"n"]
+    logged = len(join.changelog.log[0])
+    join.process(stream.event("c"))  # begun and done in one batch: nothing to log
+    assert len(join.changelog.log[0]) == logged
 
 
 def test_serving_and_shadow_predictions_each_make_one_outcome():

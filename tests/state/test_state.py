@@ -108,3 +108,17 @@ def test_a_checkpoint_the_changelog_does_not_have_restores_from_the_start(tmp_pa
     state = State("t", lambda p: DiskStore(tmp_path / str(p)), changelog)
     state.assign([0])
     assert calls == [40, None] and list(state.items(0)) == [(b"a", b"new")]
+
+
+def test_a_key_written_and_deleted_in_one_batch_or_deleted_unwritten_logs_nothing(open_store):
+    changelog = MemoryChangelog()
+    state = State("t", open_store, changelog)
+    state.assign([0])
+    state.put(0, b"kept", b"1")
+    logged(state, changelog)
+    state.put(0, b"brief", b"2")
+    state.delete(0, b"brief")
+    state.delete(0, b"never")
+    state.delete(0, b"kept")
+    logged(state, changelog)
+    assert changelog.log[0] == [(b"kept", b"1"), (b"kept", None)]
