@@ -4,7 +4,8 @@ The input topics are co-partitioned by event_id and assigned by range, so the th
 event meet in one worker however many run. The entries waiting for their other parts are the
 join's state (``streams.state``): one store per input partition, every change logged to the
 join-changelog topic in the transaction of the batch's outcomes and input offsets, so that a
-restarted or newly assigned worker restores it and reads on from the committed offsets.
+restarted or newly assigned worker restores it (the core then rebuilds its expiry index) and reads
+on from the committed offsets.
 """
 
 from __future__ import annotations
@@ -48,7 +49,7 @@ def build_join_app(kafka: KafkaSettings, settings: JoinSettings, state_settings:
     core = join_core(kafka, settings, state)
     loop = kafka_loop(
         kafka, "join", INPUTS, core.process, settings.max_batch_size, settings.max_wait_ms / 1000,
-        observe=_record_metrics, state=state,
+        on_assign=core.assigned, on_revoke=core.revoked, observe=_record_metrics, state=state,
     )  # fmt: skip
     return make_app("join", kafka, loop.run)
 

@@ -22,12 +22,13 @@ expire the state at once. A record stamped far in the past is taken as it is (an
 The state of a partition, per key (see docs/architecture.md for sizing):
 
 - ``e<event_id>``: the entry, in :func:`encode_entry`'s layout;
-- ``t<deadline, 8 bytes big-endian><event_id>``: empty, the expiry index in deadline order;
-- ``n``: the number of entries, 8 bytes big-endian.
+- ``t<deadline, 8 bytes big-endian><event_id>``: empty, the expiry index in deadline order.
 
-Every change goes to the join's changelog in the transaction of the batch's outcomes and input
-offsets: a restarted or newly assigned worker restores the state and reads on from the committed
-offsets, with nothing to re-read and nothing sent twice. The label-rate windows are this worker's
+Every change of an entry goes to the join's changelog in the transaction of the batch's outcomes
+and input offsets: a restarted or newly assigned worker restores the entries and reads on from the
+committed offsets, with nothing to re-read and nothing sent twice. The index is not logged (it
+would double the changelog): :meth:`JoinCore.assigned` rebuilds it, and the count of entries,
+from the restored entries. The label-rate windows are this worker's
 own (in memory): they start empty after a restart.
 """
 
@@ -56,8 +57,6 @@ _HEAD = struct.Struct(">BqB")  # format, deadline, sent
 _LENGTH = struct.Struct(">i")  # -1: absent
 _LABEL = struct.Struct(">qq")  # the label record's offset and timestamp
 _DEADLINE = struct.Struct(">Q")
-_COUNT = struct.Struct(">Q")
-COUNT_KEY = b"n"
 ENTRY_OVERHEAD = 64  # bytes of an encoded entry besides its parts and event_id
 
 
@@ -166,12 +165,12 @@ class JoinOutput(Produced):
 class Touched:
     """The entries a batch read or changed, written back to the state once, at the batch's end."""
 
-    def __init__(self, state: State, labels: str) -> None:
+    def __init__(self, state: State, labels: str, counts: dict[int, int]) -> None:
         self.state, self.labels = state, labels
         self.entries: dict[tuple[int, str], Entry | None] = {}
         self.dirty: set[tuple[int, str]] = set()
-        self.counts: dict[int, int] = {}
-        self.stored_counts: dict[int, int] = {}
+        self.counts = dict(counts)
+        """Entries per partition as this batch leaves them (the core's figures change once it is done)."""
 
     def get(self, partition: int, event_id: str) -> Entry | None:
         key = (partition, event_id)
@@ -184,8 +183,8 @@ class Touched:
         entry = Entry(deadline_ms)
         self.entries[(partition, event_id)] = entry
         self.dirty.add((partition, event_id))
-        self.state.put(partition, _index_key(deadline_ms, event_id), b"")
-        self.counts[partition] = self.count(partition) + 1
+        self.state.put(partition, _index_key(deadline_ms, event_id), b"", logged=False)
+        self.counts[partition] += 1
         return entry
 
     def changed(self, partition: int, event_id: str) -> None:
@@ -194,14 +193,8 @@ class Touched:
     def delete(self, partition: int, event_id: str, entry: Entry) -> None:
         self.entries[(partition, event_id)] = None
         self.dirty.add((partition, event_id))
-        self.state.delete(partition, _index_key(entry.deadline_ms, event_id))
-        self.counts[partition] = self.count(partition) - 1
-
-    def count(self, partition: int) -> int:
-        if partition not in self.counts:
-            data = self.state.get(partition, COUNT_KEY)
-            self.counts[partition] = self.stored_counts[partition] = _COUNT.unpack(data)[0] if data else 0
-        return self.counts[partition]
+        self.state.delete(partition, _index_key(entry.deadline_ms, event_id), logged=False)
+        self.counts[partition] -= 1
 
     def save(self) -> None:
         for partition, event_id in self.dirty:
@@ -210,9 +203,6 @@ class Touched:
                 self.state.delete(partition, key)
             else:
                 self.state.put(partition, key, encode_entry(entry))
-        for partition, count in self.counts.items():
-            if count != self.stored_counts[partition]:
-                self.state.put(partition, COUNT_KEY, _COUNT.pack(max(count, 0)))
 
 
 def _index_key(deadline_ms: int, event_id: str) -> bytes:
@@ -260,12 +250,33 @@ class JoinCore:
         self.outcome_codec = Codec.load("outcome")
         self.dead = DeadLetters("join")
         self.label_rate: dict[tuple[str, int], SlidingMean] = {}
+        self.counts: dict[int, int] = {}
         self.now_ms = 0
+
+    def assigned(self, committed: dict[tuple[str, int], tuple[int, str]]) -> None:
+        """Partitions given to this worker, their stores restored: rebuild each one's expiry index and count.
+
+        Wired as the batch loop's ``on_assign``, which runs after the state restored the stores.
+        """
+        for partition in sorted({partition for _, partition in committed}):
+            store = self.state.stores[partition]
+            index: dict[bytes, bytes | None] = {key: None for key, _ in store.range(b"t", b"u")}
+            count = 0
+            for key, value in store.range(b"e", b"f"):
+                index[_index_key(_HEAD.unpack_from(value)[1], key[1:].decode())] = b""
+                count += 1
+            store.write(index)
+            self.counts[partition] = count
+
+    def revoked(self, partitions: list[tuple[str, int]], lost: bool) -> None:
+        """Partitions taken from this worker (the batch loop's ``on_revoke``)."""
+        for _, partition in partitions:
+            self.counts.pop(partition, None)
 
     def process(self, records: Sequence[SourceRecord]) -> JoinOutput:
         """Join one batch of records from any of the input topics."""
         out = JoinOutput()
-        touched = Touched(self.state, self.topics.labels)
+        touched = Touched(self.state, self.topics.labels, self.counts)
         horizon = self.clock_ms() + self.max_skew_ms
         for record in records:
             if record.timestamp_ms > horizon:
@@ -293,7 +304,8 @@ class JoinCore:
                 touched.delete(partition, event_id, entry)
         self._expire(out, touched)
         touched.save()
-        out.pending = sum(touched.count(partition) for partition in self.state.partitions)
+        self.counts = touched.counts
+        out.pending = sum(self.counts.values())
         return out
 
     def _add(self, out: JoinOutput, touched: Touched, record: SourceRecord, decoded: dict[str, Any]) -> None:
@@ -396,7 +408,7 @@ class JoinCore:
     def _expire(self, out: JoinOutput, touched: Touched) -> None:
         """Drop the entries past their deadline, then the oldest beyond ``max_pending``."""
         partitions = self.state.partitions
-        total = sum(touched.count(partition) for partition in partitions)
+        total = sum(touched.counts.values())
         oldest = heapq.merge(*(self._by_deadline(partition) for partition in partitions))
         for deadline, partition, event_id in oldest:
             if deadline >= self.now_ms and total <= self.max_pending:

@@ -78,6 +78,8 @@ class State:
         self.stores: dict[int, Store] = {}
         self.overlay: dict[int, Changes] = {}
         self.pending: dict[int, Changes] = {}
+        self.unlogged: dict[int, set[bytes]] = {}
+        """Keys written to the stores only: derived data a core rebuilds itself after a restore."""
         """The changes handed to the loop by :meth:`changes`, written to the stores once committed."""
 
     # --- the core's side -------------------------------------------------------------------
@@ -88,15 +90,21 @@ class State:
             return overlay[key]
         return self.stores[partition].get(key)
 
-    def put(self, partition: int, key: bytes, value: bytes) -> None:
+    def put(self, partition: int, key: bytes, value: bytes, logged: bool = True) -> None:
+        """Write ``key``; ``logged=False``: to the store only, never to the changelog (an index the
+        core rebuilds from the logged keys when a partition is restored)."""
         self.overlay.setdefault(partition, {})[key] = value
+        if not logged:
+            self.unlogged.setdefault(partition, set()).add(key)
 
-    def delete(self, partition: int, key: bytes) -> None:
+    def delete(self, partition: int, key: bytes, logged: bool = True) -> None:
         overlay = self.overlay.setdefault(partition, {})
         if key not in self.pending.get(partition, {}) and self.stores[partition].get(key) is None:
             overlay.pop(key, None)  # not in the committed state: nothing to delete, nothing to log
         else:
             overlay[key] = None
+            if not logged:
+                self.unlogged.setdefault(partition, set()).add(key)
 
     def range(self, partition: int, start: bytes, end: bytes) -> Iterator[tuple[bytes, bytes]]:
         """The items with ``start <= key < end`` in key order, the running batch's writes included.
@@ -122,24 +130,28 @@ class State:
     # --- the batch loop's side -------------------------------------------------------------
 
     def changes(self) -> dict[int, Changes]:
-        """The running batch's changes per partition, to be logged with the batch; keep them until
-        :meth:`committed` or :meth:`discard`."""
+        """The running batch's changes per partition, to be logged with the batch (the unlogged keys
+        left out); kept until :meth:`committed` or :meth:`discard`."""
         for partition, changes in self.overlay.items():
             if changes:
                 self.pending.setdefault(partition, {}).update(changes)
         self.overlay = {}
-        return self.pending
+        logged = {}
+        for partition, changes in self.pending.items():
+            local = self.unlogged.get(partition)
+            logged[partition] = {k: v for k, v in changes.items() if k not in local} if local else changes
+        return {partition: changes for partition, changes in logged.items() if changes}
 
     def committed(self) -> None:
         """The changes handed out were committed with their batch: into the stores with them."""
         for partition, changes in self.pending.items():
             if partition in self.stores:
                 self.stores[partition].write(changes)
-        self.pending = {}
+        self.pending, self.unlogged = {}, {}
 
     def discard(self) -> None:
         """The changes of the batch are not committed: forget them."""
-        self.overlay, self.pending = {}, {}
+        self.overlay, self.pending, self.unlogged = {}, {}, {}
 
     def assign(self, partitions: Iterable[int]) -> None:
         """Open and restore the stores of ``partitions`` (those held already stay as they are)."""

@@ -8,7 +8,7 @@ from streams.join.core import SHADOW, Entry, JoinCore, JoinTopics, decode_entry,
 from streams.kafka.testing import MemoryChangelog
 from streams.records import SourceRecord, Topic
 from streams.state.state import State
-from streams.state.store import MemoryStore
+from streams.state.store import DiskStore, MemoryStore
 
 TOPICS = JoinTopics("f", "p", "sp", "l")
 HOUR = 3_600_000
@@ -57,6 +57,7 @@ class Worker:
         self.state.assign(partitions)
         self.core = JoinCore(TOPICS, lambda m, v: CLASSES[(m, v)], self.state, ttl_ms, max_pending,
                              quality_window=100, max_skew_ms=300_000, clock_ms=lambda: now, **kwargs)  # fmt: skip
+        self.core.assigned({("f", partition): (0, "") for partition in partitions})
 
     def process(self, records):
         out = self.core.process(records)
@@ -118,9 +119,10 @@ def test_an_entry_is_deleted_once_its_outcomes_are_sent():
     join = core()
     join.process([*stream.event("a"), stream.record("f", "b", 0)])
     assert join.held() == ["b"]
-    assert {key[:1] for key, _ in join.state.items(0)} == {b"e", b"t", b"n"}
+    assert {key[:1] for key, _ in join.state.items(0)} == {b"e", b"t"}
+    assert [key[:1] for key, _ in join.changelog.log[0]] == [b"e"]  # the expiry index is not logged
     join.process([stream.record("p", "b", 1), stream.record("l", "b", 2)])
-    assert join.held() == [] and [key for key, _ in join.state.items(0)] == [b"n"]
+    assert join.held() == [] and list(join.state.items(0)) == []
     logged = len(join.changelog.log[0])
     join.process(stream.event("c"))  # begun and done in one batch: nothing to log
     assert len(join.changelog.log[0]) == logged
@@ -270,7 +272,8 @@ def test_a_restored_worker_completes_the_events_its_predecessor_held_and_resends
         len(first.process([*stream.event("a"), stream.record("f", "b", 0), stream.record("p", "b", 0)]).outcomes) == 1
     )
     second = Worker(first.changelog)  # restored from the changelog: "b" waits, "a" is gone
-    assert second.held() == ["b"]
+    assert second.held() == ["b"] and second.core.counts == {0: 1}
+    assert [key[:1] for key, _ in second.state.items(0)] == [b"e", b"t"]  # the index rebuilt
     late = second.process([stream.record("l", "b", 10)])
     assert [o["event_id"] for o in outcomes(late)] == ["b"] and second.held() == []
 
@@ -305,3 +308,26 @@ def test_a_part_that_would_make_an_entry_larger_than_a_changelog_record_is_dead_
 def test_a_bad_feature_event_is_skipped_not_dead_lettered_twice():
     out = core().process([SourceRecord(b"x", b"junk", "f", 0, 0, T0)])
     assert out.skipped == 1 and out.dead_letters == []
+
+
+def test_a_store_restored_from_its_checkpoint_gets_an_index_of_the_entries_it_holds_now(tmp_path):
+    stream = Stream()
+    changelog = MemoryChangelog()
+
+    def on_disk(p):
+        return DiskStore(tmp_path / str(p))
+
+    first = Worker(changelog)
+    first.state = State("join", on_disk, changelog)
+    first.state.assign([0])
+    first.core.state = first.state
+    first.core.assigned({("f", 0): (0, "")})
+    first.process([stream.record("f", "a", 0), stream.record("f", "b", 0)])
+    first.state.revoke([0], clean=True)  # a rebalance: the store keeps a checkpoint
+    other = Worker(changelog)  # the next owner completes "b" and adds "c"
+    other.process([stream.record("p", "b", 1), stream.record("l", "b", 2), stream.record("f", "c", 3)])
+    first.state.assign([0])  # back: the checkpoint, then the other owner's changes
+    first.core.assigned({("f", 0): (0, "")})
+    keys = [key for key, _ in first.state.items(0)]
+    assert first.held() == ["a", "c"] and sorted(k[9:] for k in keys if k[:1] == b"t") == [b"a", b"c"]
+    assert first.core.counts == {0: 2}

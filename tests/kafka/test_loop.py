@@ -124,6 +124,7 @@ def join_loop(source, output, max_batch, process=None, **kwargs):
     """The join's batch loop on in-memory state logged to ``output``'s changelog (``process`` wraps the core's)."""
     state = State("join", lambda partition: MemoryStore(), output.changelog)
     core = JoinCore(TOPICS, lambda m, v: CLASSES[(m, v)], state, 3_600_000, 10_000, quality_window=100)
+    source.on_assign, source.on_revoke = core.assigned, core.revoked
     work = process(core.process) if process is not None else core.process
     return BatchLoop("join", source, output, work, max_batch=max_batch, max_wait_s=0, state=state, **kwargs)
 
