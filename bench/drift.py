@@ -32,8 +32,11 @@ from streams.drift.core import DriftCore
 from streams.drift.detectors import BINARY, DETECTORS
 from streams.drift.monitor import BlockMonitor, ErrorMonitor
 from streams.join.core import JoinCore, JoinTopics
+from streams.kafka.testing import MemoryChangelog
 from streams.records import SourceRecord
 from streams.settings import DriftSettings
+from streams.state.state import State
+from streams.state.store import MemoryStore
 
 ONSET = 3000
 WARMUP = 500
@@ -176,6 +179,7 @@ def cost_table(seconds: float) -> None:
             core = DriftCore(DriftSettings(), "o", lambda m, v, d=described: d)
             for start in range(0, len(records), 1000):
                 core.process(records[start : start + 1000])
+                core.changes()  # the state each batch hands to its store
 
         rate = best_rate(drift, len(records), seconds)
         decode = best_rate(
@@ -189,9 +193,14 @@ def cost_table(seconds: float) -> None:
         records = join_records(width, 10_000)
 
         def join(records=records) -> None:
-            core = JoinCore(JoinTopics("f", "p", "sp", "l"), lambda m, v: ["no", "yes"], 3_600_000, 10**6, 1000)
+            state = State("join", lambda partition: MemoryStore(), MemoryChangelog())
+            state.assign([0])
+            core = JoinCore(JoinTopics("f", "p", "sp", "l"), lambda m, v: ["no", "yes"], state, 3_600_000, 10**6, 1000)
+            core.assigned({("f", 0): (0, "")})
             for start in range(0, len(records), 2000):
                 core.process(records[start : start + 2000])
+                state.changes()  # what the batch loop sends to the changelog, then writes to the store
+                state.committed()
 
         rate = best_rate(join, len(records), seconds)
         decode = best_rate(
