@@ -8,11 +8,12 @@ of wiring; this loop does the rest, the same for every agent:
    ends the worker;
 3. size every output record: one the topics can't take is replaced by a dead letter of the input
    it was made from (``too-large``);
-4. commit the outputs and the input offsets (one Kafka transaction, by default); records the
-   broker refuses for what they are are replaced the same way (``send-refused``) and the rest is
-   committed; when the commit is aborted (the worker lost its partitions, the broker failed the
-   transaction), the source reads the batch again from the committed offsets, with the agent's
-   state for those partitions rebuilt;
+4. commit the outputs, the core's state changes (to its changelog, see ``streams.state``) and the
+   input offsets (one Kafka transaction, by default); records the broker refuses for what they
+   are are replaced the same way (``send-refused``) and the rest is committed; when the commit is
+   aborted (the worker lost its partitions, the broker failed the transaction), the source reads
+   the batch again from the committed offsets, with the agent's state for those partitions
+   restored;
 5. count the batch in the metrics.
 
 Where the core did not say which input an unsendable record came from, the loop finds it: it
@@ -329,8 +330,8 @@ class BatchLoop:
     def _report_state(self) -> None:
         assert self.state is not None
         for partition, (keys, size) in self.state.sizes().items():
-            STATE_KEYS.labels(self.agent, str(partition)).set(keys)
-            STATE_BYTES.labels(self.agent, str(partition)).set(size)
+            STATE_KEYS.labels(self.state.agent, str(partition)).set(keys)
+            STATE_BYTES.labels(self.state.agent, str(partition)).set(size)
 
     def _process(self, records: list[SourceRecord]) -> tuple[Produced, bool]:
         """The core's output, and whether the core made it (its own output type, for ``observe``)."""
