@@ -142,6 +142,7 @@ def run_demo(
         "LOOPLINE_KAFKA_PARTITIONS": str(kafka.partitions),
         "LOOPLINE_INFERENCE_MODEL_NAME": MODEL,
         "LOOPLINE_REGISTRY_ARTIFACT_DIR": str(registry.artifact_dir),
+        "LOOPLINE_STATE_DIR": str(report_dir / "state"),  # the run's own: its topics are its own too
         "LOOPLINE_CLICKHOUSE_DSN": clickhouse.dsn.get_secret_value(),
         "LOOPLINE_CLICKHOUSE_DATABASE": str(clickhouse.database),
         "LOOPLINE_SINK_QUERY_PORT": str(sink.query_port),
