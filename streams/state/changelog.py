@@ -62,7 +62,7 @@ class KafkaChangelog:
         self.consumer.assign([TopicPartition(self.topic, partition, start if start is not None else OFFSET_BEGINNING)])
         position, end, count = start or 0, None, 0
         changes: Changes = {}
-        deadline = said = time.monotonic() + self.wait_s
+        deadline, said = time.monotonic() + self.wait_s, time.monotonic()
         try:
             while True:
                 for message in self.consumer.consume(CHUNK, 0.05):
@@ -85,7 +85,7 @@ class KafkaChangelog:
                 if end is not None and position >= end:
                     break
                 if end is None:  # no answer from the partition's leader yet (the broker is away): wait for it
-                    deadline = said = time.monotonic() + self.wait_s
+                    deadline = time.monotonic() + self.wait_s
                     if time.monotonic() > said + 30:
                         said = time.monotonic()
                         log.warning("restoring %s[%d]: waiting for the broker", self.topic, partition)

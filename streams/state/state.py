@@ -78,9 +78,9 @@ class State:
         self.stores: dict[int, Store] = {}
         self.overlay: dict[int, Changes] = {}
         self.pending: dict[int, Changes] = {}
+        """The changes handed to the loop by :meth:`changes`, written to the stores once committed."""
         self.unlogged: dict[int, set[bytes]] = {}
         """Keys written to the stores only: derived data a core rebuilds itself after a restore."""
-        """The changes handed to the loop by :meth:`changes`, written to the stores once committed."""
 
     # --- the core's side -------------------------------------------------------------------
 
