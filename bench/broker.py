@@ -551,6 +551,18 @@ def targets(results: list[Result], find: Callable[..., Result | None]) -> None:
 # -- main --------------------------------------------------------------------------------------
 
 
+def local_bench(args: argparse.Namespace, name: str) -> tuple[Broker, Bench]:
+    """Say what machine this is, start a broker of its own in a new work directory, and a :class:`Bench`
+    on it whose topics start with ``name`` (``args.partitions`` per data topic)."""
+    print(f"machine: {platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}, "
+          f"load average before the run {os.getloadavg()[0]:.2f}")  # fmt: skip
+    work = Path(tempfile.mkdtemp(prefix=f"loopline-bench-{name}-"))
+    broker = Broker(BrokerSettings(data_dir=work / "kafka", port=0, heap="1g"))
+    base = KafkaSettings(bootstrap_servers=broker.start(), topic_prefix=f"{name}{uuid.uuid4().hex[:6]}.",
+                         partitions=args.partitions)  # fmt: skip
+    return broker, Bench(base, work, args)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--relay-worker", action="store_true", help=argparse.SUPPRESS)
@@ -571,13 +583,8 @@ def main() -> None:
         return
     only = set(args.only.split(","))
     small = {int(b): int(n) for b, n in (item.split("=") for item in args.small_backlogs.split(",") if item)}
-    print(f"machine: {platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}, "
-          f"load average before the run {os.getloadavg()[0]:.2f}")  # fmt: skip
-    work = Path(tempfile.mkdtemp(prefix="loopline-bench-"))
-    broker = Broker(BrokerSettings(data_dir=work / "kafka", port=0, heap="1g"))
-    base = KafkaSettings(bootstrap_servers=broker.start(), topic_prefix=f"b{uuid.uuid4().hex[:6]}.",
-                         partitions=args.partitions)  # fmt: skip
-    bench = Bench(base, work, args)
+    broker, bench = local_bench(args, "b")
+    work = bench.work
     results: list[Result] = []
     started = time.monotonic()
     try:

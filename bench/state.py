@@ -24,22 +24,17 @@ from __future__ import annotations
 
 import argparse
 import os
-import platform
 import shutil
 import sys
-import tempfile
 import time
-import uuid
 from dataclasses import dataclass
-from pathlib import Path
 
-from broker import EXACTLY_ONCE, Bench, Progress, Worker, drain_rate, join_inputs, produce
+from broker import EXACTLY_ONCE, Bench, Progress, Worker, drain_rate, join_inputs, local_bench, produce
 from confluent_kafka import TopicPartition
 
-from streams.kafka.broker import Broker
 from streams.metrics import read_metric
 from streams.records import Topic
-from streams.settings import BrokerSettings, JoinSettings, KafkaSettings
+from streams.settings import JoinSettings, KafkaSettings
 
 
 @dataclass
@@ -142,13 +137,8 @@ def main() -> None:
     parser.add_argument("--partitions", type=int, default=2, help="partitions of the data topics")
     parser.add_argument("--row-timeout", type=float, default=180.0, help="seconds a row may take to drain")
     args = parser.parse_args()
-    print(f"machine: {platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}, "
-          f"load average before the run {os.getloadavg()[0]:.2f}")  # fmt: skip
-    work = Path(tempfile.mkdtemp(prefix="loopline-bench-state-"))
-    broker = Broker(BrokerSettings(data_dir=work / "kafka", port=0, heap="1g"))
-    base = KafkaSettings(bootstrap_servers=broker.start(), topic_prefix=f"s{uuid.uuid4().hex[:6]}.",
-                         partitions=args.partitions)  # fmt: skip
-    bench = Bench(base, work, args)
+    broker, bench = local_bench(args, "s")
+    work = bench.work
     started = time.monotonic()
     try:
         now = int(time.time() * 1000)

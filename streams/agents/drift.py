@@ -13,11 +13,12 @@ import faust
 
 from streams.agents.app import make_app
 from streams.drift.core import DriftCore, DriftOutput
-from streams.kafka.loop import kafka_loop, kafka_state
+from streams.kafka.loop import kafka_loop
 from streams.kafka.versions import VersionLookup
 from streams.metrics import DRIFT_EVENTS, ONLINE_ACCURACY, ONLINE_LOG_LOSS, RETRAIN_REQUESTS
 from streams.records import Produced, Topic
 from streams.settings import DriftSettings, KafkaSettings, StateSettings
+from streams.state.changelog import kafka_state
 from streams.state.state import Mirror
 
 __all__ = ["build_drift_app"]

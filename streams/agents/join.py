@@ -16,11 +16,12 @@ import faust
 
 from streams.agents.app import make_app
 from streams.join.core import JoinCore, JoinOutput, JoinTopics
-from streams.kafka.loop import RECORD_OVERHEAD_BYTES, kafka_loop, kafka_state
+from streams.kafka.loop import RECORD_OVERHEAD_BYTES, kafka_loop
 from streams.kafka.versions import VersionLookup
 from streams.metrics import JOIN_DUPLICATES, JOIN_EXPIRED, JOIN_PENDING, JOIN_SKIPPED, LABEL_RATE, OUTCOMES_OUT
 from streams.records import Produced, Topic
 from streams.settings import JoinSettings, KafkaSettings, StateSettings
+from streams.state.changelog import kafka_state
 from streams.state.state import State
 
 __all__ = ["INPUTS", "build_join_app", "join_core"]

@@ -24,11 +24,12 @@ from streams.agents.app import make_app
 from streams.codec import Codec, CodecError
 from streams.deadletters import DeadLetters
 from streams.inference.loader import rollback_records
-from streams.kafka.loop import kafka_loop, kafka_state
+from streams.kafka.loop import kafka_loop
 from streams.kafka.versions import VersionLookup, load_registry, publish_versions
 from streams.metrics import RETRAINS, ROLLBACKS
 from streams.records import Produced, SourceRecord, Topic
 from streams.settings import InferenceSettings, KafkaSettings, RegistrySettings, StateSettings, TrainerSettings
+from streams.state.changelog import kafka_state
 from streams.state.state import Mirror
 from streams.trainer.core import Refused, Trainer
 from streams.trainer.guard import RollbackGuard, Verdict

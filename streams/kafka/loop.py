@@ -39,8 +39,6 @@ docs/benchmarks.md for the figures. The loop runs in a thread of the Faust worke
 from __future__ import annotations
 
 import logging
-import os
-import shutil
 import threading
 from collections import Counter
 from collections.abc import Callable, Sequence
@@ -53,20 +51,11 @@ from streams.deadletters import DeadLetters
 from streams.kafka.output import KafkaOutput, Refused
 from streams.kafka.retry import Stopped
 from streams.kafka.source import KafkaSource, Partition
-from streams.metrics import (
-    BATCH_SIZE,
-    DEAD_LETTERS,
-    EVENTS_IN,
-    STATE_BYTES,
-    STATE_KEYS,
-    STATE_RESTORE_SECONDS,
-    STATE_RESTORED,
-)
+from streams.metrics import BATCH_SIZE, DEAD_LETTERS, EVENTS_IN, STATE_BYTES, STATE_KEYS
 from streams.records import KeyValue, Produced, SourceRecord, Topic
-from streams.settings import KafkaSettings, StateSettings
-from streams.state.changelog import KafkaChangelog
+from streams.settings import KafkaSettings
 from streams.state.state import State
-from streams.state.store import Changes, DiskStore, MemoryStore, Store
+from streams.state.store import Changes
 
 __all__ = [
     "RECORD_OVERHEAD_BYTES",
@@ -75,7 +64,6 @@ __all__ = [
     "Source",
     "Track",
     "kafka_loop",
-    "kafka_state",
     "next_offsets",
 ]
 
@@ -496,7 +484,7 @@ def kafka_loop(
     state: State | None = None,
 ) -> BatchLoop:
     """A :class:`BatchLoop` on Kafka: ``topics`` read in the group ``<prefix><group or agent>``; ``state``
-    logged to its changelog (see :func:`kafka_state`)."""
+    logged to its changelog (see :func:`streams.state.changelog.kafka_state`)."""
     name = group or agent
     source = KafkaSource(kafka, [kafka.topic(t) for t in topics], f"{kafka.topic_prefix}{name}", on_assign, on_revoke)
     output = KafkaOutput(kafka, source, name, state.changelog.topic if state is not None else None)
@@ -504,40 +492,3 @@ def kafka_loop(
         agent, source, output, process, max_batch, max_wait_s, ready, observe,
         max_record_bytes=kafka.max_message_bytes - RECORD_OVERHEAD_BYTES, max_crashes=kafka.max_crashes, state=state,
     )  # fmt: skip
-
-
-def kafka_state(
-    kafka: KafkaSettings, settings: StateSettings, agent: str, changelog: Topic, group: str | None = None
-) -> State:
-    """The state of an agent's core, on the stores ``settings`` choose, logged to the catalogue topic ``changelog``.
-
-    Disk stores live in ``<dir>/<prefix><group or agent>/<worker id>/<partition>``: a worker started
-    again with the same ``LOOPLINE_KAFKA_WORKER_ID`` finds them (with their checkpoints); without one,
-    each start has a directory of its own.
-    """
-    root = settings.dir / f"{kafka.topic_prefix}{group or agent}"
-    mine = root / (kafka.worker_id or f"pid-{os.getpid()}")
-    if settings.backend == "disk" and root.is_dir():
-        for stale in root.glob("pid-*"):  # left by workers without an id that died: nobody finds them again
-            if stale != mine and not _alive(stale.name.removeprefix("pid-")):
-                shutil.rmtree(stale, ignore_errors=True)
-
-    def open_store(partition: int) -> Store:
-        return DiskStore(mine / str(partition)) if settings.backend == "disk" else MemoryStore()
-
-    def restored(partition: int, records: int, seconds: float) -> None:
-        STATE_RESTORE_SECONDS.labels(agent, str(partition)).set(seconds)
-        STATE_RESTORED.labels(agent).inc(records)
-
-    return State(agent, open_store, KafkaChangelog(kafka, kafka.topic(changelog)), restored)
-
-
-def _alive(pid: str) -> bool:
-    """Whether process ``pid`` runs (one that can't be told is taken as running)."""
-    try:
-        os.kill(int(pid), 0)
-    except (ValueError, ProcessLookupError):
-        return False
-    except PermissionError:
-        return True
-    return True

@@ -1,4 +1,5 @@
-"""Reading a changelog topic back into a store, committed records only, up to the end of the log.
+"""Reading a changelog topic back into a store, committed records only, up to the end of the log;
+and :func:`kafka_state`, an agent's state on its changelog topic and its stores.
 
 A read_committed consumer stops at the partition's last stable offset: behind a transaction that
 is still open (a crashed writer's, until the broker aborts it) there may be committed records
@@ -10,6 +11,8 @@ transaction timeout, after which the restore goes on with what it has and says s
 from __future__ import annotations
 
 import logging
+import os
+import shutil
 import time
 import uuid
 from collections.abc import Callable
@@ -19,11 +22,13 @@ from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, TopicPartiti
 from streams.kafka.config import confluent_config
 from streams.kafka.noise import client_callbacks, client_log
 from streams.kafka.retry import until_answered
-from streams.settings import KafkaSettings
-from streams.state.state import OutOfRange
-from streams.state.store import Changes
+from streams.metrics import STATE_RESTORE_SECONDS, STATE_RESTORED
+from streams.records import Topic
+from streams.settings import KafkaSettings, StateSettings
+from streams.state.state import OutOfRange, State
+from streams.state.store import Changes, DiskStore, MemoryStore, Store
 
-__all__ = ["KafkaChangelog"]
+__all__ = ["KafkaChangelog", "kafka_state"]
 
 log = logging.getLogger(__name__)
 
@@ -109,3 +114,40 @@ class KafkaChangelog:
 
     def close(self) -> None:
         self.consumer.close()
+
+
+def kafka_state(
+    kafka: KafkaSettings, settings: StateSettings, agent: str, changelog: Topic, group: str | None = None
+) -> State:
+    """The state of an agent's core, on the stores ``settings`` choose, logged to the catalogue topic ``changelog``.
+
+    Disk stores live in ``<dir>/<prefix><group or agent>/<worker id>/<partition>``: a worker started
+    again with the same ``LOOPLINE_KAFKA_WORKER_ID`` finds them (with their checkpoints); without one,
+    each start has a directory of its own.
+    """
+    root = settings.dir / f"{kafka.topic_prefix}{group or agent}"
+    mine = root / (kafka.worker_id or f"pid-{os.getpid()}")
+    if settings.backend == "disk" and root.is_dir():
+        for stale in root.glob("pid-*"):  # left by workers without an id that died: nobody finds them again
+            if stale != mine and not _alive(stale.name.removeprefix("pid-")):
+                shutil.rmtree(stale, ignore_errors=True)
+
+    def open_store(partition: int) -> Store:
+        return DiskStore(mine / str(partition)) if settings.backend == "disk" else MemoryStore()
+
+    def restored(partition: int, records: int, seconds: float) -> None:
+        STATE_RESTORE_SECONDS.labels(agent, str(partition)).set(seconds)
+        STATE_RESTORED.labels(agent).inc(records)
+
+    return State(agent, open_store, KafkaChangelog(kafka, kafka.topic(changelog)), restored)
+
+
+def _alive(pid: str) -> bool:
+    """Whether process ``pid`` runs (one that can't be told is taken as running)."""
+    try:
+        os.kill(int(pid), 0)
+    except (ValueError, ProcessLookupError):
+        return False
+    except PermissionError:
+        return True
+    return True

@@ -5,6 +5,7 @@ import pytest
 
 from models import ArtifactFormat, ModelVersion, Status
 from streams.trainer.guard import RollbackGuard
+from tests.drift.test_state import apply
 
 MODEL = "team/m"  # a "/" in the name: state keys must not split on it
 VERSIONS = {
@@ -16,14 +17,6 @@ VERSIONS = {
 
 def guard():
     return RollbackGuard(100, 0.05, lambda model, version: VERSIONS[version])
-
-
-def apply(store, changes):
-    for key, value in changes.items():
-        if value is None:
-            store.pop(key, None)
-        else:
-            store[key] = value
 
 
 def outcomes():
