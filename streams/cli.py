@@ -13,6 +13,7 @@ import re
 import sys
 import warnings
 from collections.abc import Callable, Sequence
+from datetime import UTC, datetime
 from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -170,16 +171,21 @@ def cmd_retrain(args: argparse.Namespace) -> int:
 
     from streams.codec import Codec
     from streams.kafka.clients import send_all
+    from streams.trainer.window import start_offsets
 
     kafka = KafkaSettings()
     _ready(kafka, topics=True)
+    since = args.since
+    where = f"offset {since}" if isinstance(since, int) else since.isoformat() if since is not None else ""
+    reason = f"{args.reason} (on the outcomes since {where})" if where else args.reason
     request = {
         "event_id": str(uuid.uuid4()),
         "event_time": int(time.time() * 1000),
         "model_name": args.model,
-        "reason": args.reason,
+        "reason": reason,
         "requested_by": "cli",
         "evidence": None,
+        "since": None if args.since is None else start_offsets(kafka, args.since),
     }
     send_all(kafka, kafka.topic("retrain-requests"), [(args.model, Codec.load("retrain_request").encode(request))])
     print(f"retrain of {args.model} requested ({request['event_id']}); a trainer worker takes it from here")
@@ -221,6 +227,9 @@ def build_parser() -> argparse.ArgumentParser:
     retrain = sub.add_parser("retrain", help="ask the trainer worker to retrain a model on its recent outcomes")
     retrain.add_argument("model")
     retrain.add_argument("--reason", default="requested by hand")
+    retrain.add_argument("--since", type=_since, metavar="OFFSET|TIME",
+                         help="train only on outcomes from this offset of the model's outcomes partition, or "
+                              "written at or after this ISO time (e.g. 2026-11-24T09:30Z)")  # fmt: skip
     retrain.set_defaults(func=cmd_retrain)
 
     config = sub.add_parser("config", help="print every LOOPLINE_* setting as a markdown table")
@@ -230,6 +239,17 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--events", type=int, help="feature events in the stream (LOOPLINE_DEMO_EVENTS)")
     demo.set_defaults(func=cmd_demo)
     return parser
+
+
+def _since(text: str) -> int | datetime:
+    """``--since``: an offset, or an ISO time (UTC unless it says otherwise)."""
+    if text.isdigit():
+        return int(text)
+    try:
+        moment = datetime.fromisoformat(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is neither an offset nor an ISO time") from None
+    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
 
 
 def _ready(kafka: KafkaSettings, *, topics: bool) -> None:

@@ -205,6 +205,12 @@ class DriftSettings(BaseSettings):
     """Samples of a model version that set its reference (error rate, feature and score means); no drift is raised before."""
     cooldown_samples: int = Field(default=2000, ge=0)
     """Outcomes of a model after a retrain request during which no new request is raised."""
+    follow_up_samples: int = Field(default=1000, ge=0)
+    """Outcomes after a drift's retrain request when the agent checks the model again, asking for a
+    training on all the data since the detection if its error is still above its level before the
+    drift; each next check comes twice as many outcomes later. 0: no follow-ups."""
+    follow_up_max_samples: int = Field(default=16000, ge=1)
+    """Most outcomes between two follow-up checks; the checks go on at this spacing without end."""
     recent_samples: int = Field(default=200, ge=1)
     """Samples in the recent means that a drift's evidence reports (and that say whether the error went up)."""
     block_size: int = Field(default=32, ge=1)
@@ -314,7 +320,13 @@ class TrainerSettings(BaseSettings):
     holdout_fraction: float = Field(default=0.2, gt=0, lt=1)
     """Most recent share of the window held out for the gate."""
     min_improvement: float = 0.0
-    """Held-out accuracy by which a candidate must beat the serving version; negative: how much worse it may be."""
+    """Held-out accuracy by which a candidate must beat the serving version, beyond the noise
+    (``gate_standard_errors``); negative: how much worse it may be."""
+    gate_standard_errors: float = Field(default=2.0, ge=0)
+    """Standard errors of the held-out accuracy difference (paired, per outcome) by which a candidate
+    must beat the serving version, on top of ``min_improvement``."""
+    min_accuracy: float = Field(default=0.0, ge=0, le=1)
+    """Held-out accuracy a candidate must reach to serve, whatever the serving version's."""
     seed: int = 0
     """Seed of every random choice in training."""
     device: Literal["auto", "cpu", "cuda"] = "auto"

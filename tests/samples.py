@@ -37,6 +37,7 @@ SAMPLES: dict[str, dict[str, Any]] = {
     "retrain_request": {
         "event_id": "r-1", "event_time": T0, "model_name": "fraud", "reason": "covariate drift on amount",
         "requested_by": "drift", "evidence": EVIDENCE,
+        "since": [{"topic": "loopline.outcomes", "partition": 0, "offset": 812}],
     },
     "model_version": {
         "event_id": "v-1", "event_time": T0, "model_name": "fraud", "version": 2, "status": "serving",

@@ -1,10 +1,11 @@
 """``loopline worker trainer``: retrain requests in, gated model versions out, and the rollback guard.
 
 Requests are taken in batches; the requests of one model in a batch make one training, and a
-request written before that model's last training ended was answered by it (coalesced). After a
-drift the window starts after the detection (the data of the new world), and the training waits,
-up to ``wait_minutes``, until ``min_events`` such outcomes have come. A request
-that can't be served (unknown model, too few outcomes) becomes a dead letter with the reason. The
+request written before the window of that model's last training was read was answered by it
+(coalesced; :mod:`streams.trainer.requests`). After a drift the window starts after the detection
+(the data of the new world), and the training waits, up to ``wait_minutes``, until ``min_events``
+such outcomes have come. A request that can't be served (unknown model, too few outcomes) becomes
+a dead letter with the reason. The
 guard reads the outcomes in a group of its own and puts a predecessor back when a newly serving
 version does worse; its comparison windows are mirrored into a state store (guard-changelog), so a
 guard restarted between a promotion and its verdict goes on judging.
@@ -33,6 +34,7 @@ from streams.state.changelog import kafka_state
 from streams.state.state import Mirror
 from streams.trainer.core import Refused, Trainer
 from streams.trainer.guard import RollbackGuard, Verdict
+from streams.trainer.requests import answered, data_start
 from streams.trainer.window import Window, read_window
 
 __all__ = ["build_trainer_app"]
@@ -51,7 +53,7 @@ class Requests:
         self.trainer = Trainer(settings, store)
         self.codec = Codec.load("retrain_request")
         self.dead = DeadLetters("trainer")
-        self.trained_at: dict[str, int] = {}  # model → epoch ms when its last training ended
+        self.read_at: dict[str, int] = {}  # model → epoch ms when its last training read its window
         self.stop = threading.Event()
 
     def handle(self, records: list[SourceRecord]) -> Produced:
@@ -64,7 +66,7 @@ class Requests:
             except CodecError as exc:
                 self.dead.add(out, record, exc.reason, str(exc))
                 continue
-            if record.timestamp_ms < self.trained_at.get(request["model_name"], 0):
+            if answered(record.timestamp_ms, self.read_at.get(request["model_name"])):
                 RETRAINS.labels(request["model_name"], "coalesced").inc()
                 log.info(
                     "request %s coalesced into the last training of %s", request["event_id"], request["model_name"]
@@ -78,7 +80,7 @@ class Requests:
     def _retrain(self, out: Produced, model: str, requests: list[Request]) -> None:
         why = "; ".join(f"{r['requested_by']}: {r['reason']}" for _, r in requests)
         try:
-            window = self._read_window(model, self._after_drift(requests))
+            window = self._read_window(model, data_start((r for _, r in requests), self.kafka.topic(Topic.OUTCOMES)))
             decision = self.trainer.retrain(load_registry(self.kafka), model, window, why)
             publish_versions(self.kafka, decision.records)
         except Refused as exc:
@@ -93,18 +95,7 @@ class Requests:
             for record, _ in requests:
                 self.dead.add(out, record, "internal-error", repr(exc))
             return
-        self.trained_at[model] = int(time.time() * 1000)
         RETRAINS.labels(model, "promoted" if decision.records[-1].status == "serving" else "rejected").inc()
-
-    def _after_drift(self, requests: list[Request]) -> dict[int, int]:
-        """Outcome offsets after the latest detection among drift requests: data of the new world."""
-        topic = self.kafka.topic(Topic.OUTCOMES)
-        since: dict[int, int] = {}
-        for _, request in requests:
-            for span in (request["evidence"] or {}).get("offsets", []):
-                if span["topic"] == topic:
-                    since[span["partition"]] = max(since.get(span["partition"], 0), span["end"] + 1)
-        return since
 
     def _read_window(self, model: str, since: dict[int, int]) -> Window:
         """The training window; after a drift, once ``min_events`` outcomes came after the detection
@@ -113,6 +104,7 @@ class Requests:
         max_age_s = s.window_minutes * 60 if s.window_minutes else None
         deadline = time.monotonic() + s.wait_minutes * 60
         while True:
+            self.read_at[model] = int(time.time() * 1000)
             window = read_window(self.kafka, model, s.window_events, max_age_s, since)
             if not since or len(window.labels) >= s.min_events or time.monotonic() >= deadline:
                 return window

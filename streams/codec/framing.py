@@ -83,8 +83,10 @@ class Codec:
 
     @classmethod
     def load(cls, name: str) -> Codec:
-        """A codec for ``schemas/<name>.avsc``."""
-        return cls(load_schema(name))
+        """A codec for ``schemas/<name>.avsc`` that also reads records written with its earlier versions
+        (``schemas/previous/<name>.<n>.avsc``)."""
+        earlier = sorted((SCHEMAS_DIR / "previous").glob(f"{name}.*.avsc"))
+        return cls(load_schema(name), writers=[json.loads(path.read_text()) for path in earlier])
 
     def add_writer(self, schema: Schema) -> None:
         """Accept records written with ``schema`` (resolved to this codec's schema on read)."""

@@ -11,7 +11,9 @@ outcomes of the new world, which concept and covariate drift wait for.
 
 Every detection becomes a drift event. A concept or covariate detection also becomes a retrain
 request unless the model had one within the last ``cooldown_samples`` outcomes, so that one drift
-makes one request.
+makes one request. A requested drift opens the model's recovery (:mod:`streams.drift.recovery`):
+the agent asks again, for a training on all the data since the detection, while the serving
+version's error stays above the model's error before the drift.
 
 State
 -----
@@ -23,8 +25,9 @@ batch; :meth:`DriftCore.restore` rebuilds a partition from all its keys, and the
 exactly as the one that saved them would have (up to the monitors' history caps). Keys are ASCII,
 the model name JSON-encoded (so a ``/`` in it is no separator):
 
-- ``m/<model>``: ``{"format": 1, "outcomes_seen": n, "requested_at": position or null}``, the
-  outcomes of the model seen so far and the position of its last retrain request (the cooldown).
+- ``m/<model>``: ``{"format": 1, "outcomes_seen": n, "requested_at": position or null, "recovery":
+  recovery or null}``, the outcomes of the model seen so far, the position of its last retrain
+  request (the cooldown) and its recovery (:meth:`Recovery.state`; absent in older states).
 - ``q/<model>/<version>/<shadow 0|1>``: ``{"format": 1, "accuracy": window, "log_loss": window}``,
   the quality windows (:meth:`SlidingMean.state`).
 - ``w/<model>/<version>/head``: ``{"format": 1, "order": n, "outcomes": span, "predictions": span}``,
@@ -50,6 +53,7 @@ from models import ModelVersion
 from streams.codec import Codec, CodecError
 from streams.deadletters import DeadLetters
 from streams.drift.monitor import BlockMonitor, Changes, Detection, ErrorMonitor, dump_head, load_head
+from streams.drift.recovery import Recovery, check, opened
 from streams.quality import SlidingMean
 from streams.records import KeyValue, Produced, SourceRecord, Topic
 from streams.settings import DriftSettings
@@ -154,6 +158,7 @@ class PartitionState:
     quality: dict[tuple[str, int, bool], tuple[SlidingMean, SlidingMean]] = field(default_factory=dict)
     outcomes_seen: dict[str, int] = field(default_factory=dict)
     requested_at: dict[str, int] = field(default_factory=dict)
+    recovery: dict[str, Recovery] = field(default_factory=dict)
     made: int = 0
     """Watches made so far (the next one's order)."""
     stored: set[bytes] = field(default_factory=set)
@@ -243,6 +248,8 @@ class DriftCore:
                 part.outcomes_seen[model] = head["outcomes_seen"]
                 if head["requested_at"] is not None:
                     part.requested_at[model] = head["requested_at"]
+                if head.get("recovery") is not None:
+                    part.recovery[model] = Recovery.load(head["recovery"])
             elif kind == b"q":
                 head = load_head(value)
                 windows = SlidingMean(self.settings.quality_window), SlidingMean(self.settings.quality_window)
@@ -270,7 +277,9 @@ class DriftCore:
         for item in part.dirty:
             kind, model = item[0], item[1]
             if kind == "m":
-                head = {"outcomes_seen": part.outcomes_seen[model], "requested_at": part.requested_at.get(model)}
+                recovery = part.recovery.get(model)
+                head = {"outcomes_seen": part.outcomes_seen[model], "requested_at": part.requested_at.get(model),
+                        "recovery": None if recovery is None else recovery.state()}  # fmt: skip
                 changed[b"m/" + _name(model)] = dump_head(head)
             elif kind == "q":
                 accuracy, loss = part.quality[item[1:]]
@@ -362,6 +371,7 @@ class DriftCore:
         sources = [record for record, _ in group]
         seen_before = part.outcomes_seen.get(model, 0)
         part.outcomes_seen[model] = seen_before + len(group)
+        reference = watch.errors.reference  # the error rate before this batch's detections restart the monitor
         found = [
             ("concept", s.concept_detector, d)
             for d in watch.errors.update([0 if o["correct"] else 1 for _, o in group])
@@ -376,16 +386,55 @@ class DriftCore:
             position = seen_before + detection.index
             if requested is None or position - requested >= s.cooldown_samples:
                 part.requested_at[model] = position
-                request = {
-                    "event_id": event_id,
-                    "event_time": at.timestamp_ms,
-                    "model_name": model,
-                    "reason": _reason(kind, key[1], detection),
-                    "requested_by": "drift",
-                    "evidence": evidence,
-                }
-                out.send(Topic.RETRAIN_REQUESTS, model.encode(), self.request_codec.encode(request))
+                since = [{"topic": at.topic, "partition": at.partition, "offset": at.offset + 1}]
+                baseline = detection.statistics["error_reference"] if kind == "concept" else reference
+                part.recovery[model] = opened(position, since, baseline, part.recovery.get(model),
+                                              s.follow_up_samples)  # fmt: skip
+                self._request(out, model, event_id, at, _reason(kind, key[1], detection), evidence, since)
         watch.outcomes.saw(sources)
+        self._follow_up(out, part, key, sources[-1])
+
+    def _follow_up(self, out: DriftOutput, part: PartitionState, key: tuple[str, int], at: SourceRecord) -> None:
+        """Ask again for ``key``'s model when its recovery's check is due and its error is still high."""
+        model, version = key
+        recovery, s = part.recovery.get(model), self.settings
+        if recovery is None or not s.follow_up_samples:
+            return
+        accuracy = part.quality[(model, version, False)][0]
+        error, position = 1.0 - accuracy.mean, part.outcomes_seen[model]
+        recovery, ask = check(recovery, position, error, len(accuracy), s.min_samples, s.follow_up_samples,
+                              s.follow_up_max_samples)  # fmt: skip
+        part.recovery[model] = recovery
+        if not ask:
+            return
+        part.requested_at[model] = position
+        before = "unknown" if recovery.baseline is None else f"{recovery.baseline:.3f}"
+        reason = (f"follow-up {recovery.checks} of the drift at outcome {recovery.detected_at}: version {version}'s "
+                  f"error {error:.3f} over its last {len(accuracy)} outcomes, {before} before the drift; "
+                  f"training on the {position - recovery.detected_at} outcomes since")  # fmt: skip
+        event_id = f"{model}/{version}/follow-up/{at.topic}/{at.partition}/{at.offset}"
+        self._request(out, model, event_id, at, reason, None, recovery.since)
+
+    def _request(
+        self,
+        out: DriftOutput,
+        model: str,
+        event_id: str,
+        at: SourceRecord,
+        reason: str,
+        evidence: dict[str, Any] | None,
+        since: list[dict[str, Any]],
+    ) -> None:
+        request = {
+            "event_id": event_id,
+            "event_time": at.timestamp_ms,
+            "model_name": model,
+            "reason": reason,
+            "requested_by": "drift",
+            "evidence": evidence,
+            "since": since,
+        }
+        out.send(Topic.RETRAIN_REQUESTS, model.encode(), self.request_codec.encode(request))
 
     def _predictions(
         self,

@@ -4,9 +4,10 @@ A retrain trains a candidate on the older part of the window with the serving ve
 hyper-parameters and the configured seed, exports it to ONNX, checks it as every serving version
 is checked, and runs both the candidate and what serves (the serving version, or the version the
 workers fall back to when it fails its checks) through the inference worker's loader on the
-held-out newest part. The candidate
-serves only if its held-out accuracy beats the serving one's by ``min_improvement`` (a negative
-value is a tolerance); otherwise it is published as rejected, with the figures as the reason.
+held-out newest part. The gate (:func:`gate`) is a paired comparison on those outcomes: the
+candidate serves only if its accuracy beats the serving one's by more than ``min_improvement``
+plus ``gate_standard_errors`` standard errors of the difference, and reaches ``min_accuracy``;
+otherwise it is published as rejected, with the figures as the reason. A tie never passes.
 """
 
 from __future__ import annotations
@@ -27,7 +28,7 @@ from streams.quality import LOG_LOSS_FLOOR
 from streams.settings import InferenceSettings, TrainerSettings
 from streams.trainer.window import Window
 
-__all__ = ["Decision", "Refused", "Trainer", "evaluate", "training_config", "training_rows"]
+__all__ = ["Decision", "Refused", "Trainer", "Verdict", "evaluate", "gate", "training_config", "training_rows"]
 
 log = logging.getLogger(__name__)
 
@@ -50,12 +51,51 @@ class Decision:
     records: list[ModelVersion]
 
 
-def evaluate(loaded: LoadedModel, x: np.ndarray, y: np.ndarray) -> tuple[float, float]:
-    """Accuracy and log loss of a version loaded (and checked) by the inference worker's loader on ``x``/``y``."""
+def evaluate(loaded: LoadedModel, x: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, float]:
+    """Which rows of ``x``/``y`` a version loaded (and checked) by the inference worker's loader gets
+    right, and its log loss on them."""
     scores = loaded.backend.predict(np.ascontiguousarray(x, dtype=np.float32))
-    accuracy = float((scores.argmax(axis=1) == y).mean())
     log_loss = float(-np.log(np.maximum(scores[np.arange(len(y)), y], LOG_LOSS_FLOOR)).mean())
-    return accuracy, log_loss
+    return scores.argmax(axis=1) == y, log_loss
+
+
+@dataclass(frozen=True)
+class Verdict:
+    """The gate's verdict on held-out outcomes that both versions scored."""
+
+    passed: bool
+    candidate: float
+    """The candidate's accuracy."""
+    serving: float
+    """The serving version's accuracy."""
+    difference_se: float
+    """Standard error of the accuracy difference (paired, per outcome)."""
+    figures: str
+    """The verdict in words, with the figures."""
+
+
+def gate(candidate: np.ndarray, serving: np.ndarray, settings: TrainerSettings) -> Verdict:
+    """Whether a candidate that got the held-out outcomes ``candidate`` right (booleans) beats a serving
+    version that got ``serving`` right: by more than ``min_improvement`` plus ``gate_standard_errors``
+    standard errors of the paired difference, reaching ``min_accuracy``.
+
+    The difference is taken per outcome, so the noise that counts is where the two disagree: two
+    versions that score the same rows alike have a standard error of 0 and a difference of 0, and a
+    tie does not pass.
+    """
+    n = len(candidate)
+    difference = candidate.astype(np.float64) - serving.astype(np.float64)
+    ours, theirs = float(candidate.mean()), float(serving.mean())
+    se = float(difference.std(ddof=1) / np.sqrt(n)) if n > 1 else float("inf")
+    needed = settings.min_improvement + settings.gate_standard_errors * se
+    beats = ours - theirs > needed
+    floor = ours >= settings.min_accuracy
+    figures = (f"held-out accuracy {ours:.4f} against {theirs:.4f} on {n} outcomes: {ours - theirs:+.4f}, "
+               f"{'more' if beats else 'not more'} than the {needed:+.4f} needed "
+               f"({settings.min_improvement:+.4f} + {settings.gate_standard_errors:g} standard errors of {se:.4f})")  # fmt: skip
+    if not floor:
+        figures += f"; below the floor of {settings.min_accuracy:.4f}"
+    return Verdict(beats and floor, ours, theirs, se, figures)
 
 
 def training_rows(window: Window, classes: list[str]) -> tuple[np.ndarray, np.ndarray]:
@@ -106,6 +146,18 @@ class Trainer:
         if loaded is None:
             raise Refused("model-rejected", f"no serving or retired version of {model_name!r} passes its checks")
         return loaded
+
+    def _still_good(self, serving: ModelVersion, accuracy: float, n: int) -> str:
+        """Words for a serving version that does as well on the held-out outcomes as when it was trained
+        (within ``gate_standard_errors`` standard errors): the drift needs no new version."""
+        trained = serving.metrics.get("holdout_accuracy")
+        if trained is None:
+            return ""
+        se = (max(trained * (1 - trained), 1e-6) / n) ** 0.5
+        if accuracy < trained - self.settings.gate_standard_errors * se:
+            return ""
+        return (f"; version {serving.version} does as well as when it was trained ({accuracy:.4f} against "
+                f"{trained:.4f}): no new version is needed")  # fmt: skip
 
     def retrain(self, registry: Registry, model_name: str, window: Window, why: str) -> Decision:
         """Train a candidate for ``model_name`` on ``window`` and gate it against what serves.
@@ -158,21 +210,21 @@ class Trainer:
             candidate = replace(draft, metrics=metrics, status=Status.REJECTED, reason=reason)
             log.warning("%s v%d: %s", model_name, candidate.version, reason)
             return Decision(candidate, False, reason, [candidate])
-        candidate_accuracy, candidate_loss = evaluate(checked, x[split:], y[split:])
-        serving_accuracy, serving_loss = evaluate(served, x[split:], y[split:])
-        metrics |= {"holdout_accuracy": candidate_accuracy, "holdout_log_loss": candidate_loss,
-                    "serving_holdout_accuracy": serving_accuracy, "serving_holdout_log_loss": serving_loss}  # fmt: skip
-        figures = (f"held-out accuracy {candidate_accuracy:.4f} against version {serving.version}'s "
-                   f"{serving_accuracy:.4f} on {holdout} outcomes")  # fmt: skip
-        promoted = candidate_accuracy - serving_accuracy >= self.settings.min_improvement
-        if promoted:
-            reason = f"gate passed: {figures} (margin {self.settings.min_improvement:+.4f}); {why}"
+        candidate_correct, candidate_loss = evaluate(checked, x[split:], y[split:])
+        serving_correct, serving_loss = evaluate(served, x[split:], y[split:])
+        verdict = gate(candidate_correct, serving_correct, self.settings)
+        metrics |= {"holdout_accuracy": verdict.candidate, "holdout_log_loss": candidate_loss,
+                    "serving_holdout_accuracy": verdict.serving, "serving_holdout_log_loss": serving_loss,
+                    "holdout_difference_se": verdict.difference_se}  # fmt: skip
+        figures = f"version {serving.version} serving; {verdict.figures}"
+        if verdict.passed:
+            reason = f"gate passed: {figures}; {why}"
             registry.apply(replace(draft, metrics=metrics, reason=reason))
             records = registry.promote(model_name, draft.version, reason)
             candidate = records[-1]
         else:
-            reason = f"gate failed: {figures} (margin {self.settings.min_improvement:+.4f}); {why}"
+            reason = f"gate failed: {figures}{self._still_good(serving, verdict.serving, holdout)}; {why}"
             candidate = replace(draft, metrics=metrics, status=Status.REJECTED, reason=reason)
             records = [candidate]
         log.info("%s v%d: %s", model_name, candidate.version, reason)
-        return Decision(candidate, promoted, reason, records)
+        return Decision(candidate, verdict.passed, reason, records)

@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import time
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any, TypedDict
 
 import numpy as np
@@ -19,7 +20,7 @@ from streams.codec import Codec, CodecError
 from streams.kafka.clients import offset_reader, read_spans, watermarks
 from streams.settings import KafkaSettings
 
-__all__ = ["Window", "read_ranges", "read_window"]
+__all__ = ["Window", "read_ranges", "read_window", "start_offsets"]
 
 
 class OffsetRange(TypedDict):
@@ -72,6 +73,30 @@ def read_window(
         keep = slice(len(window.labels) - max_events, None)
         window = Window(window.x[keep], window.labels[keep], window.ranges)
     return window
+
+
+def start_offsets(kafka: KafkaSettings, since: int | datetime, timeout_s: float = 60.0) -> list[dict[str, Any]]:
+    """Where a training ``since`` an offset or a time starts, per outcomes partition (``PartitionOffset``
+    records of a retrain request).
+
+    An offset applies to every partition: a model's outcomes are keyed by its name, so they all lie
+    in one partition, and that is the partition it means. A time starts each partition at its first
+    outcome written at or after it (at its end when there is none).
+    """
+    topic = kafka.topic("outcomes")
+    consumer = offset_reader(kafka)
+    try:
+        partitions = sorted(consumer.list_topics(topic, timeout=timeout_s).topics[topic].partitions)
+        if isinstance(since, int):
+            offsets = dict.fromkeys(partitions, since)
+        else:
+            millis = int(since.timestamp() * 1000)
+            found = consumer.offsets_for_times([TopicPartition(topic, p, millis) for p in partitions], timeout_s)
+            offsets = {tp.partition: tp.offset if tp.offset >= 0 else
+                       watermarks(consumer, TopicPartition(topic, tp.partition), timeout_s)[1] for tp in found}  # fmt: skip
+    finally:
+        consumer.close()
+    return [{"topic": topic, "partition": p, "offset": offset} for p, offset in offsets.items()]
 
 
 def read_ranges(kafka: KafkaSettings, model_name: str, ranges: list[OffsetRange], timeout_s: float = 60.0) -> Window:

@@ -89,3 +89,13 @@ def test_every_decoder_refuses_an_empty_event_id_and_times_clickhouse_cant_store
         with pytest.raises(CodecError) as err:
             codec.decode(codec.encode(SAMPLES[name] | change))
         assert err.value.reason == reason, change
+
+
+def test_records_written_with_an_earlier_version_of_a_schema_decode_with_the_defaults():
+    import json
+
+    from streams.paths import SCHEMAS_DIR
+
+    earlier = Codec(json.loads((SCHEMAS_DIR / "previous" / "retrain_request.1.avsc").read_text()))
+    old = {k: v for k, v in SAMPLES["retrain_request"].items() if k != "since"}
+    assert Codec.load("retrain_request").decode(earlier.encode(old)) == old | {"since": None}

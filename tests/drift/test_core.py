@@ -23,7 +23,7 @@ def events(outputs):
 def test_abrupt_concept_drift_is_requested_once_within_a_bound(seed):
     share = (np.arange(8000) >= ONSET).astype(float)
     records = Records().outcomes(*stream(8000, seed, after_share=share))
-    found = requests(run(drift_core(), records))
+    found = requests(run(drift_core(follow_up_samples=0), records))
     assert len(found) == 1
     evidence = found[0]["evidence"]
     delay = evidence["offsets"][0]["end"] - ONSET
@@ -32,11 +32,12 @@ def test_abrupt_concept_drift_is_requested_once_within_a_bound(seed):
     assert evidence["statistics"]["error_recent"] > evidence["statistics"]["error_reference"]
     assert evidence["offsets"][0]["start"] == 0 and evidence["samples"] == evidence["offsets"][0]["end"] + 1
     assert found[0]["requested_by"] == "drift" and "concept drift" in found[0]["reason"]
+    assert found[0]["since"] == [{"topic": "o", "partition": 0, "offset": evidence["offsets"][0]["end"] + 1}]
 
 
 def test_gradual_concept_drift_is_detected():
     share = np.clip((np.arange(12000) - ONSET) / 5000, 0, 1)
-    found = requests(run(drift_core(), Records().outcomes(*stream(12000, 7, after_share=share))))
+    found = requests(run(drift_core(follow_up_samples=0), Records().outcomes(*stream(12000, 7, after_share=share))))
     ends = [r["evidence"]["offsets"][0]["end"] for r in found]
     assert ends and all(r["evidence"]["kind"] == "concept" for r in found)
     assert ONSET < ends[0] < ONSET + 5000
@@ -48,7 +49,7 @@ def test_covariate_drift_is_attributed_to_the_feature_that_moved():
     records = Records()
     before = records.outcomes(*stream(ONSET, 3))
     after = records.outcomes(*stream(5000, 4, shift={5: 1.0}))
-    outputs = run(drift_core(), before + after)
+    outputs = run(drift_core(follow_up_samples=0), before + after)
     found = requests(outputs)
     assert len(found) == 1
     evidence = found[0]["evidence"]
@@ -80,21 +81,30 @@ def test_cooldown_lets_a_second_drift_through():
     x, predicted, truth = stream(14000, 2, after_share=share)
     truth[9000:] = predicted[9000:]  # the world changes again: the model is right once more...
     truth[11000:] = 1 - predicted[11000:]  # ...then always wrong
-    found = requests(run(drift_core(cooldown_samples=1000), Records().outcomes(x, predicted, truth)))
+    core = drift_core(cooldown_samples=1000, follow_up_samples=0)
+    found = requests(run(core, Records().outcomes(x, predicted, truth)))
     assert [r["evidence"]["kind"] for r in found] == ["concept", "concept"]
 
 
-def test_quality_windows_per_version():
-    x, predicted, truth = stream(1000, 1)
-    truth[:500] = predicted[:500]
-    truth[500:] = 1 - predicted[500:]
-    out = drift_core(quality_window=400).process(Records().outcomes(x, predicted, truth))
-    accuracy, loss = out.quality[("m", 1, False)]
-    assert accuracy == 0.0 and loss == pytest.approx(2.3)
+def test_while_the_error_stays_high_the_agent_asks_again_on_more_data_since_the_drift():
+    share = (np.arange(40_000) >= ONSET).astype(float)
+    found = requests(run(drift_core(), Records().outcomes(*stream(40_000, 3, after_share=share)), batch=500))
+    first, *follow_ups = found
+    detected = first["evidence"]["offsets"][0]["end"]
+    assert first["evidence"]["kind"] == "concept"
+    # The first check 1,000 outcomes after the detection, in the batch that reaches it (its last record
+    # names the request); each next one twice as far after the last, up to 16,000.
+    positions = [int(r["event_id"].rsplit("/", 1)[1]) - detected for r in follow_ups]
+    assert 1000 <= positions[0] < 1500, positions
+    assert [b - a for a, b in itertools.pairwise(positions)] == [2000, 4000, 8000, 16000], positions
+    for r in follow_ups:
+        assert r["evidence"] is None and r["since"] == first["since"] and r["requested_by"] == "drift"
+        assert "follow-up" in r["reason"] and "before the drift" in r["reason"]
 
 
-def test_unknown_versions_and_garbage_are_dead_letters():
-    from streams.records import SourceRecord
-
-    out = drift_core().process([SourceRecord(b"m", b"junk", "o", 0, 0, 0)])
-    assert out.dead_reasons == ["corrupt"]
+def test_a_model_back_at_its_old_error_is_not_asked_for_again_once_the_spacing_is_at_its_most():
+    share = ((np.arange(40_000) >= ONSET) & (np.arange(40_000) < ONSET + 600)).astype(float)
+    found = requests(run(drift_core(), Records().outcomes(*stream(40_000, 3, after_share=share))))
+    first, *follow_ups = found
+    assert first["evidence"]["kind"] == "concept"
+    assert len(follow_ups) == 4  # 1,000, 3,000, 7,000 and 15,000 outcomes after; not 31,000

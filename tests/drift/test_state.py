@@ -176,14 +176,19 @@ def test_a_core_killed_and_restored_per_partition_gives_the_same_events_and_requ
     ]
     assert set(found) == {("m", "concept", 1), ("m", "covariate", 1), ("team/n", "concept", 0),
                           ("m", "prediction", 0), ("m", "prediction", 1)}  # fmt: skip
-    assert [(r["model_name"], r["evidence"]["kind"]) for r in requests(outputs)] == [
+    assert [(r["model_name"], r["evidence"]["kind"] if r["evidence"] else "follow-up") for r in requests(outputs)] == [
         ("m", "concept"),
+        ("m", "follow-up"),
         ("team/n", "concept"),
+        ("m", "follow-up"),
+        ("team/n", "follow-up"),
     ]
     requested = next(i for i, out in enumerate(outputs) if out.retrain_requests)
     cooled = next(i for i, out in enumerate(outputs) if "covariate" in out.kinds)
     assert requested < cooled and not outputs[cooled].retrain_requests  # the cooldown holds across a cut between
-    for cut in (1, 5, requested, requested + 1, cooled):  # in the warm-up, after it, before and after a request
+    followed = [i for i, out in enumerate(outputs) if any(r["evidence"] is None for r in requests([out]))]
+    # In the warm-up, after it, before and after a request, in a recovery before and after a follow-up:
+    for cut in (1, 5, requested, requested + 1, cooled, followed[0], followed[0] + 1):
         core = drift_core()
         for partition, keys in stores[cut - 1].items():
             items = list(keys.items())

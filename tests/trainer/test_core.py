@@ -1,13 +1,16 @@
 """The trainer core and the rollback guard, without a broker."""
 
+from dataclasses import replace
+
 import numpy as np
 import pytest
 
 from models import ArtifactStore, Registry, Status
 from models.datasets import Concept, sample
 from streams.settings import TrainerSettings
-from streams.trainer.core import Refused, Trainer
+from streams.trainer.core import Refused, Trainer, gate
 from streams.trainer.guard import RollbackGuard
+from streams.trainer.requests import answered, data_start
 from streams.trainer.window import Window
 from tests.helpers import N_FEATURES, trained_model, version_of
 
@@ -55,6 +58,38 @@ def test_a_candidate_that_is_not_better_by_the_margin_is_rejected_with_the_figur
     assert registry.serving("m").version == 1
 
 
+def test_a_tie_never_passes_the_gate_and_the_noise_of_the_difference_counts():
+    settings = TrainerSettings()
+    same = np.random.default_rng(0).random(400) < 0.7
+    assert not gate(same, same, settings).passed  # a byte-identical model scores alike: +0, no noise
+    assert not gate(same, same, TrainerSettings(gate_standard_errors=0)).passed
+    # 0.60 against 0.55, disagreeing on a quarter of the outcomes: noise on 100 outcomes, not on 5,000.
+    for n, passes in ((100, False), (5000, True)):
+        slot = np.arange(n) % 20
+        serving, candidate = slot <= 10, (slot >= 2) & (slot <= 13)
+        verdict = gate(candidate, serving, settings)
+        assert (verdict.candidate, verdict.serving) == pytest.approx((0.60, 0.55)), n
+        assert verdict.passed is passes, verdict.figures
+        assert "standard errors" in verdict.figures
+
+
+def test_the_floor_holds_whatever_the_serving_version_does():
+    candidate, serving = np.arange(1000) % 100 < 85, np.arange(1000) % 100 < 50
+    assert gate(candidate, serving, TrainerSettings()).passed
+    verdict = gate(candidate, serving, TrainerSettings(min_accuracy=0.9))
+    assert not verdict.passed and "below the floor of 0.9000" in verdict.figures
+
+
+def test_a_serving_version_that_still_does_as_well_needs_no_new_version(tmp_path):
+    store = ArtifactStore(tmp_path, inline_limit=1 << 20)
+    registry = Registry()
+    version = version_of(trained_model(concept_seed=1), 1, store)
+    registry.apply(replace(version, metrics={"holdout_accuracy": 0.96}))  # as when it was trained
+    decision = trainer(store).retrain(registry, "m", window(concept_seed=1), "covariate drift on x3")
+    assert not decision.promoted
+    assert "no new version is needed" in decision.reason and "covariate drift on x3" in decision.reason
+
+
 def test_too_few_outcomes_and_unknown_models_are_refused_with_a_reason(registry):
     registry, store = registry
     with pytest.raises(Refused) as few:
@@ -99,3 +134,23 @@ def test_the_guard_keeps_a_version_that_does_as_well(registry):
     results = [guard.add(outcome(1, c), 0) for c in rng.random(200) < 0.9]
     results += [guard.add(outcome(2, c), 0) for c in rng.random(500) < 0.9]
     assert set(results) == {None}
+
+
+def request(at_ms, since=None, evidence_end=None):
+    evidence = None if evidence_end is None else {"offsets": [{"topic": "o", "partition": 1, "start": 0,
+                                                                "end": evidence_end}]}  # fmt: skip
+    return {"event_time": at_ms, "since": since, "evidence": evidence}
+
+
+def test_a_request_is_answered_only_by_a_training_that_read_after_it():
+    assert not answered(1000, None)  # no training yet
+    assert answered(1000, 1001)
+    assert not answered(1000, 1000) and not answered(1000, 900)  # read before it: it needs its own
+
+
+def test_training_data_starts_where_the_requests_say_the_newest_world_begins():
+    assert data_start([request(1)], "o") == {}  # by hand, no since: the most recent window
+    assert data_start([request(1, evidence_end=99)], "o") == {1: 100}  # after the detection
+    since = [{"topic": "o", "partition": 1, "offset": 40}, {"topic": "other", "partition": 0, "offset": 7}]
+    assert data_start([request(1, since=since, evidence_end=99)], "o") == {1: 40}  # since says it
+    assert data_start([request(1, evidence_end=99), request(2, since=since)], "o") == {1: 100}  # the latest

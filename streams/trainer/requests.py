@@ -1,0 +1,45 @@
+"""The trainer's request rules (no Kafka): which requests a training answers, and what data it reads.
+
+A request asks for a model trained on data that includes what happened up to the moment it was
+written. A training answers it only if it read its window after the request was written: a request
+that comes while a training runs (on a window read before it) gets a training of its own, whatever
+that training's verdict was. A rejected candidate ends nothing either: the drift agent keeps asking
+(:mod:`streams.drift.recovery`) while the model's error stays above its level before the drift.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+__all__ = ["answered", "data_start"]
+
+
+def answered(request_ms: int, read_ms: int | None) -> bool:
+    """Whether a training whose window was read at ``read_ms`` (epoch ms; None: no training yet)
+    answered a request written at ``request_ms``."""
+    return read_ms is not None and request_ms < read_ms
+
+
+def data_start(requests: Iterable[Mapping[str, Any]], outcomes_topic: str) -> dict[int, int]:
+    """The first outcome offset a training for ``requests`` reads, per partition of ``outcomes_topic``.
+
+    A request's ``since`` says it; without one, a drift request's data starts after its evidence's
+    offsets (the data of the world after the detection). Of several requests the latest start wins:
+    the newest world. Empty when no request says (the most recent window).
+    """
+    start: dict[int, int] = {}
+
+    def later(partition: int, offset: int) -> None:
+        start[partition] = max(start.get(partition, 0), offset)
+
+    for request in requests:
+        if request.get("since"):
+            for position in request["since"]:
+                if position["topic"] == outcomes_topic:
+                    later(position["partition"], position["offset"])
+            continue
+        for span in (request["evidence"] or {}).get("offsets", []):
+            if span["topic"] == outcomes_topic:
+                later(span["partition"], span["end"] + 1)
+    return start
