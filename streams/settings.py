@@ -206,11 +206,11 @@ class DriftSettings(BaseSettings):
     cooldown_samples: int = Field(default=2000, ge=0)
     """Outcomes of a model after a retrain request during which no new request is raised."""
     follow_up_samples: int = Field(default=1000, ge=0)
-    """Outcomes after a drift's retrain request when the agent checks the model again, asking for a
-    training on all the data since the detection if its error is still above its level before the
-    drift; each next check comes twice as many outcomes later. 0: no follow-ups."""
+    """Outcomes after a drift's retrain request when the agent asks again, for a training on all the
+    data since the detection; each next follow-up comes twice as many outcomes later. 0: none."""
     follow_up_max_samples: int = Field(default=16000, ge=1)
-    """Most outcomes between two follow-up checks; the checks go on at this spacing without end."""
+    """Most outcomes between two follow-ups; at this spacing a follow-up is asked only while the
+    model's error is above its level before the drift, and the checks go on without end."""
     recent_samples: int = Field(default=200, ge=1)
     """Samples in the recent means that a drift's evidence reports (and that say whether the error went up)."""
     block_size: int = Field(default=32, ge=1)
@@ -320,11 +320,11 @@ class TrainerSettings(BaseSettings):
     holdout_fraction: float = Field(default=0.2, gt=0, lt=1)
     """Most recent share of the window held out for the gate."""
     min_improvement: float = 0.0
-    """Held-out accuracy by which a candidate must beat the serving version, beyond the noise
-    (``gate_standard_errors``); negative: how much worse it may be."""
+    """Held-out accuracy by which a candidate must beat the serving version on top of the noise
+    margin; negative: how much worse it may be."""
     gate_standard_errors: float = Field(default=2.0, ge=0)
-    """Standard errors of the held-out accuracy difference (paired, per outcome) by which a candidate
-    must beat the serving version, on top of ``min_improvement``."""
+    """The noise margin: standard errors of the held-out accuracy difference (paired, per outcome) by
+    which a candidate must beat the serving version."""
     min_accuracy: float = Field(default=0.0, ge=0, le=1)
     """Held-out accuracy a candidate must reach to serve, whatever the serving version's."""
     seed: int = 0

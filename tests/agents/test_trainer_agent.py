@@ -68,15 +68,21 @@ def test_a_drift_ends_in_a_new_serving_version_that_recovers_the_accuracy(setup)
         assert serving(kafka) == 2, "no new version came to serve"
         x, _ = sample(CONCEPT_1, 1500, seed=999)
         send_labeled_events(kafka, x, CONCEPT_2.label(x), start=sent)
-        wait_for(lambda: len(outcomes_of(kafka, 2)) >= 1200, timeout_s=120, what="outcomes of version 2")
+        recovered = 1_795_000_000_000 + sent * 10
+
+        def after():  # served by version 2, or a version trained since on more data
+            outcomes = decoded(kafka, "outcomes", "outcome")
+            return [o for o in outcomes if o["model_version"] >= 2 and not o["shadow"] and o["event_time"] >= recovered]
+
+        wait_for(lambda: len(after()) >= 1200, timeout_s=120, what="outcomes after the new version came")
     before, drifted = outcomes_of(kafka, 1, until=onset), outcomes_of(kafka, 1, since=onset)
-    after = outcomes_of(kafka, 2)
     assert accuracy(before) > 0.9 and accuracy(drifted) < 0.65  # the drift hurt
-    assert accuracy(after) > 0.8  # and the new version recovered most of it
+    assert accuracy(after()) > 0.8  # and the new version recovered most of it
     requests = decoded(kafka, "retrain-requests", "retrain_request")
-    assert len(requests) == 1 and requests[0]["requested_by"] == "drift"
-    version = load_registry(kafka).get("m", 2)
-    assert version.status == Status.SERVING and "gate passed" in version.reason
+    assert requests[0]["requested_by"] == "drift" and requests[0]["evidence"]["kind"] == "concept"
+    assert all(r["evidence"] is None and r["since"] == requests[0]["since"] for r in requests[1:])  # follow-ups
+    version = load_registry(kafka).get("m", 2)  # a follow-up on more data may have replaced it since
+    assert version.status in (Status.SERVING, Status.RETIRED) and "gate passed" in version.reason
     assert version.lineage["parent_version"] == 1
     data = version.lineage["data"]
     assert [r["topic"] for r in data] == [kafka.topic("outcomes")]
@@ -110,6 +116,42 @@ def test_requests_are_gated_coalesced_or_refused_with_a_reason(setup, capsys):
     candidate = registry.get("m", 2)  # three requests, one training
     assert candidate.status == Status.REJECTED and "gate failed" in candidate.reason
     assert registry.serving("m").version == 1
+
+
+def test_a_request_written_during_a_rejected_training_gets_a_training_of_its_own(setup):
+    kafka, store, tmp, env = setup
+    # Many epochs make each training last seconds, so that the second request surely comes while the
+    # first one trains (on the window it read before the request).
+    slow = version_of(trained_model(concept_seed=1), 1, store)
+    slow = replace(
+        slow,
+        lineage=slow.lineage | {"hyperparameters": {"hidden": "32", "epochs": "300"}},
+        metrics={"holdout_accuracy": 0.9},
+    )  # about what it scores on concept 1
+    publish_versions(kafka, [slow])
+    outcome = Codec.load("outcome")
+
+    def outcomes(concept, rows, seed, first):
+        x, _ = sample(CONCEPT_1, rows, seed=seed)
+        return [("m", outcome.encode(SAMPLES["outcome"] | {
+            "event_id": f"e{first + i}", "model_name": "m", "model_version": 1, "values": v.tolist(),
+            "label": ["no", "yes"][c]})) for i, (v, c) in enumerate(zip(x, concept.label(x).tolist(), strict=True))]  # fmt: skip
+
+    send_all(kafka, kafka.topic("outcomes"), outcomes(CONCEPT_1, 1000, 3, 0))
+    with worker("trainer", kafka, tmp, **env, LOOPLINE_TRAINER_DEVICE="cpu") as trainer:
+        assert main(["retrain", "m", "--reason", "first"]) == 0
+        wait_for(lambda: "training m on" in trainer.log.read_text(), what="the first training")
+        # The world changes while it trains; the second request asks for the outcomes since.
+        send_all(kafka, kafka.topic("outcomes"), outcomes(CONCEPT_2, 1000, 4, 1000))
+        assert main(["retrain", "m", "--since", "1000", "--reason", "second"]) == 0
+        wait_for(lambda: len(load_registry(kafka).versions("m")) == 3, timeout_s=120, what="a second training")
+    registry = load_registry(kafka)
+    first, second = registry.get("m", 2), registry.get("m", 3)
+    assert first.status == Status.REJECTED and first.reason.endswith("; cli: first")
+    assert "no new version is needed" in first.reason  # the world it read had not changed
+    assert second.status == Status.SERVING and "(on the outcomes since offset 1000)" in second.reason
+    assert [r["start"] for r in second.lineage["data"]] == [1000]
+    assert second.metrics["holdout_accuracy"] > 0.8 > second.metrics["serving_holdout_accuracy"]
 
 
 def test_a_planted_regression_is_rolled_back_by_itself(setup):
