@@ -331,6 +331,9 @@ class TrainerSettings(BaseSettings):
     """Seed of every random choice in training."""
     device: Literal["auto", "cpu", "cuda"] = "auto"
     """Training device; auto uses a GPU when torch sees one."""
+    threads: int = Field(default=1, ge=1)
+    """CPU threads torch trains with; one is the fastest for the tabular MLP and leaves the other
+    cores to the other workers."""
     guard_outcomes: int = Field(default=500, ge=1)
     """Outcomes of a newly serving version, and of its predecessor before it, that the rollback guard compares."""
     guard_margin: float = Field(default=0.05, ge=0)

@@ -19,6 +19,7 @@ import time
 from typing import Any
 
 import faust
+import torch
 
 from models import ArtifactStore
 from streams.agents.app import make_app
@@ -150,6 +151,7 @@ def build_trainer_app(
 
     def run_requests(stop: threading.Event) -> None:
         requests.stop = stop
+        torch.set_num_threads(settings.threads)
         requests.trainer.warm_up()
         train.run(stop)
 

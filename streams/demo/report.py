@@ -65,7 +65,7 @@ def _figures(
         figures["detection_labeled_events"] = float(seen_after_onset(first))
     if served:
         figures["new_version_serving_s"] = (served[0]["t"] - onset) / 1000
-        mine = (versions == served[0]["version"]) & (times < shift)
+        mine = (versions >= served[0]["version"]) & (times < shift)  # it, or a follow-up trained on more data
         figures["accuracy_after"] = float(correct[mine].mean()) if mine.any() else None
     return figures
 
@@ -199,7 +199,7 @@ def _summary(report: Report, settings: DemoSettings, start_ms: int) -> str:
         f"| drift onset → detection | {_number(f['detection_s'], 1)} s, {_number(f['detection_labeled_events'], 0)} "
         "labeled outcomes after the onset |",
         f"| drift onset → new version serving | {_number(f['new_version_serving_s'], 1)} s |",
-        f"| accuracy of the new version (before the covariate drift) | {_number(f['accuracy_after'])} |",
+        f"| accuracy of the new versions (before the covariate drift) | {_number(f['accuracy_after'])} |",
         f"| served predictions / distinct events | {report.counts['predictions']} / {report.counts['events_predicted']} |",
         f"| outcomes | {report.counts['outcomes']} |",
         "",
