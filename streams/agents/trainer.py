@@ -110,7 +110,7 @@ class Requests:
             if not since or len(window.labels) >= s.min_events or time.monotonic() >= deadline:
                 return window
             log.info("%s: %d outcomes since the drift, waiting for %d", model, len(window.labels), s.min_events)
-            if self.stop.wait(2):
+            if self.stop.wait(0.5):
                 return window
 
 
