@@ -313,7 +313,7 @@ class TrainerSettings(BaseSettings):
     """Most recent outcomes of the model read for a training run."""
     window_minutes: float | None = Field(default=None, gt=0)
     """If set, only outcomes written in the last this many minutes are read."""
-    min_events: int = Field(default=500, ge=2)
+    min_events: int = Field(default=300, ge=2)
     """Fewest labeled outcomes a training run needs; a request with fewer is answered with that reason."""
     wait_minutes: float = Field(default=60.0, ge=0)
     """After a drift, how long a training waits for ``min_events`` outcomes after the detection."""

@@ -109,7 +109,7 @@ class VersionFollower:
             consumer.assign([TopicPartition(topic, p, OFFSET_BEGINNING) for p in partitions])
             self.registry = Registry()
             while not stop.is_set():
-                messages = consume(consumer)
+                messages = consume(consumer, 0.05)  # a new version is taken within 50 ms, not half a second
                 for message in messages:
                     self.apply(to_source(message))
                 self.follow(caught_up=not messages)

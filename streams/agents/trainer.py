@@ -26,6 +26,7 @@ from streams.agents.app import make_app
 from streams.codec import Codec, CodecError
 from streams.deadletters import DeadLetters
 from streams.inference.loader import rollback_records
+from streams.kafka.clients import make_sender
 from streams.kafka.loop import kafka_loop
 from streams.kafka.versions import VersionLookup, load_registry, publish_versions
 from streams.metrics import RETRAINS, ROLLBACKS
@@ -55,6 +56,7 @@ class Requests:
         self.codec = Codec.load("retrain_request")
         self.dead = DeadLetters("trainer")
         self.read_at: dict[str, int] = {}  # model → epoch ms when its last training read its window
+        self.producer = make_sender(kafka)  # made at start: a new version is published without connecting first
         self.stop = threading.Event()
 
     def handle(self, records: list[SourceRecord]) -> Produced:
@@ -83,7 +85,7 @@ class Requests:
         try:
             window = self._read_window(model, data_start((r for _, r in requests), self.kafka.topic(Topic.OUTCOMES)))
             decision = self.trainer.retrain(load_registry(self.kafka), model, window, why)
-            publish_versions(self.kafka, decision.records)
+            publish_versions(self.kafka, decision.records, self.producer)
         except Refused as exc:
             RETRAINS.labels(model, "refused").inc()
             log.warning("retrain of %s refused: %s", model, exc)

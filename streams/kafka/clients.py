@@ -153,7 +153,9 @@ def read_spans(consumer: Consumer, topic: str, spans: dict[int, tuple[int, int]]
     consumer.assign([TopicPartition(topic, partition, spans[partition][0]) for partition in ends])
     deadline = time.monotonic() + timeout_s
     while ends and time.monotonic() < deadline:
-        for msg in consumer.consume(num_messages=1000, timeout=0.5):
+        # consume() waits its whole timeout unless it fills the batch: short waits, so that a range
+        # read to its end returns at once rather than half a second later.
+        for msg in consumer.consume(num_messages=1000, timeout=0.05):
             error = msg.error()
             partition, offset = msg.partition(), msg.offset()
             if error is not None and error.code() != KafkaError._PARTITION_EOF:
@@ -186,14 +188,15 @@ def read_to_end(settings: KafkaSettings, topic: str, timeout_s: float = 30.0) ->
         consumer.close()
 
 
-def consume(consumer: Consumer) -> list[Message]:
-    """The records of one poll (up to half a second); end-of-partition events are skipped.
+def consume(consumer: Consumer, timeout_s: float = 0.5) -> list[Message]:
+    """The records of one poll, which waits ``timeout_s`` unless 1,000 records come first;
+    end-of-partition events are skipped.
 
     Raises:
         KafkaException: the poll returned an error.
     """
     records = []
-    for msg in consumer.consume(num_messages=1000, timeout=0.5):
+    for msg in consumer.consume(num_messages=1000, timeout=timeout_s):
         error = msg.error()
         if error is None:
             records.append(msg)

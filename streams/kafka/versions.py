@@ -6,6 +6,8 @@ import logging
 import time
 from collections.abc import Sequence
 
+from confluent_kafka import Producer
+
 from models import ModelVersion, Registry, RegistryError
 from streams.codec import Codec, CodecError
 from streams.kafka.clients import read_to_end, send_all
@@ -16,8 +18,11 @@ __all__ = ["VersionLookup", "load_registry", "publish_versions"]
 log = logging.getLogger(__name__)
 
 
-def publish_versions(settings: KafkaSettings, versions: Sequence[ModelVersion]) -> None:
+def publish_versions(
+    settings: KafkaSettings, versions: Sequence[ModelVersion], producer: Producer | None = None
+) -> None:
     """Publish ``versions`` in order, each keyed ``model:version``; return once all are acknowledged.
+    A ``producer`` from :func:`make_sender` saves a new connection per call.
 
     Version records are immutable once published: the topic is read first, and nothing is sent
     when one of ``versions`` changes more than the status of a published version.
@@ -31,7 +36,8 @@ def publish_versions(settings: KafkaSettings, versions: Sequence[ModelVersion]) 
         if conflict is not None:
             raise RegistryError(conflict)
     codec = Codec.load("model_version")
-    send_all(settings, settings.topic("model-versions"), [(v.key, codec.encode(v.to_record())) for v in versions])
+    records = [(v.key, codec.encode(v.to_record())) for v in versions]
+    send_all(settings, settings.topic("model-versions"), records, producer)
 
 
 def load_registry(settings: KafkaSettings) -> Registry:

@@ -3,7 +3,9 @@
 import time
 from dataclasses import replace
 
+import numpy as np
 import pytest
+import torch
 
 from models import ArtifactStore, Registry, Status
 from models.datasets import Concept, sample
@@ -152,6 +154,45 @@ def test_a_request_written_during_a_rejected_training_gets_a_training_of_its_own
     assert second.status == Status.SERVING and "(on the outcomes since offset 1000)" in second.reason
     assert [r["start"] for r in second.lineage["data"]] == [1000]
     assert second.metrics["holdout_accuracy"] > 0.8 > second.metrics["serving_holdout_accuracy"]
+
+
+def test_while_the_error_stays_high_the_loop_keeps_asking_and_training(setup):
+    kafka, store, tmp, env = setup
+    model = trained_model(concept_seed=1)
+    publish_versions(kafka, [version_of(model, 1, store)])
+    outcome = Codec.load("outcome")
+    rng = np.random.default_rng(8)
+    x, y = sample(CONCEPT_1, 4000, seed=8)
+    truth = np.where(np.arange(4000) < 800, y, rng.integers(0, 2, 4000))  # from outcome 800 on: coin flips
+    served = model(torch.from_numpy(x)).argmax(1).numpy()
+    records = [("m", outcome.encode(SAMPLES["outcome"] | {
+        "event_id": f"e{i}", "model_name": "m", "model_version": 1, "values": v.tolist(), "label": ["no", "yes"][t],
+        "predicted_class": ["no", "yes"][p], "correct": bool(p == t)}))
+        for i, (v, t, p) in enumerate(zip(x, truth.tolist(), served.tolist(), strict=True))]  # fmt: skip
+    # Follow-ups 200 outcomes after the detection, then 600, then every 400 while the error stays high.
+    drift_env = env | {"LOOPLINE_DRIFT_FOLLOW_UP_SAMPLES": "200", "LOOPLINE_DRIFT_FOLLOW_UP_MAX_SAMPLES": "400"}
+    with (
+        worker("drift", kafka, tmp, **drift_env),
+        worker(
+            "trainer",
+            kafka,
+            tmp,
+            **env,
+            LOOPLINE_TRAINER_MIN_EVENTS="150",
+            LOOPLINE_TRAINER_DEVICE="cpu",
+            LOOPLINE_TRAINER_GATE_STANDARD_ERRORS="3",
+        ),
+    ):
+        send_all(kafka, kafka.topic("outcomes"), records)
+        wait_for(lambda: len(decoded(kafka, "retrain-requests", "retrain_request")) >= 6, what="the follow-ups")
+        wait_for(lambda: len(load_registry(kafka).versions("m")) >= 4, timeout_s=120, what="their trainings")
+    first, *follow_ups = decoded(kafka, "retrain-requests", "retrain_request")
+    assert first["evidence"]["kind"] == "concept" and len(follow_ups) >= 5
+    assert all(r["since"] == first["since"] and "follow-up" in r["reason"] for r in follow_ups)
+    # Nothing learns coin flips: the attempts are rejected (a lucky one may pass 3 standard errors, rarely),
+    # and no rejection stops the next one.
+    rejected = [v for v in load_registry(kafka).versions("m") if v.status == Status.REJECTED]
+    assert len(rejected) >= 3 and all("gate failed" in v.reason and "follow-up" in v.reason for v in rejected[1:])
 
 
 def test_a_planted_regression_is_rolled_back_by_itself(setup):
