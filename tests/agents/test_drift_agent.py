@@ -22,7 +22,12 @@ def test_drift_in_the_input_stream_ends_in_exactly_one_retrain_request(kafka, tm
     before = sample(Concept(seed=1, n_features=N_FEATURES), 1500, seed=10)
     x_after, _ = sample(Concept(seed=1, n_features=N_FEATURES), 1500, seed=11)
     after = (x_after, Concept(seed=2, n_features=N_FEATURES).label(x_after))
-    env = {"LOOPLINE_INFERENCE_MODEL_NAME": "m", "LOOPLINE_DRIFT_MIN_SAMPLES": "300"}
+    # Follow-ups (requests on more data since the drift) are the trainer tests' business.
+    env = {
+        "LOOPLINE_INFERENCE_MODEL_NAME": "m",
+        "LOOPLINE_DRIFT_MIN_SAMPLES": "300",
+        "LOOPLINE_DRIFT_FOLLOW_UP_SAMPLES": "0",
+    }
     with (
         worker("inference", kafka, tmp_path, **env),
         worker("join", kafka, tmp_path, **env),

@@ -68,7 +68,12 @@ def test_a_drift_that_straddles_a_kill_is_detected_at_the_same_outcome(kafka, tm
     version = version_of(small_model(), 1, ArtifactStore(tmp_path / "artifacts", 1 << 20))
     publish_versions(kafka, [version])
     stream = outcomes(600, 0.1, seed=1) + outcomes(1400, 0.5, seed=2, start=600)  # the error rises at offset 600
-    env = {"LOOPLINE_DRIFT_MIN_SAMPLES": "300", "LOOPLINE_DRIFT_MAX_BATCH_SIZE": "64", "LOOPLINE_KAFKA_WORKER_ID": "d1"}
+    env = {
+        "LOOPLINE_DRIFT_MIN_SAMPLES": "300",
+        "LOOPLINE_DRIFT_MAX_BATCH_SIZE": "64",
+        "LOOPLINE_KAFKA_WORKER_ID": "d1",
+        "LOOPLINE_DRIFT_FOLLOW_UP_SAMPLES": "0",
+    }  # one drift, one request
     # The uninterrupted run, by the same core in this process: the outcomes' offsets are their
     # positions (one partition: they are keyed by model name).
     core = DriftCore(DriftSettings(min_samples=300), kafka.topic("outcomes"), lambda model, number: version)
