@@ -106,12 +106,15 @@ class Requests:
         s = self.settings
         max_age_s = s.window_minutes * 60 if s.window_minutes else None
         deadline = time.monotonic() + s.wait_minutes * 60
+        said = float("-inf")
         while True:
             self.read_at[model] = int(time.time() * 1000)
             window = read_window(self.kafka, model, s.window_events, max_age_s, since)
             if not since or len(window.labels) >= s.min_events or time.monotonic() >= deadline:
                 return window
-            log.info("%s: %d outcomes since the drift, waiting for %d", model, len(window.labels), s.min_events)
+            if time.monotonic() - said >= 30:  # checked every 0.5 s, said every 30 s
+                said = time.monotonic()
+                log.info("%s: %d outcomes since the drift, waiting for %d", model, len(window.labels), s.min_events)
             if self.stop.wait(0.5):
                 return window
 

@@ -395,7 +395,7 @@ class DriftCore:
         self._follow_up(out, part, key, sources[-1])
 
     def _follow_up(self, out: DriftOutput, part: PartitionState, key: tuple[str, int], at: SourceRecord) -> None:
-        """Ask again for ``key``'s model when its recovery's check is due and its error is still high."""
+        """Ask again for ``key``'s model when its recovery says so (:func:`streams.drift.recovery.check`)."""
         model, version = key
         recovery, s = part.recovery.get(model), self.settings
         if recovery is None or not s.follow_up_samples:
