@@ -49,7 +49,7 @@ def serving(kafka):
 def test_a_drift_ends_in_a_new_serving_version_that_recovers_the_accuracy(setup):
     kafka, store, tmp, env = setup
     publish_versions(kafka, [version_of(trained_model(concept_seed=1), 1, store)])
-    trainer_env = env | {"LOOPLINE_TRAINER_MIN_EVENTS": "1500", "LOOPLINE_TRAINER_DEVICE": "cpu"}
+    trainer_env = env | {"LOOPLINE_TRAINER_DEVICE": "cpu"}
     with (
         worker("inference", kafka, tmp, **env),
         worker("join", kafka, tmp, **env),
@@ -162,8 +162,8 @@ def test_while_the_error_stays_high_the_loop_keeps_asking_and_training(setup):
     publish_versions(kafka, [version_of(model, 1, store)])
     outcome = Codec.load("outcome")
     rng = np.random.default_rng(8)
-    x, y = sample(CONCEPT_1, 2800, seed=8)
-    truth = np.where(np.arange(2800) < 800, y, rng.integers(0, 2, 2800))  # from outcome 800 on: coin flips
+    x, y = sample(CONCEPT_1, 2400, seed=8)
+    truth = np.where(np.arange(2400) < 800, y, rng.integers(0, 2, 2400))  # from outcome 800 on: coin flips
     served = model(torch.from_numpy(x)).argmax(1).numpy()
     records = [("m", outcome.encode(SAMPLES["outcome"] | {
         "event_id": f"e{i}", "model_name": "m", "model_version": 1, "values": v.tolist(), "label": ["no", "yes"][t],
@@ -190,12 +190,12 @@ def test_while_the_error_stays_high_the_loop_keeps_asking_and_training(setup):
     ):
         send_all(kafka, kafka.topic("outcomes"), records[:1600])
         wait_for(lambda: rejected(), timeout_s=120, what="the first attempt")
-        for start in range(1600, 2800, 400):  # 400 more coin flips: one more follow-up, one more attempt
+        for start in (1600, 2000):  # 400 more coin flips: one more follow-up, one more attempt
             attempts = len(rejected())
             send_all(kafka, kafka.topic("outcomes"), records[start : start + 400])
             wait_for(lambda n=attempts: len(rejected()) > n, timeout_s=120, what=f"an attempt after outcome {start}")
     first, *follow_ups = decoded(kafka, "retrain-requests", "retrain_request")
-    assert first["evidence"]["kind"] == "concept" and len(follow_ups) >= 4
+    assert first["evidence"]["kind"] == "concept" and len(follow_ups) >= 3
     assert all(r["since"] == first["since"] and "follow-up" in r["reason"] for r in follow_ups)
     # Nothing learns coin flips: each attempt is rejected (a lucky one would need 3 standard errors),
     # and no rejection stops the next one.

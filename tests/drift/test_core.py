@@ -59,7 +59,7 @@ def test_covariate_drift_is_attributed_to_the_feature_that_moved():
 
 
 def test_stationary_outcomes_raise_no_request():
-    records = Records().outcomes(*stream(200_000, 11))
+    records = Records().outcomes(*stream(120_000, 11))
     outputs = run(drift_core(), records, batch=2000)
     assert requests(outputs) == [] and events(outputs) == []
 
