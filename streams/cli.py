@@ -175,9 +175,10 @@ def cmd_retrain(args: argparse.Namespace) -> int:
 
     kafka = KafkaSettings()
     _ready(kafka, topics=True)
-    since = args.since
-    where = f"offset {since}" if isinstance(since, int) else since.isoformat() if since is not None else ""
-    reason = f"{args.reason} (on the outcomes since {where})" if where else args.reason
+    reason = args.reason
+    if args.since is not None:
+        where = f"offset {args.since}" if isinstance(args.since, int) else args.since.isoformat()
+        reason = f"{args.reason} (on the outcomes since {where})"
     request = {
         "event_id": str(uuid.uuid4()),
         "event_time": int(time.time() * 1000),
