@@ -51,6 +51,7 @@ import numpy as np
 
 from models import ModelVersion
 from streams.codec import Codec, CodecError
+from streams.codec.checks import clamp_time
 from streams.deadletters import DeadLetters
 from streams.drift.monitor import BlockMonitor, Changes, Detection, ErrorMonitor, dump_head, load_head
 from streams.drift.recovery import Recovery, check, opened
@@ -427,7 +428,7 @@ class DriftCore:
     ) -> None:
         request = {
             "event_id": event_id,
-            "event_time": at.timestamp_ms,
+            "event_time": clamp_time(at.timestamp_ms),  # a Kafka timestamp may lie outside what the schema stores
             "model_name": model,
             "reason": reason,
             "requested_by": "drift",
@@ -464,7 +465,7 @@ class DriftCore:
         event_id = f"{model}/{version}/{kind}/{detection.column or 'error'}/{at.topic}/{at.partition}/{at.offset}"
         record = {
             "event_id": event_id,
-            "event_time": at.timestamp_ms,
+            "event_time": clamp_time(at.timestamp_ms),  # a Kafka timestamp may lie outside what the schema stores
             "model_name": model,
             "model_version": version,
             "evidence": evidence,

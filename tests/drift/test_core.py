@@ -108,3 +108,13 @@ def test_a_model_back_at_its_old_error_is_not_asked_for_again_once_the_spacing_i
     first, *follow_ups = found
     assert first["evidence"]["kind"] == "concept"
     assert len(follow_ups) == 4  # 1,000, 3,000, 7,000 and 15,000 outcomes after; not 31,000
+
+
+def test_a_record_stamped_beyond_what_the_schema_stores_still_makes_readable_drift_records():
+    from streams.codec.checks import MAX_TIME_MS
+
+    share = (np.arange(6000) >= ONSET).astype(float)
+    records = [r._replace(timestamp_ms=2**62) for r in Records().outcomes(*stream(6000, 0, after_share=share))]
+    outputs = run(drift_core(), records)
+    found, drifts = requests(outputs), events(outputs)  # decoding checks every time field
+    assert found and drifts and {r["event_time"] for r in found + drifts} == {MAX_TIME_MS}
