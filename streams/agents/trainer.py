@@ -1,8 +1,8 @@
 """``loopline worker trainer``: retrain requests in, gated model versions out, and the rollback guard.
 
 Requests are taken in batches; the requests of one model in a batch make one training, and a
-request written before the window of that model's last training was read was answered by it
-(coalesced; :mod:`streams.trainer.requests`). After a drift the window starts after the detection
+request written before the window of that model's last training was read (by retrain-requests
+offsets) was answered by it (coalesced; :mod:`streams.trainer.requests`). After a drift the window starts after the detection
 (the data of the new world), and the training waits, up to ``wait_minutes``, until ``min_events``
 such outcomes have come. A request that can't be served (unknown model, too few outcomes) becomes
 a dead letter with the reason. The
@@ -20,13 +20,14 @@ from typing import Any
 
 import faust
 import torch
+from confluent_kafka import TopicPartition
 
 from models import ArtifactStore
 from streams.agents.app import make_app
 from streams.codec import Codec, CodecError
 from streams.deadletters import DeadLetters
 from streams.inference.loader import rollback_records
-from streams.kafka.clients import make_sender
+from streams.kafka.clients import make_sender, offset_reader, watermarks
 from streams.kafka.loop import kafka_loop
 from streams.kafka.versions import VersionLookup, load_registry, publish_versions
 from streams.metrics import RETRAINS, ROLLBACKS
@@ -55,8 +56,9 @@ class Requests:
         self.trainer = Trainer(settings, store)
         self.codec = Codec.load("retrain_request")
         self.dead = DeadLetters("trainer")
-        self.read_at: dict[str, int] = {}  # model → epoch ms when its last training read its window
+        self.read_upto: dict[str, dict[int, int]] = {}  # model → retrain-requests ends when its last training read
         self.producer = make_sender(kafka)  # made at start: a new version is published without connecting first
+        self.positions = offset_reader(kafka)  # for the ends of retrain-requests, made once
         self.stop = threading.Event()
 
     def handle(self, records: list[SourceRecord]) -> Produced:
@@ -69,7 +71,7 @@ class Requests:
             except CodecError as exc:
                 self.dead.add(out, record, exc.reason, str(exc))
                 continue
-            if answered(record.timestamp_ms, self.read_at.get(request["model_name"])):
+            if answered(record.partition, record.offset, self.read_upto.get(request["model_name"])):
                 RETRAINS.labels(request["model_name"], "coalesced").inc()
                 log.info(
                     "request %s coalesced into the last training of %s", request["event_id"], request["model_name"]
@@ -100,6 +102,12 @@ class Requests:
             return
         RETRAINS.labels(model, "promoted" if decision.records[-1].status == "serving" else "rejected").inc()
 
+    def _request_ends(self) -> dict[int, int]:
+        """The end offset of each retrain-requests partition now."""
+        topic = self.kafka.topic(Topic.RETRAIN_REQUESTS)
+        partitions = self.positions.list_topics(topic, timeout=60).topics[topic].partitions
+        return {p: watermarks(self.positions, TopicPartition(topic, p), 60)[1] for p in partitions}
+
     def _read_window(self, model: str, since: dict[int, int]) -> Window:
         """The training window; after a drift, once ``min_events`` outcomes came after the detection
         (or ``wait_minutes`` passed)."""
@@ -108,7 +116,7 @@ class Requests:
         deadline = time.monotonic() + s.wait_minutes * 60
         said = float("-inf")
         while True:
-            self.read_at[model] = int(time.time() * 1000)
+            self.read_upto[model] = self._request_ends()
             window = read_window(self.kafka, model, s.window_events, max_age_s, since)
             if not since or len(window.labels) >= s.min_events or time.monotonic() >= deadline:
                 return window

@@ -3,7 +3,9 @@
 A request asks for a model trained on data that includes what happened up to the moment it was
 written. A training answers it only if it read its window after the request was written: a request
 that comes while a training runs (on a window read before it) gets a training of its own, whatever
-that training's verdict was. A rejected candidate ends nothing either: the drift agent keeps asking
+that training's verdict was. "Before" is told by offsets, not clocks: a training notes the end of
+each retrain-requests partition when it reads its window, and a request below that end was
+written before (the writer's clock, wrong or not, plays no part). A rejected candidate ends nothing either: the drift agent keeps asking
 (:mod:`streams.drift.recovery`) while the model's error stays above its level before the drift.
 """
 
@@ -15,10 +17,11 @@ from typing import Any
 __all__ = ["answered", "data_start"]
 
 
-def answered(request_ms: int, read_ms: int | None) -> bool:
-    """Whether a training whose window was read at ``read_ms`` (epoch ms; None: no training yet)
-    answered a request written at ``request_ms``."""
-    return read_ms is not None and request_ms < read_ms
+def answered(partition: int, offset: int, read_upto: Mapping[int, int] | None) -> bool:
+    """Whether a training that read its window when the retrain-requests partitions ended at
+    ``read_upto`` (partition → end offset; None: no training yet) answered the request at
+    ``offset`` of ``partition``."""
+    return read_upto is not None and offset < read_upto.get(partition, 0)
 
 
 def data_start(requests: Iterable[Mapping[str, Any]], outcomes_topic: str) -> dict[int, int]:

@@ -143,9 +143,10 @@ def request(at_ms, since=None, evidence_end=None):
 
 
 def test_a_request_is_answered_only_by_a_training_that_read_after_it():
-    assert not answered(1000, None)  # no training yet
-    assert answered(1000, 1001)
-    assert not answered(1000, 1000) and not answered(1000, 900)  # read before it: it needs its own
+    assert not answered(0, 10, None)  # no training yet
+    assert answered(0, 10, {0: 11, 1: 3})  # partition 0 ended at 11 when the window was read: written before
+    assert not answered(0, 11, {0: 11}) and not answered(0, 12, {0: 11})  # written after: it needs its own
+    assert not answered(1, 0, {0: 11})  # a partition that had nothing then
 
 
 def test_training_data_starts_where_the_requests_say_the_newest_world_begins():
