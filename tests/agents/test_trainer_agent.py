@@ -19,6 +19,8 @@ from tests.helpers import N_FEATURES, send_labeled_events, trained_model, versio
 from tests.samples import SAMPLES
 from tests.workers import decoded, wait_for, worker
 
+CLASSES = ["no", "yes"]
+OUTCOME = Codec.load("outcome")
 CONCEPT_1, CONCEPT_2 = Concept(seed=1, n_features=N_FEATURES), Concept(seed=2, n_features=N_FEATURES)
 
 
@@ -40,6 +42,19 @@ def outcomes_of(kafka, version, since=0, until=2**62):
 
 def accuracy(outcomes):
     return sum(o["correct"] for o in outcomes) / len(outcomes)
+
+
+def outcome_records(x, labels, first=0, predicted=None):
+    """Outcome records of version 1 of model m for rows ``x`` and class indices ``labels`` (event ids from
+    ``first``); with ``predicted``, what the version said and whether it was right."""
+    records = []
+    for i, (values, label) in enumerate(zip(x.tolist(), labels.tolist(), strict=True)):
+        fields = {"event_id": f"e{first + i}", "model_name": "m", "model_version": 1, "values": values,
+                  "label": CLASSES[label]}  # fmt: skip
+        if predicted is not None:
+            fields |= {"predicted_class": CLASSES[predicted[i]], "correct": bool(predicted[i] == label)}
+        records.append(("m", OUTCOME.encode(SAMPLES["outcome"] | fields)))
+    return records
 
 
 def serving(kafka):
@@ -98,12 +113,7 @@ def test_requests_are_gated_coalesced_or_refused_with_a_reason(setup, capsys):
     kafka, store, tmp, env = setup
     publish_versions(kafka, [version_of(trained_model(concept_seed=1), 1, store),
                              version_of(trained_model(concept_seed=1), 1, store, name="few")])  # fmt: skip
-    outcome = Codec.load("outcome")
-    x, y = sample(CONCEPT_1, 1200, seed=3)
-    records = [("m", outcome.encode(SAMPLES["outcome"] | {"event_id": f"e{i}", "model_name": "m", "model_version": 1,
-                                                          "values": v.tolist(), "label": ["no", "yes"][c]}))
-               for i, (v, c) in enumerate(zip(x, y.tolist(), strict=True))]  # fmt: skip
-    send_all(kafka, kafka.topic("outcomes"), records)
+    send_all(kafka, kafka.topic("outcomes"), outcome_records(*sample(CONCEPT_1, 1200, seed=3)))
     for model in ("m", "m", "m", "nope", "few"):
         assert main(["retrain", model]) == 0
     with worker("trainer", kafka, tmp, **env, LOOPLINE_TRAINER_MIN_IMPROVEMENT="0.05", LOOPLINE_TRAINER_DEVICE="cpu"):
@@ -131,13 +141,10 @@ def test_a_request_written_during_a_rejected_training_gets_a_training_of_its_own
         metrics={"holdout_accuracy": 0.9},
     )  # about what it scores on concept 1
     publish_versions(kafka, [slow])
-    outcome = Codec.load("outcome")
 
     def outcomes(concept, rows, seed, first):
         x, _ = sample(CONCEPT_1, rows, seed=seed)
-        return [("m", outcome.encode(SAMPLES["outcome"] | {
-            "event_id": f"e{first + i}", "model_name": "m", "model_version": 1, "values": v.tolist(),
-            "label": ["no", "yes"][c]})) for i, (v, c) in enumerate(zip(x, concept.label(x).tolist(), strict=True))]  # fmt: skip
+        return outcome_records(x, concept.label(x), first)
 
     send_all(kafka, kafka.topic("outcomes"), outcomes(CONCEPT_1, 1000, 3, 0))
     with worker("trainer", kafka, tmp, **env, LOOPLINE_TRAINER_DEVICE="cpu") as trainer:
@@ -160,15 +167,11 @@ def test_while_the_error_stays_high_the_loop_keeps_asking_and_training(setup):
     kafka, store, tmp, env = setup
     model = trained_model(concept_seed=1)
     publish_versions(kafka, [version_of(model, 1, store)])
-    outcome = Codec.load("outcome")
     rng = np.random.default_rng(8)
     x, y = sample(CONCEPT_1, 2400, seed=8)
     truth = np.where(np.arange(2400) < 800, y, rng.integers(0, 2, 2400))  # from outcome 800 on: coin flips
     served = model(torch.from_numpy(x)).argmax(1).numpy()
-    records = [("m", outcome.encode(SAMPLES["outcome"] | {
-        "event_id": f"e{i}", "model_name": "m", "model_version": 1, "values": v.tolist(), "label": ["no", "yes"][t],
-        "predicted_class": ["no", "yes"][p], "correct": bool(p == t)}))
-        for i, (v, t, p) in enumerate(zip(x, truth.tolist(), served.tolist(), strict=True))]  # fmt: skip
+    records = outcome_records(x, truth, predicted=served.tolist())
     # Follow-ups 200 outcomes after the detection, then 600, then every 400 while the error stays high.
     drift_env = env | {"LOOPLINE_DRIFT_FOLLOW_UP_SAMPLES": "200", "LOOPLINE_DRIFT_FOLLOW_UP_MAX_SAMPLES": "400",
                        "LOOPLINE_DRIFT_MAX_BATCH_SIZE": "100"}  # fmt: skip
