@@ -5,6 +5,7 @@ from models.mlp import TabularMLP
 from models.registry import ArtifactFormat, ModelVersion, Outputs, Registry, RegistryError, Status
 from models.runtime import Backend, BackendError, BackendInfo, load_backend
 from models.train import TrainConfig, train_mlp
+from models.trees import TreesConfig
 from models.versions import bootstrap_version, make_version
 
 __all__ = [
@@ -21,6 +22,7 @@ __all__ = [
     "Status",
     "TabularMLP",
     "TrainConfig",
+    "TreesConfig",
     "bootstrap_version",
     "load_backend",
     "make_version",

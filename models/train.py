@@ -29,11 +29,13 @@ class TrainConfig:
     min_steps: int = 500
     """Fewest optimiser steps: on few rows, more epochs than ``epochs`` (400 rows at batch 256 take 250)."""
 
+    family = "mlp"
+
     def as_strings(self) -> dict[str, str]:
-        """The hyper-parameters as the string map recorded in a version's lineage."""
+        """The hyper-parameters as the string map recorded in a version's lineage, with the family."""
         values = asdict(self)
         values["hidden"] = ",".join(str(w) for w in self.hidden)
-        return {key: str(value) for key, value in values.items()}
+        return {"family": self.family} | {key: str(value) for key, value in values.items()}
 
     @classmethod
     def from_strings(cls, values: dict[str, str]) -> TrainConfig:

@@ -1,4 +1,4 @@
-"""Turning a trained :class:`TabularMLP` into a registry version, and the bootstrap helper."""
+"""Turning a trained model (an MLP or boosted trees) into a registry version, and the bootstrap helper."""
 
 from __future__ import annotations
 
@@ -9,20 +9,20 @@ from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
-import torch
 
 from models.artifacts import ArtifactStore
-from models.export import state_dict_bytes, to_onnx
+from models.export import state_dict_bytes
+from models.families import Config, Model, fit, onnx_bytes, probabilities
 from models.mlp import TabularMLP
 from models.registry import ArtifactFormat, ModelVersion, Status, empty_lineage
-from models.train import TrainConfig, accuracy, train_mlp
+from models.train import TrainConfig, accuracy
 
 __all__ = ["bootstrap_version", "make_version", "package_versions"]
 
 
 def package_versions() -> dict[str, str]:
     """Versions of the packages that shape a trained model, for its lineage."""
-    names = ["loopline", "torch", "numpy", "onnx", "onnxruntime-gpu"]
+    names = ["loopline", "torch", "scikit-learn", "numpy", "onnx", "onnxruntime-gpu"]
     found = {"python": platform.python_version()}
     for name in names:
         try:
@@ -33,7 +33,7 @@ def package_versions() -> dict[str, str]:
 
 
 def make_version(
-    model: TabularMLP,
+    model: Model,
     *,
     model_name: str,
     version: int,
@@ -48,15 +48,21 @@ def make_version(
 ) -> ModelVersion:
     """A version of ``model`` with its artifact attached (inline or in the store's directory).
 
-    The lineage's hyper-parameters always carry the hidden widths: a state dict can't be loaded
-    without them.
+    An MLP's lineage always carries its hidden widths: a state dict can't be loaded without them.
+    Boosted trees are written as ONNX only.
     """
     if len(feature_names) != model.n_features or len(classes) != model.n_classes:
         raise ValueError("feature names and classes must match the model's input and output widths")
-    data = to_onnx(model) if artifact_format == ArtifactFormat.ONNX else state_dict_bytes(model)
     lineage = lineage or empty_lineage()
-    widths = ",".join(str(width) for width in model.hidden)
-    lineage = lineage | {"hyperparameters": {"hidden": widths, **lineage["hyperparameters"]}}
+    if artifact_format == ArtifactFormat.ONNX:
+        data = onnx_bytes(model)
+    elif isinstance(model, TabularMLP):
+        data = state_dict_bytes(model)
+    else:
+        raise ValueError("boosted trees are written as ONNX only")
+    if isinstance(model, TabularMLP):
+        widths = ",".join(str(width) for width in model.hidden)
+        lineage = lineage | {"hyperparameters": {"hidden": widths, **lineage["hyperparameters"]}}
     draft = ModelVersion(
         model_name=model_name,
         version=version,
@@ -80,22 +86,22 @@ def bootstrap_version(
     feature_names: Sequence[str],
     classes: Sequence[str],
     store: ArtifactStore,
-    config: TrainConfig | None = None,
+    config: Config | None = None,
     version: int = 1,
     artifact_format: ArtifactFormat = ArtifactFormat.ONNX,
     holdout_fraction: float = 0.2,
 ) -> ModelVersion:
-    """Train a first version from a dataset (the most recent ``holdout_fraction`` rows held out).
+    """Train a first version of ``config``'s family (the MLP by default) from a dataset (the most
+    recent ``holdout_fraction`` rows held out).
 
     The version is a candidate with ``holdout_accuracy`` in its metrics; promote it to serve.
     """
     config = config or TrainConfig()
     split = int(len(x) * (1 - holdout_fraction))
     start = time.perf_counter()
-    model = train_mlp(x[:split], y[:split], len(classes), config)
+    model = fit(config, x[:split], y[:split], len(classes))
     duration_ms = int((time.perf_counter() - start) * 1000)
-    with torch.inference_mode():
-        holdout = accuracy(model(torch.from_numpy(x[split:])).numpy(), y[split:])
+    holdout = accuracy(probabilities(model, x[split:]), y[split:])
     lineage = empty_lineage() | {
         "code_version": package_versions().get("loopline", ""),
         "hyperparameters": config.as_strings(),

@@ -304,6 +304,10 @@ class SinkSettings(BaseSettings):
         return f"http://{host}:{self.query_port}/query"
 
 
+MODEL_FAMILIES = ("mlp", "trees")
+"""The families of :mod:`models.families`, named here so that settings load without torch."""
+
+
 class TrainerSettings(BaseSettings):
     """The trainer agent."""
 
@@ -329,15 +333,33 @@ class TrainerSettings(BaseSettings):
     """Held-out accuracy a candidate must reach to serve, whatever the serving version's."""
     seed: int = 0
     """Seed of every random choice in training."""
+    families: str = "mlp,trees"
+    """Model families a retrain chooses from (comma-separated, of mlp and trees): each is trained on
+    the older part of the training rows and the best on the newest part is trained on them all."""
     device: Literal["auto", "cpu", "cuda"] = "auto"
-    """Training device; auto uses a GPU when torch sees one."""
+    """Training device of the MLP; auto uses a GPU when torch sees one (trees train on the CPU)."""
     threads: int = Field(default=1, ge=1)
-    """CPU threads torch trains with; one is the fastest for the tabular MLP and leaves the other
+    """CPU threads training uses; one is the fastest for the tabular MLP and leaves the other
     cores to the other workers."""
     guard_outcomes: int = Field(default=500, ge=1)
     """Outcomes of a newly serving version, and of its predecessor before it, that the rollback guard compares."""
     guard_margin: float = Field(default=0.05, ge=0)
     """Accuracy drop against the predecessor that rolls a newly serving version back."""
+
+    @field_validator("families")
+    @classmethod
+    def _known_families(cls, value: str) -> str:
+        names = [name.strip() for name in value.split(",") if name.strip()]
+        unknown = sorted(set(names) - set(MODEL_FAMILIES))
+        if not names or unknown:
+            named = f", not {', '.join(unknown)}" if unknown else ""
+            raise ValueError(f"families must name some of {', '.join(MODEL_FAMILIES)}{named}")
+        return ",".join(dict.fromkeys(names))
+
+    @property
+    def family_names(self) -> list[str]:
+        """:attr:`families` as a list, in the order given."""
+        return self.families.split(",")
 
 
 class DemoSettings(BaseSettings):

@@ -3,9 +3,17 @@ import json
 import pytest
 from pydantic import ValidationError
 
+from models.families import FAMILIES
 from streams.cli import main
 from streams.paths import REPO_ROOT
-from streams.settings import ClickHouseSettings, InferenceSettings, KafkaSettings, all_settings_classes
+from streams.settings import (
+    MODEL_FAMILIES,
+    ClickHouseSettings,
+    InferenceSettings,
+    KafkaSettings,
+    TrainerSettings,
+    all_settings_classes,
+)
 
 
 def test_settings_come_from_prefixed_environment_variables(monkeypatch):
@@ -16,6 +24,16 @@ def test_settings_come_from_prefixed_environment_variables(monkeypatch):
     assert kafka.bootstrap_servers == "k1:9092,k2:9092"
     assert kafka.topic("features") == "tenant-a.features"
     assert InferenceSettings().max_batch_size == 256
+
+
+def test_the_trainer_families_are_the_models_families_named_once_each(monkeypatch):
+    assert tuple(FAMILIES) == MODEL_FAMILIES
+    monkeypatch.setenv("LOOPLINE_TRAINER_FAMILIES", " trees, mlp,trees")
+    assert TrainerSettings().family_names == ["trees", "mlp"]
+    for wrong in ("trees,forest", ","):
+        monkeypatch.setenv("LOOPLINE_TRAINER_FAMILIES", wrong)
+        with pytest.raises(ValidationError, match="families must name some of mlp, trees"):
+            TrainerSettings()
 
 
 def test_every_field_is_documented():

@@ -1,7 +1,9 @@
 """The trainer core: a window of outcomes and the registry in, a gated new version out (no Kafka).
 
-A retrain trains a candidate on the older part of the window with the serving version's
-hyper-parameters and the configured seed, exports it to ONNX, checks it as every serving version
+A retrain trains a candidate on the older part of the window, of the family that does best on new
+data (:meth:`Trainer.choose`: each configured family is trained on the older training rows and
+scored on the newest), with the serving version's hyper-parameters where it is of that family and
+the configured seed, exports it to ONNX, checks it as every serving version
 is checked, and runs both the candidate and what serves (the serving version, or the version the
 workers fall back to when it fails its checks) through the inference worker's loader on the
 held-out newest part. The gate (:func:`gate`) is a paired comparison on those outcomes: the
@@ -18,8 +20,8 @@ from dataclasses import dataclass, replace
 
 import numpy as np
 
-from models import ArtifactStore, ModelVersion, Registry, Status, TrainConfig, make_version, train_mlp
-from models.export import to_onnx
+from models import ArtifactStore, ModelVersion, Registry, Status, make_version
+from models.families import FAMILIES, Config, config_from_strings, fit, onnx_bytes, probabilities
 from models.registry import empty_lineage
 from models.runtime.device import resolve_device
 from models.versions import package_versions
@@ -105,11 +107,18 @@ def training_rows(window: Window, classes: list[str]) -> tuple[np.ndarray, np.nd
     return window.x[known] if len(known) else window.x, y
 
 
-def training_config(version: ModelVersion, seed: int) -> TrainConfig:
-    """The hyper-parameters of ``version`` (the defaults where it has none), with ``seed``."""
+def training_config(version: ModelVersion, seed: int, family: str) -> Config:
+    """The hyper-parameters of ``version`` for ``family`` (the family's defaults where ``version`` is of
+    another family or records none), with ``seed``."""
     recorded = version.lineage.get("hyperparameters", {})
-    defaults = TrainConfig().as_strings()
-    return TrainConfig.from_strings(defaults | recorded | {"seed": str(seed)})
+    if recorded.get("family", "mlp") != family:
+        recorded = {}
+    return config_from_strings(FAMILIES[family]().as_strings() | recorded | {"seed": str(seed)})
+
+
+def family_of(version: ModelVersion) -> str:
+    """The family of ``version`` as its lineage records it (an MLP where it names none)."""
+    return version.lineage.get("hyperparameters", {}).get("family", "mlp")
 
 
 class Trainer:
@@ -126,7 +135,9 @@ class Trainer:
         on a busy machine); paid at start, the first retrain after a drift is as fast as the next.
         """
         x = np.random.default_rng(0).normal(size=(64, 4)).astype(np.float32)
-        to_onnx(train_mlp(x, (x[:, 0] > 0).astype(np.int64), 2, TrainConfig(hidden=(8,), epochs=1, seed=0)))
+        y = (x[:, 0] > 0).astype(np.int64)
+        for family in self.settings.family_names:
+            onnx_bytes(fit(FAMILIES[family](), x, y, 2, threads=self.settings.threads))
 
     def serving(self, registry: Registry, model_name: str) -> LoadedModel:
         """What actually serves ``model_name``: the version the inference workers serve, checked as they check it.
@@ -146,6 +157,25 @@ class Trainer:
         if loaded is None:
             raise Refused("model-rejected", f"no serving or retired version of {model_name!r} passes its checks")
         return loaded
+
+    def choose(self, configs: list[Config], x: np.ndarray, y: np.ndarray, n_classes: int,
+               device: str) -> tuple[Config, dict[str, float], str]:  # fmt: skip
+        """The config whose model, trained on the older rows of ``x``/``y``, is the most accurate on the
+        newest ``holdout_fraction`` of them (the first of ``configs`` on a tie); its figures as metrics
+        (``validation_accuracy.<family>``) and in words. One config is chosen without training."""
+        if len(configs) == 1:
+            return configs[0], {}, ""
+        validation = max(1, int(len(y) * self.settings.holdout_fraction))
+        split = len(y) - validation
+        scores = {}
+        for config in configs:
+            model = fit(config, x[:split], y[:split], n_classes, device, self.settings.threads)
+            scores[config.family] = float((probabilities(model, x[split:]).argmax(axis=1) == y[split:]).mean())
+        best = max(configs, key=lambda config: scores[config.family])
+        others = ", ".join(f"{family} {score:.4f}" for family, score in scores.items() if family != best.family)
+        words = (f"{best.family} chosen: validation accuracy {scores[best.family]:.4f} against {others} on the "
+                 f"newest {validation} training outcomes")  # fmt: skip
+        return best, {f"validation_accuracy.{family}": score for family, score in scores.items()}, words
 
     def _still_good(self, serving: ModelVersion, accuracy: float, n: int) -> str:
         """Words for a serving version that does as well on the held-out outcomes as when it was trained
@@ -177,14 +207,18 @@ class Trainer:
                           f"{self.settings.min_events} needed")  # fmt: skip
         holdout = max(1, int(len(y) * self.settings.holdout_fraction))
         split = len(y) - holdout
-        config = training_config(serving, self.settings.seed)
+        families = sorted(self.settings.family_names, key=lambda family: family != family_of(serving))
         device = resolve_device(self.settings.device)
         log.info("training %s on %d outcomes (%d held out) on %s: %s", model_name, split, holdout, device, why)
         start = time.perf_counter()
-        model = train_mlp(x[:split], y[:split], len(serving.classes), config, device=device)
+        config, validation, choice = self.choose(
+            [training_config(serving, self.settings.seed, family) for family in families],
+            x[:split], y[:split], len(serving.classes), device,
+        )  # fmt: skip
+        model = fit(config, x[:split], y[:split], len(serving.classes), device, self.settings.threads)
         duration_ms = int((time.perf_counter() - start) * 1000)
         reference = x[:split].astype(np.float64)
-        metrics = {"train_rows": float(split), "holdout_rows": float(holdout)}
+        metrics = {"train_rows": float(split), "holdout_rows": float(holdout)} | validation
         for name, mean, std in zip(serving.feature_names, reference.mean(0), reference.std(0), strict=True):
             metrics[f"reference_mean.{name}"] = float(mean)
             metrics[f"reference_std.{name}"] = float(std)
@@ -195,7 +229,7 @@ class Trainer:
             "hyperparameters": config.as_strings(),
             "seed": config.seed,
             "packages": package_versions(),
-            "device": device,
+            "device": device if config.family == "mlp" else "cpu",
             "duration_ms": duration_ms,
         }
         draft = make_version(
@@ -216,7 +250,7 @@ class Trainer:
         metrics |= {"holdout_accuracy": verdict.candidate, "holdout_log_loss": candidate_loss,
                     "serving_holdout_accuracy": verdict.serving, "serving_holdout_log_loss": serving_loss,
                     "holdout_difference_se": verdict.difference_se}  # fmt: skip
-        figures = f"version {serving.version} serving; {verdict.figures}"
+        figures = f"version {serving.version} serving; {choice + '; ' if choice else ''}{verdict.figures}"
         if verdict.passed:
             reason = f"gate passed: {figures}; {why}"
             registry.apply(replace(draft, metrics=metrics, reason=reason))

@@ -1,6 +1,6 @@
 """``loopline models reproduce``: retrain a version from its lineage and compare the weights.
 
-The lineage names the outcome offset ranges, the hyper-parameters and the seed; the version's
+The lineage names the outcome offset ranges, the family, its hyper-parameters and the seed; the version's
 metrics say how many of the rows were trained on (the rest was the gate's held-out slice). On the
 CPU the same rows, config and seed give the same weights, so the ONNX artifacts, written node by
 node, have the same sha256. A version trained on a GPU is compared by its largest weight difference.
@@ -14,8 +14,9 @@ import numpy as np
 import onnx
 from onnx import numpy_helper
 
-from models import ArtifactFormat, ArtifactStore, ModelVersion, RegistryError, TrainConfig, train_mlp
-from models.export import state_dict_bytes, to_onnx
+from models import ArtifactFormat, ArtifactStore, ModelVersion, RegistryError, TabularMLP
+from models.export import state_dict_bytes
+from models.families import config_from_strings, fit, onnx_bytes
 from streams.settings import KafkaSettings
 from streams.trainer.core import training_rows
 from streams.trainer.window import read_ranges
@@ -35,9 +36,21 @@ class Reproduction:
 
 
 def _weights(data: bytes, artifact_format: ArtifactFormat) -> dict[str, np.ndarray]:
+    """The graph's initializers and its nodes' float attributes (a tree ensemble's thresholds and leaves)."""
     if artifact_format != ArtifactFormat.ONNX:
         raise RegistryError("only ONNX versions are compared by weight (the trainer writes ONNX)")
-    return {init.name: numpy_helper.to_array(init) for init in onnx.load_from_string(data).graph.initializer}
+    graph = onnx.load_from_string(data).graph
+    weights = {init.name: numpy_helper.to_array(init) for init in graph.initializer}
+    for node in graph.node:
+        weights |= {f"{node.op_type}.{a.name}": np.asarray(a.floats) for a in node.attribute if len(a.floats)}
+    return weights
+
+
+def _difference(mine: np.ndarray | None, theirs: np.ndarray) -> float:
+    """Largest absolute difference; infinite where the shapes differ (other trees, other widths)."""
+    if mine is None or mine.shape != theirs.shape:
+        return float("inf")
+    return float(np.abs(mine - theirs).max()) if mine.size else 0.0
 
 
 def reproduce(kafka: KafkaSettings, version: ModelVersion, store: ArtifactStore) -> Reproduction:
@@ -52,13 +65,18 @@ def reproduce(kafka: KafkaSettings, version: ModelVersion, store: ArtifactStore)
     window = read_ranges(kafka, version.model_name, lineage["data"])
     x, y = training_rows(window, version.classes)
     rows = int(version.metrics["train_rows"])
-    config = TrainConfig.from_strings(lineage["hyperparameters"])
-    model = train_mlp(x[:rows], y[:rows], len(version.classes), config, device="cpu")
-    again = to_onnx(model) if version.artifact_format == ArtifactFormat.ONNX else state_dict_bytes(model)
+    config = config_from_strings(lineage["hyperparameters"])
+    model = fit(config, x[:rows], y[:rows], len(version.classes))
+    if version.artifact_format == ArtifactFormat.ONNX:
+        again = onnx_bytes(model)
+    elif isinstance(model, TabularMLP):
+        again = state_dict_bytes(model)
+    else:
+        raise RegistryError(f"version {version.version} of {version.model_name} is boosted trees stored as torch")
     published = store.fetch(version)
     ranges = ", ".join(f"{r['topic']}[{r['partition']}] {r['start']}..{r['end']}" for r in lineage["data"])
     if again == published:
         return Reproduction(True, 0.0, rows, ranges, config.seed)
     mine, theirs = _weights(again, version.artifact_format), _weights(published, version.artifact_format)
-    difference = max(float(np.abs(mine[name] - theirs[name]).max()) for name in theirs)
+    difference = max(_difference(mine.get(name), theirs[name]) for name in theirs)
     return Reproduction(False, difference, rows, ranges, config.seed)

@@ -5,10 +5,10 @@ from dataclasses import replace
 import numpy as np
 import pytest
 
-from models import ArtifactStore, Registry, Status
+from models import ArtifactStore, Registry, Status, TrainConfig, TreesConfig
 from models.datasets import Concept, sample
 from streams.settings import TrainerSettings
-from streams.trainer.core import Refused, Trainer, gate
+from streams.trainer.core import Refused, Trainer, gate, training_config
 from streams.trainer.guard import RollbackGuard
 from streams.trainer.requests import answered, data_start
 from streams.trainer.window import Window
@@ -98,6 +98,32 @@ def test_too_few_outcomes_and_unknown_models_are_refused_with_a_reason(registry)
     with pytest.raises(Refused) as unknown:
         trainer(store).retrain(registry, "nope", window(2), "drift")
     assert unknown.value.reason == "unknown-model"
+
+
+def test_a_retrain_trains_the_family_that_does_best_on_the_newest_training_rows(registry):
+    registry, store = registry
+    x = np.random.default_rng(5).normal(size=(2000, N_FEATURES)).astype(np.float32)
+    oblique = (x.sum(axis=1) > 0).astype(int)  # one slanted boundary: a straight line for the MLP
+    steps = (((x[:, 0] > 0.3) & (x[:, 2] < -0.5)) | (x[:, 4] > 1.0)).astype(int)  # thresholds: a tree
+    smooth, stepped = (trainer(store).retrain(registry, "m", Window(x, [CLASSES[c] for c in y], RANGES), "drift")
+                       .candidate for y in (oblique, steps))  # fmt: skip
+    for version, family, other in ((smooth, "mlp", "trees"), (stepped, "trees", "mlp")):
+        assert version.lineage["hyperparameters"]["family"] == family, version.reason
+        assert version.metrics[f"validation_accuracy.{family}"] > version.metrics[f"validation_accuracy.{other}"]
+        assert f"{family} chosen: validation accuracy" in version.reason and "newest 320 training" in version.reason
+    only = trainer(store, families="mlp").retrain(registry, "m", Window(x, [CLASSES[c] for c in steps], RANGES), "d")
+    assert only.candidate.lineage["hyperparameters"]["family"] == "mlp" and "chosen" not in only.reason
+    assert not any(name.startswith("validation_accuracy") for name in only.candidate.metrics)
+
+
+def test_a_family_keeps_the_serving_versions_hyper_parameters_and_takes_the_defaults_of_another(registry):
+    registry, _ = registry
+    serving = registry.serving("m")
+    trees = replace(serving, lineage=serving.lineage | {"hyperparameters": TreesConfig(max_iter=7).as_strings()})
+    assert training_config(trees, 3, "trees") == TreesConfig(max_iter=7, seed=3)
+    assert training_config(trees, 3, "mlp") == TrainConfig(seed=3)
+    assert training_config(serving, 3, "mlp") == TrainConfig(hidden=(32,), seed=3)  # recorded before families
+    assert training_config(serving, 3, "trees") == TreesConfig(seed=3)
 
 
 def test_the_same_window_and_seed_give_the_same_weights(registry):
