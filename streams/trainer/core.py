@@ -1,9 +1,9 @@
 """The trainer core: a window of outcomes and the registry in, a gated new version out (no Kafka).
 
-A retrain trains a candidate on the older part of the window, of the family that does best on new
-data (:meth:`Trainer.choose`: each configured family is trained on the older training rows and
-scored on the newest), with the serving version's hyper-parameters where it is of that family and
-the configured seed, exports it to ONNX, checks it as every serving version
+A retrain trains a candidate on the older part of the window, of the family and on the rows that do
+best on new data (:meth:`Trainer.choose`: each configured family, on all the training rows and on
+their newest half, is trained on the older ones and scored on the newest), with the serving
+version's hyper-parameters where it is of that family and the configured seed, exports it to ONNX, checks it as every serving version
 is checked, and runs both the candidate and what serves (the serving version, or the version the
 workers fall back to when it fails its checks) through the inference worker's loader on the
 held-out newest part. The gate (:func:`gate`) is a paired comparison on those outcomes: the
@@ -159,23 +159,36 @@ class Trainer:
         return loaded
 
     def choose(self, configs: list[Config], x: np.ndarray, y: np.ndarray, n_classes: int,
-               device: str) -> tuple[Config, dict[str, float], str]:  # fmt: skip
-        """The config whose model, trained on the older rows of ``x``/``y``, is the most accurate on the
-        newest ``holdout_fraction`` of them (the first of ``configs`` on a tie); its figures as metrics
-        (``validation_accuracy.<family>``) and in words. One config is chosen without training."""
-        if len(configs) == 1:
-            return configs[0], {}, ""
+               device: str) -> tuple[Config, float, dict[str, float], str]:  # fmt: skip
+        """The family and the rows to train on, chosen by what does best on the newest data.
+
+        Each of ``configs`` is trained on the older rows of ``x``/``y``, and again on the newest half
+        of them when that half holds ``min_events`` rows (after a gradual drift, the older rows
+        still mix in the old world); each model is scored on the newest ``holdout_fraction`` of the
+        rows. The most accurate wins; on a tie the first of ``configs``, and all rows before half.
+
+        Returns:
+            The config, the share of the oldest rows to leave out (0 or 0.5), the validation
+            accuracies as metrics (``validation_accuracy.<family>[.newest_half]``) and the choice in
+            words. With one config and too few rows for a half, nothing is trained.
+        """
         validation = max(1, int(len(y) * self.settings.holdout_fraction))
         split = len(y) - validation
+        skips = [0.0] + ([0.5] if split - split // 2 >= self.settings.min_events else [])
+        if len(configs) == 1 and len(skips) == 1:
+            return configs[0], 0.0, {}, ""
         scores = {}
         for config in configs:
-            model = fit(config, x[:split], y[:split], n_classes, device, self.settings.threads)
-            scores[config.family] = float((probabilities(model, x[split:]).argmax(axis=1) == y[split:]).mean())
-        best = max(configs, key=lambda config: scores[config.family])
-        others = ", ".join(f"{family} {score:.4f}" for family, score in scores.items() if family != best.family)
-        words = (f"{best.family} chosen: validation accuracy {scores[best.family]:.4f} against {others} on the "
-                 f"newest {validation} training outcomes")  # fmt: skip
-        return best, {f"validation_accuracy.{family}": score for family, score in scores.items()}, words
+            for skip in skips:
+                start = int(split * skip)
+                model = fit(config, x[start:split], y[start:split], n_classes, device, self.settings.threads)
+                name = config.family + (".newest_half" if skip else "")
+                scores[config, skip, name] = float((probabilities(model, x[split:]).argmax(axis=1) == y[split:]).mean())
+        best = max(scores, key=lambda key: scores[key])
+        others = ", ".join(f"{name} {score:.4f}" for (_, _, name), score in scores.items() if name != best[2])
+        words = (f"{best[2].replace('.newest_half', ' on the newest half')} chosen: validation accuracy "
+                 f"{scores[best]:.4f} against {others} on the newest {validation} training outcomes")  # fmt: skip
+        return best[0], best[1], {f"validation_accuracy.{name}": score for (_, _, name), score in scores.items()}, words
 
     def _still_good(self, serving: ModelVersion, accuracy: float, n: int) -> str:
         """Words for a serving version that does as well on the held-out outcomes as when it was trained
@@ -211,14 +224,16 @@ class Trainer:
         device = resolve_device(self.settings.device)
         log.info("training %s on %d outcomes (%d held out) on %s: %s", model_name, split, holdout, device, why)
         start = time.perf_counter()
-        config, validation, choice = self.choose(
+        config, skip, validation, choice = self.choose(
             [training_config(serving, self.settings.seed, family) for family in families],
             x[:split], y[:split], len(serving.classes), device,
         )  # fmt: skip
-        model = fit(config, x[:split], y[:split], len(serving.classes), device, self.settings.threads)
+        first = int(split * skip)
+        model = fit(config, x[first:split], y[first:split], len(serving.classes), device, self.settings.threads)
         duration_ms = int((time.perf_counter() - start) * 1000)
-        reference = x[:split].astype(np.float64)
-        metrics = {"train_rows": float(split), "holdout_rows": float(holdout)} | validation
+        reference = x[first:split].astype(np.float64)
+        metrics = {"train_start_row": float(first), "train_rows": float(split - first),
+                   "holdout_rows": float(holdout)} | validation  # fmt: skip
         for name, mean, std in zip(serving.feature_names, reference.mean(0), reference.std(0), strict=True):
             metrics[f"reference_mean.{name}"] = float(mean)
             metrics[f"reference_std.{name}"] = float(std)

@@ -1,9 +1,9 @@
 """``loopline models reproduce``: retrain a version from its lineage and compare the weights.
 
-The lineage names the outcome offset ranges, the family, its hyper-parameters and the seed; the version's
-metrics say how many of the rows were trained on (the rest was the gate's held-out slice). On the
-CPU the same rows, config and seed give the same weights, so the ONNX artifacts, written node by
-node, have the same sha256. A version trained on a GPU is compared by its largest weight difference.
+The lineage names the outcome offset ranges, the family, its hyper-parameters and the seed; the
+version's metrics say which of the rows were trained on (``train_start_row``, ``train_rows``; the
+newest were the gate's held-out slice). On the CPU the same rows, config and seed give the same
+weights, so the ONNX artifacts, written node by node, have the same sha256. A version trained on a GPU is compared by its largest weight difference.
 """
 
 from __future__ import annotations
@@ -64,9 +64,9 @@ def reproduce(kafka: KafkaSettings, version: ModelVersion, store: ArtifactStore)
         raise RegistryError(f"version {version.version} of {version.model_name} was not trained from outcomes")
     window = read_ranges(kafka, version.model_name, lineage["data"])
     x, y = training_rows(window, version.classes)
-    rows = int(version.metrics["train_rows"])
+    first, rows = int(version.metrics.get("train_start_row", 0)), int(version.metrics["train_rows"])
     config = config_from_strings(lineage["hyperparameters"])
-    model = fit(config, x[:rows], y[:rows], len(version.classes))
+    model = fit(config, x[first : first + rows], y[first : first + rows], len(version.classes))
     if version.artifact_format == ArtifactFormat.ONNX:
         again = onnx_bytes(model)
     elif isinstance(model, TabularMLP):

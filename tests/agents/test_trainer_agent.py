@@ -6,12 +6,14 @@ from dataclasses import replace
 import numpy as np
 import pytest
 import torch
+from confluent_kafka import Consumer, TopicPartition
 
-from models import ArtifactStore, Registry, Status
+from models import ArtifactStore, Registry, Status, load_backend
 from models.datasets import Concept, sample
 from streams.cli import main
 from streams.codec import Codec
-from streams.kafka.clients import send_all
+from streams.kafka.clients import read_to_end, send_all
+from streams.kafka.config import confluent_config
 from streams.kafka.topics import create_topics
 from streams.kafka.versions import load_registry, publish_versions
 from streams.trainer.reproduce import reproduce
@@ -203,6 +205,49 @@ def test_while_the_error_stays_high_the_loop_keeps_asking_and_training(setup):
     # Nothing learns coin flips: each attempt is rejected (a lucky one would need 3 standard errors),
     # and no rejection stops the next one.
     assert all("gate failed" in v.reason for v in rejected())
+
+
+def settled(kafka, group, topic):
+    """Whether the worker group ``group`` has committed past every record of ``topic`` written so far."""
+    last = {message.partition(): message.offset() for message in read_to_end(kafka, kafka.topic(topic))}
+    consumer = Consumer(confluent_config(kafka, {"group.id": kafka.topic_prefix + group}))
+    try:
+        done = consumer.committed([TopicPartition(kafka.topic(topic), p) for p in last], timeout=10)
+        return all(tp.offset > last[tp.partition] for tp in done)
+    finally:
+        consumer.close()
+
+
+def test_a_gradual_drift_ends_with_a_version_that_recovers(setup):
+    kafka, store, tmp, env = setup
+    model = trained_model(concept_seed=1)
+    publish_versions(kafka, [version_of(model, 1, store)])
+
+    def steps(x):  # the new world: thresholds, where trees learn more from few rows than the MLP
+        return (((x[:, 0] > 0.3) & (x[:, 2] < -0.5)) | (x[:, 4] > 1.0)).astype(np.int64)
+
+    # 800 outcomes of concept 1, then the new rule's share rises from 0 to 1 over 1,200, then 1,200 of it.
+    x, old = sample(CONCEPT_1, 3200, seed=21)
+    share = np.clip((np.arange(3200) - 800) / 1200, 0, 1)
+    truth = np.where(np.random.default_rng(21).random(3200) < share, steps(x), old)
+    records = outcome_records(x, truth, predicted=model(torch.from_numpy(x)).argmax(1).tolist())
+    drift_env = env | {"LOOPLINE_DRIFT_MIN_SAMPLES": "300", "LOOPLINE_DRIFT_FOLLOW_UP_SAMPLES": "300",
+                       "LOOPLINE_DRIFT_FOLLOW_UP_MAX_SAMPLES": "600"}  # fmt: skip
+    with worker("drift", kafka, tmp, **drift_env), worker("trainer", kafka, tmp, **env, LOOPLINE_TRAINER_DEVICE="cpu"):
+        for start in range(0, 3200, 200):  # a stream: the drift worker reads each 200 before the next come
+            send_all(kafka, kafka.topic("outcomes"), records[start : start + 200])
+            wait_for(lambda: settled(kafka, "drift", "outcomes"), what=f"the drift worker at outcome {start + 200}")
+        wait_for(lambda: settled(kafka, "trainer", "retrain-requests"), timeout_s=120, what="every request answered")
+    requests = decoded(kafka, "retrain-requests", "retrain_request")
+    assert requests[0]["evidence"]["kind"] == "concept" and len(requests) >= 3  # the detection and follow-ups
+    registry = load_registry(kafka)
+    final, history = registry.serving("m"), [f"v{v.version}: {v.reason}" for v in registry.versions("m")]
+    fresh = np.random.default_rng(22).normal(size=(2000, N_FEATURES)).astype(np.float32)
+    backend = load_backend(store.fetch(final), final.artifact_format, n_features=N_FEATURES, n_classes=2)
+    recovered = float((backend.predict(fresh).argmax(1) == steps(fresh)).mean())
+    before = float((model(torch.from_numpy(fresh)).argmax(1).numpy() == steps(fresh)).mean())
+    assert before < 0.75 and final.version > 1 and recovered > 0.95, (before, recovered, history)
+    assert reproduce(kafka, final, store).identical  # whichever family and rows were chosen
 
 
 def test_a_planted_regression_is_rolled_back_by_itself(setup):

@@ -112,8 +112,22 @@ def test_a_retrain_trains_the_family_that_does_best_on_the_newest_training_rows(
         assert version.metrics[f"validation_accuracy.{family}"] > version.metrics[f"validation_accuracy.{other}"]
         assert f"{family} chosen: validation accuracy" in version.reason and "newest 320 training" in version.reason
     only = trainer(store, families="mlp").retrain(registry, "m", Window(x, [CLASSES[c] for c in steps], RANGES), "d")
-    assert only.candidate.lineage["hyperparameters"]["family"] == "mlp" and "chosen" not in only.reason
-    assert not any(name.startswith("validation_accuracy") for name in only.candidate.metrics)
+    assert only.candidate.lineage["hyperparameters"]["family"] == "mlp" and "trees" not in only.reason
+    assert set(only.candidate.metrics) >= {"validation_accuracy.mlp", "validation_accuracy.mlp.newest_half"}
+
+
+def test_after_a_gradual_drift_the_newest_half_of_the_rows_is_chosen_when_it_does_better(registry):
+    registry, store = registry
+    x = np.random.default_rng(6).normal(size=(2000, N_FEATURES)).astype(np.float32)
+    new = (x[:, 1] > 0).astype(int)
+    labels = np.where(np.arange(2000) < 800, 1 - new, new)  # the older 800 rows: the old world, the opposite
+    decision = trainer(store, families="trees").retrain(registry, "m", Window(x, [CLASSES[c] for c in labels],
+                                                                               RANGES), "gradual")  # fmt: skip
+    metrics = decision.candidate.metrics
+    assert "trees on the newest half chosen" in decision.reason, decision.reason
+    assert metrics["validation_accuracy.trees.newest_half"] > metrics["validation_accuracy.trees"]
+    assert (metrics["train_start_row"], metrics["train_rows"]) == (800, 800)  # the newest half of 1,600
+    assert decision.promoted and metrics["holdout_accuracy"] > 0.95
 
 
 def test_a_family_keeps_the_serving_versions_hyper_parameters_and_takes_the_defaults_of_another(registry):
