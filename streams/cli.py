@@ -153,7 +153,14 @@ def cmd_worker(args: argparse.Namespace) -> int:
     else:
         from streams.agents.trainer import build_trainer_app
 
-        build = partial(build_trainer_app, kafka, TrainerSettings(), RegistrySettings(), StateSettings())
+        trainer = TrainerSettings()
+        if trainer.wait_minutes * 60_000 >= kafka.max_poll_interval_ms:
+            raise ConfigError(
+                f"LOOPLINE_TRAINER_WAIT_MINUTES ({trainer.wait_minutes:g}) must be shorter than "
+                f"LOOPLINE_KAFKA_MAX_POLL_INTERVAL_MS ({kafka.max_poll_interval_ms} ms): a training that waits "
+                "longer than that is taken off its requests by a rebalance"
+            )
+        build = partial(build_trainer_app, kafka, trainer, RegistrySettings(), StateSettings())
     if store is not None:  # a DSN that can't work stops it here; a store that is down is waited for, input held
         from streams.store import check_dsn
 

@@ -319,8 +319,10 @@ class TrainerSettings(BaseSettings):
     """If set, only outcomes written in the last this many minutes are read."""
     min_events: int = Field(default=300, ge=2)
     """Fewest labeled outcomes a training run needs; a request with fewer is answered with that reason."""
-    wait_minutes: float = Field(default=60.0, ge=0)
-    """After a drift, how long a training waits for ``min_events`` outcomes after the detection."""
+    wait_minutes: float = Field(default=2.0, ge=0)
+    """After a drift, how long a training waits for ``min_events`` outcomes after the detection; then
+    it is answered with what came (the drift worker's follow-ups ask again). Shorter than
+    ``LOOPLINE_KAFKA_MAX_POLL_INTERVAL_MS``."""
     holdout_fraction: float = Field(default=0.2, gt=0, lt=1)
     """Most recent share of the window held out for the gate."""
     min_improvement: float = 0.0

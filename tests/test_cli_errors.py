@@ -65,6 +65,12 @@ BAD_SETTINGS = [
 ]
 
 
+def test_a_trainer_may_not_wait_longer_than_its_group_lets_it(isolated, capsys):
+    isolated.setenv("LOOPLINE_TRAINER_WAIT_MINUTES", "5")  # the group's max poll interval is 5 minutes
+    line = one_line(main(["worker", "trainer"]), capsys.readouterr().err)
+    assert "LOOPLINE_TRAINER_WAIT_MINUTES (5) must be shorter than LOOPLINE_KAFKA_MAX_POLL_INTERVAL_MS" in line
+
+
 @pytest.mark.parametrize(("argv", "variable", "value", "why"), BAD_SETTINGS)
 def test_a_bad_setting_is_one_line_naming_the_variable(isolated, capsys, argv, variable, value, why):
     isolated.setenv(variable, value)
