@@ -8,8 +8,8 @@ COPY streams ./streams
 COPY models ./models
 COPY schemas ./schemas
 COPY ops ./ops
-# Editable, so that schemas/ and ops/ stay beside the packages that read them.
-RUN pip install -e .
+# schemas/ and ops/ are linked under streams/resources: the installed package carries copies.
+RUN pip install .
 
 ENTRYPOINT []
 CMD ["loopline", "--help"]

@@ -1,6 +1,6 @@
 VENV ?= .venv
 BIN := $(VENV)/bin
-CLASSPATH := ops/kafka/target/classpath.txt
+CLASSPATH := $(or $(XDG_CACHE_HOME),$(HOME)/.cache)/loopline/kafka/classpath.txt
 
 .PHONY: help setup demo test lint format bench kafka-stop clean
 
@@ -45,4 +45,4 @@ kafka-stop: ## stop the local broker started by the demo
 
 clean: ## stop the local broker and delete its data, the store and the venv
 	-$(BIN)/loopline kafka stop
-	rm -rf .loopline $(VENV) ops/kafka/target
+	rm -rf .loopline $(VENV)

@@ -27,8 +27,9 @@ from models import ArtifactError, RegistryError
 from streams.analytics.queries import QueryError
 from streams.errors import ConfigError, Unreachable
 from streams.inference.loader import ModelRejected
-from streams.kafka.broker import KAFKA_OPS, Broker, BrokerError, fetch_classpath
+from streams.kafka.broker import Broker, BrokerError, fetch_classpath
 from streams.models_cli import add_models_parser
+from streams.paths import CACHE_DIR
 from streams.query_cli import add_query_parser
 from streams.settings import BrokerSettings, ClickHouseSettings, KafkaSettings, all_settings_classes
 
@@ -54,7 +55,7 @@ def _broker_settings(args: argparse.Namespace) -> BrokerSettings:
 
 def cmd_kafka(args: argparse.Namespace) -> int:
     if args.action == "fetch":
-        classpath = fetch_classpath(KAFKA_OPS / "target", refresh=True)
+        classpath = fetch_classpath(CACHE_DIR / "kafka", refresh=True)
         print(f"resolved {len(classpath.split(':'))} jars")
         return 0
     broker = Broker(_broker_settings(args))

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import uuid
 from dataclasses import replace
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -12,6 +13,8 @@ from models import ArtifactFormat, ArtifactStore, ModelVersion, Status, TabularM
 from models.datasets import Concept, feature_names, sample
 from streams.codec import Codec
 
+REPO_ROOT = Path(__file__).resolve().parents[1]
+"""The checkout: docs, ops and compose files that the tests read."""
 FEATURES = Codec.load("features")
 N_FEATURES = 6
 

@@ -6,8 +6,8 @@ import pytest
 import yaml
 
 from streams.cli import build_parser
-from streams.paths import REPO_ROOT
 from streams.settings import all_settings_classes
+from tests.helpers import REPO_ROOT
 
 COMPOSE = yaml.safe_load((REPO_ROOT / "docker-compose.yml").read_text())
 

@@ -4,9 +4,9 @@ import re
 
 import pytest
 
-from streams.paths import REPO_ROOT
 from streams.settings import ClickHouseSettings
 from streams.store import connect
+from tests.helpers import REPO_ROOT
 from tests.samples import load_analytics_records
 
 COOKBOOK = (REPO_ROOT / "docs" / "sql-cookbook.md").read_text()

@@ -15,9 +15,10 @@ import streams.metrics  # noqa: F401 (registers every loopline metric)
 from streams.codec import Codec
 from streams.kafka.clients import send_all
 from streams.kafka.topics import create_topics
-from streams.paths import OPS_DIR
+from tests.helpers import REPO_ROOT
 from tests.workers import free_port, wait_for, worker
 
+OPS_DIR = REPO_ROOT / "ops"
 DASHBOARD = json.loads((OPS_DIR / "grafana" / "dashboards" / "loopline.json").read_text())
 EXPRESSIONS = [target["expr"] for panel in DASHBOARD["panels"] for target in panel["targets"]]
 
@@ -39,7 +40,7 @@ def test_the_dashboard_only_plots_metrics_that_loopline_exports():
 
 def test_grafana_is_provisioned_with_the_dashboard_folder():
     provider = yaml.safe_load((OPS_DIR / "grafana" / "provisioning" / "dashboards" / "loopline.yml").read_text())
-    compose = yaml.safe_load((OPS_DIR.parent / "docker-compose.yml").read_text())
+    compose = yaml.safe_load((REPO_ROOT / "docker-compose.yml").read_text())
     mounts = compose["services"]["grafana"]["volumes"]
     assert f"./ops/grafana/dashboards:{provider['providers'][0]['options']['path']}:ro" in mounts
 

@@ -5,7 +5,6 @@ from pydantic import ValidationError
 
 from models.families import FAMILIES
 from streams.cli import main
-from streams.paths import REPO_ROOT
 from streams.settings import (
     MODEL_FAMILIES,
     ClickHouseSettings,
@@ -14,6 +13,7 @@ from streams.settings import (
     TrainerSettings,
     all_settings_classes,
 )
+from tests.helpers import REPO_ROOT
 
 
 def test_settings_come_from_prefixed_environment_variables(monkeypatch):

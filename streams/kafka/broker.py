@@ -1,7 +1,8 @@
 """A real single-node Apache Kafka broker (KRaft) on loopback, without Docker.
 
-The jars come from Maven Central through the Maven project in ``ops/kafka``; the broker runs as a
-plain ``java`` process whose pid, rendered config and log live under a data directory. Its ports are
+The jars come from Maven Central through the Maven project in ``ops/kafka`` (the package's
+``streams/resources/kafka``), resolved into ``~/.m2`` with the classpath cached under
+:data:`~streams.paths.CACHE_DIR`; the broker runs as a plain ``java`` process whose pid, rendered config and log live under a data directory. Its ports are
 recorded there too, so that a restart comes back on the same address with the same data.
 """
 
@@ -23,12 +24,10 @@ from string import Template
 
 from confluent_kafka.admin import AdminClient
 
-from streams.paths import OPS_DIR
+from streams.paths import CACHE_DIR, KAFKA_DIR
 from streams.settings import BrokerSettings
 
 __all__ = ["Broker", "BrokerError", "BrokerStatus", "fetch_classpath"]
-
-KAFKA_OPS = OPS_DIR / "kafka"
 
 
 class BrokerError(RuntimeError):
@@ -70,7 +69,7 @@ def fetch_classpath(cache_dir: Path, *, refresh: bool = False) -> str:
     mvn = _require("mvn", MVN_HINT)
     cache_dir.mkdir(parents=True, exist_ok=True)
     cmd = [
-        mvn, "-q", "-B", "-f", str(KAFKA_OPS / "pom.xml"), "dependency:build-classpath",
+        mvn, "-q", "-B", "-f", str(KAFKA_DIR / "pom.xml"), "dependency:build-classpath",
         f"-Dmdep.outputFile={cache.resolve()}", "-Dmdep.includeScope=runtime",
     ]  # fmt: skip
     done = subprocess.run(cmd, capture_output=True, text=True)
@@ -225,7 +224,7 @@ class Broker:
                 raise BrokerError(
                     f"port {state[key]} on 127.0.0.1 is already in use by another process: stop it, or {hint}"
                 )
-        template = Template((KAFKA_OPS / "server.properties.template").read_text())
+        template = Template((KAFKA_DIR / "server.properties.template").read_text())
         self.data_dir.mkdir(parents=True, exist_ok=True)
         self.config_file.write_text(
             template.substitute(
@@ -242,7 +241,7 @@ class Broker:
         return [
             java, f"-Xmx{self.settings.heap}", "-Xms128m", "-XX:+UseG1GC",
             "-Djava.awt.headless=true",
-            f"-Dlog4j.configuration=file:{KAFKA_OPS / 'log4j.properties'}",
+            f"-Dlog4j.configuration=file:{KAFKA_DIR / 'log4j.properties'}",
             "-cp", classpath, main, *args,
         ]  # fmt: skip
 
@@ -269,7 +268,7 @@ class Broker:
                 return self.bootstrap_servers
             raise BrokerError(f"a broker runs with pid {self._pid()} but does not answer")
         _require("java", JAVA_HINT)
-        classpath = fetch_classpath(KAFKA_OPS / "target")
+        classpath = fetch_classpath(CACHE_DIR / "kafka")
         state = self._configure()
         self._format_storage(classpath, str(state["cluster_id"]))
         with open(self.log_file, "ab") as log:

@@ -20,12 +20,10 @@ from clickhouse_connect.driver.client import Client
 from clickhouse_connect.driver.exceptions import ClickHouseError
 
 from streams.errors import ConfigError, Unreachable
-from streams.paths import OPS_DIR
+from streams.paths import CLICKHOUSE_DIR
 from streams.settings import ClickHouseSettings
 
 __all__ = ["ConfigError", "check_dsn", "check_store", "connect", "location", "migrate", "migration_files"]
-
-MIGRATIONS_DIR = OPS_DIR / "clickhouse"
 
 
 @contextmanager
@@ -109,7 +107,7 @@ def check_store(settings: ClickHouseSettings) -> None:
 
 def migration_files() -> list[Path]:
     """The DDL files, in the order they are applied."""
-    return sorted(MIGRATIONS_DIR.glob("*.sql"))
+    return sorted(CLICKHOUSE_DIR.glob("*.sql"))
 
 
 def migrate(client: Client) -> list[str]:
