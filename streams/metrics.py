@@ -11,6 +11,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from streams.settings import MetricsSettings
 
 __all__ = [
+    "BACKEND_SWITCHES",
     "BATCH_SIZE",
     "CONSUMER_LAG",
     "DEAD_LETTERS",
@@ -33,7 +34,9 @@ __all__ = [
     "RETRAINS",
     "RETRAIN_REQUESTS",
     "ROLLBACKS",
+    "RUNTIME_FALLBACK_ROWS",
     "SERVING_VERSION",
+    "SHADOW_FAILURES",
     "SINK_FAILURES",
     "SINK_ROWS",
     "STATE_BYTES",
@@ -74,6 +77,17 @@ MODEL_FALLBACKS = Counter(
     "Starts that served an older version because the serving one failed its checks",
     ["model"],
 )
+RUNTIME_FALLBACK_ROWS = Counter(
+    "loopline_runtime_fallback_rows",
+    "Rows the serving version failed on at run time, by what served them instead (version/device; none: dead-lettered)",
+    ["model", "version", "served_by"],
+)
+BACKEND_SWITCHES = Counter(
+    "loopline_backend_switches",
+    "Times a worker moved to a fallback because the serving backend broke (it failed on the probe batch)",
+    ["model", "version", "to"],
+)
+SHADOW_FAILURES = Counter("loopline_shadow_failures", "Batches the shadow version failed on (skipped)", ["model"])
 OUTCOMES_OUT = Counter("loopline_outcomes_out", "Outcomes emitted by the join", ["model"])
 JOIN_EXPIRED = Counter("loopline_join_expired", "Event ids that left the join state without an outcome", ["reason"])
 JOIN_DUPLICATES = Counter("loopline_join_duplicates", "Repeated features, predictions or labels ignored by the join")

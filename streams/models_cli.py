@@ -16,10 +16,12 @@ from models import (
     Registry,
     Status,
     TrainConfig,
+    TreesConfig,
     bootstrap_version,
 )
 from models.artifacts import read_bounded
 from models.datasets import Concept, feature_names, sample
+from models.families import FAMILIES
 from models.registry import empty_lineage
 from streams.inference.loader import admit, rollback_records
 from streams.kafka.versions import load_registry, publish_versions
@@ -134,7 +136,8 @@ def cmd_bootstrap(args: argparse.Namespace, kafka: KafkaSettings, registry: Regi
     store = _store()
     version = bootstrap_version(
         x, y, model_name=args.model, feature_names=names, classes=classes, store=store,
-        config=TrainConfig(seed=args.seed, epochs=args.epochs), version=registry.next_version(args.model),
+        config=TrainConfig(seed=args.seed, epochs=args.epochs) if args.family == "mlp" else TreesConfig(seed=args.seed),
+        version=registry.next_version(args.model),
     )  # fmt: skip
     print(f"trained {args.model} v{version.version}: holdout accuracy {version.metrics['holdout_accuracy']:.3f}")
     _publish_new(kafka, registry, store, version, serve=args.serve)
@@ -212,7 +215,8 @@ def add_models_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) 
     p.add_argument("--classes", type=int, default=2, help="synthetic data: number of classes")
     p.add_argument("--rows", type=int, default=20000, help="synthetic data: rows")
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--epochs", type=int, default=TrainConfig().epochs)
+    p.add_argument("--family", default="mlp", choices=list(FAMILIES), help="the tabular MLP or gradient-boosted trees")
+    p.add_argument("--epochs", type=int, default=TrainConfig().epochs, help="epochs of the MLP")
     p.add_argument("--serve", action="store_true", help="promote it to serving right away")
     p = action("promote", cmd_promote, "make a version serving (after the serving checks), or --shadow")
     p.add_argument("version", type=int)

@@ -7,10 +7,13 @@ from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
+import onnx
 import torch
+from onnx import TensorProto, helper, numpy_helper
 
 from models import ArtifactFormat, ArtifactStore, ModelVersion, Status, TabularMLP, TrainConfig, make_version, train_mlp
 from models.datasets import Concept, feature_names, sample
+from models.export import to_onnx
 from streams.codec import Codec
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
@@ -48,6 +51,30 @@ def version_of(model, number, store: ArtifactStore, status=Status.SERVING, name=
         model, model_name=name, version=number, feature_names=feature_names(N_FEATURES), classes=["no", "yes"],
         store=store, artifact_format=fmt, status=status,
     )  # fmt: skip
+
+
+def poisoned(model, limit=100.0) -> bytes:
+    """The ONNX graph of ``model``, made to fail at run time (a Gather out of bounds, as a broken GPU
+    kernel would) on any batch that holds a row whose first feature is above ``limit``; it passes
+    the probe batch and serves every other row as ``model`` does."""
+    proto = onnx.load_from_string(to_onnx(model))
+    graph = proto.graph
+    graph.node[-1].output[0] = "clean"
+    graph.initializer.extend([
+        numpy_helper.from_array(np.array([0], dtype=np.int64), "first"),
+        numpy_helper.from_array(np.array(limit, dtype=np.float32), "limit"),
+        numpy_helper.from_array(np.zeros((1, 1), dtype=np.float32), "table"),
+        numpy_helper.from_array(np.array([1], dtype=np.int64), "column"),
+    ])  # fmt: skip
+    graph.node.extend([
+        helper.make_node("Gather", ["features", "first"], ["x0"], axis=1),  # [batch, 1]
+        helper.make_node("Greater", ["x0", "limit"], ["over"]),
+        helper.make_node("Cast", ["over"], ["index"], to=TensorProto.INT64),  # 1 is outside the table
+        helper.make_node("Gather", ["table", "index"], ["picked"], axis=0),  # [batch, 1, 1], zeros
+        helper.make_node("Squeeze", ["picked", "column"], ["zero"]),
+        helper.make_node("Add", ["clean", "zero"], ["probabilities"]),
+    ])  # fmt: skip
+    return proto.SerializeToString()
 
 
 def tampered(version: ModelVersion) -> ModelVersion:

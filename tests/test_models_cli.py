@@ -39,7 +39,7 @@ def test_bootstrap_promote_and_rollback(cli, kafka):
     code, out, _ = cli("bootstrap", "--model", "m", "--features", "4", "--rows", "1500", "--epochs", "2", "--serve")
     assert code == 0 and "holdout accuracy" in out
     assert statuses(kafka) == {1: Status.SERVING}
-    cli("bootstrap", "--model", "m", "--features", "4", "--rows", "1500", "--epochs", "2", "--seed", "1")
+    cli("bootstrap", "--model", "m", "--features", "4", "--rows", "1500", "--family", "trees", "--seed", "1")
     assert statuses(kafka) == {1: Status.SERVING, 2: Status.CANDIDATE}
 
     assert cli("promote", "2", "--model", "m")[0] == 0
@@ -52,7 +52,8 @@ def test_bootstrap_promote_and_rollback(cli, kafka):
     assert [line.split()[:3] for line in out.splitlines()[1:]] == [["m", "1", "serving"], ["m", "2", "retired"]]
     code, out, _ = cli("show", "2", "--model", "m")
     shown = json.loads(out)
-    assert shown["status"] == "retired" and shown["lineage"]["hyperparameters"]["hidden"] == "64,32"
+    assert shown["status"] == "retired" and shown["lineage"]["hyperparameters"]["family"] == "trees"
+    assert json.loads(cli("show", "1", "--model", "m")[1])["lineage"]["hyperparameters"]["hidden"] == "64,32"
 
 
 def test_register_checks_the_model_before_publishing(cli, kafka, tmp_path):

@@ -31,6 +31,7 @@ from streams.kafka.loop import kafka_loop
 from streams.kafka.noise import client_callbacks
 from streams.kafka.source import to_source
 from streams.metrics import (
+    BACKEND_SWITCHES,
     CONSUMER_LAG,
     INFERENCE_SECONDS,
     LATENCY_SECONDS,
@@ -38,7 +39,9 @@ from streams.metrics import (
     MODEL_REJECTIONS,
     MODEL_SWAPS,
     PREDICTIONS_OUT,
+    RUNTIME_FALLBACK_ROWS,
     SERVING_VERSION,
+    SHADOW_FAILURES,
     observe_all,
 )
 from streams.records import KeyValue, Produced, SourceRecord, Topic
@@ -189,7 +192,7 @@ class VersionFollower:
                 self.sources[version.event_id], "model-rejected", f"{role} version {version.version}: {exc}"
             )
             return False
-        self.core.stage(role, loaded)
+        self.core.stage(role, loaded, self._fallbacks(version, loaded) if role == "serving" else ())
         self.staged[role] = version
         if role == "serving":
             self.lag.close()
@@ -198,6 +201,24 @@ class VersionFollower:
         log.info("version %d of %s loaded on %s/%s, swapping in as %s at the next batch", version.version,
                  version.model_name, loaded.backend.info.backend, loaded.backend.info.device, role)  # fmt: skip
         return True
+
+    def _fallbacks(self, version: ModelVersion, loaded: LoadedModel) -> list[LoadedModel]:
+        """What serves the rows ``version`` fails on at run time: the same version on the CPU when it runs
+        on a GPU, then the newest retired version before it that passes its checks, on the CPU."""
+        cpu = self.settings.model_copy(update={"device": "cpu"})
+        candidates = [version] if loaded.backend.info.device != "cpu" else []
+        candidates += [v for v in self.registry.fallbacks(version.model_name, below=version.version)
+                       if v.event_id not in self.failed]  # fmt: skip
+        chain = []
+        for candidate in candidates:
+            try:
+                chain.append(admit(self.registry, candidate, cpu, self.store))
+            except ModelRejected as exc:
+                log.warning("version %d of %s can't be a fallback: %s", candidate.version, version.model_name, exc)
+                continue
+            if candidate is not version:
+                break
+        return chain
 
     def _nothing_to_serve(self, name: str) -> None:
         """Say that nothing serves (at once, then every ``NOTHING_TO_SERVE_EVERY_S``) and report the lag."""
@@ -272,8 +293,19 @@ class UnreadLag:
 def _record_metrics(model: str, produced: Produced) -> None:
     assert isinstance(produced, BatchOutput)
     out = produced
+    for version, count in out.served_by.items():
+        PREDICTIONS_OUT.labels(model, str(version), "false").inc(count)
+    for served_by, count in out.fallback_rows.items():
+        RUNTIME_FALLBACK_ROWS.labels(model, str(out.version), served_by).inc(count)
+    if out.switched_to is not None:
+        switched = out.switched_to
+        BACKEND_SWITCHES.labels(
+            model, str(out.version), f"{switched.version.version}/{switched.backend.info.device}"
+        ).inc()
+        SERVING_VERSION.labels(model, "serving").set(switched.version.version)
+    if out.shadow_failed:
+        SHADOW_FAILURES.labels(model).inc()
     if out.predictions:
-        PREDICTIONS_OUT.labels(model, str(out.version), "false").inc(len(out.predictions))
         INFERENCE_SECONDS.labels(model, "false").observe(out.inference_s)
         observe_all(LATENCY_SECONDS.labels(model), out.latencies_s)
     if out.shadow_predictions:

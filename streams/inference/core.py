@@ -2,7 +2,16 @@
 
 No Kafka here: the agent shell hands over consumed records and sends what comes back. New model
 versions are staged at any time and swapped in at the start of the next batch, so a batch is
-always served by one version from start to end.
+always served by one version from start to end, but for the rows that version fails on at run time.
+
+A serving version comes with its fallbacks: the same version on the CPU when it runs on a GPU, and
+the previous good version. When the backend raises on a batch (a CUDA error, out of memory, a row
+the graph can't take), the batch is split in halves until each failing row is alone; those rows
+are served by the first fallback that takes them, each prediction marked with the version that
+made it, and only a row that nothing serves is a dead letter (``backend-error``). When the serving
+backend fails on a whole batch and on the probe batch too (it is broken, not the rows), the worker
+serves the fallback from then on, until the next version is staged. A shadow version that fails
+is skipped for that batch: it never costs the serving path a prediction.
 """
 
 from __future__ import annotations
@@ -14,13 +23,18 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from models import Backend
+from streams.codec.features import FeatureBatch
 from streams.deadletters import DeadLetters
-from streams.inference.loader import LoadedModel, are_probabilities
+from streams.inference.loader import LoadedModel, are_probabilities, probe_batch
 from streams.records import KeyValue, Produced, SourceRecord, Topic
 
 __all__ = ["BatchOutput", "InferenceCore", "NotServing"]
 
 log = logging.getLogger(__name__)
+
+PROBE_ROWS = 8
+"""Rows of the probe batch that tells a broken backend from rows it can't take."""
 
 
 class NotServing(RuntimeError):
@@ -36,6 +50,14 @@ class BatchOutput(Produced):
     inference_s: float = 0.0
     shadow_inference_s: float = 0.0
     latencies_s: np.ndarray = field(default_factory=lambda: np.zeros(0))
+    served_by: dict[int, int] = field(default_factory=dict)
+    """Predictions per version that made them."""
+    fallback_rows: dict[str, int] = field(default_factory=dict)
+    """Rows the serving version failed on at run time, per ``<version>/<device>`` that served them
+    instead (``none``: dead-lettered)."""
+    switched_to: LoadedModel | None = None
+    """The fallback the worker serves from this batch on, when the serving backend broke."""
+    shadow_failed: bool = False
 
     @property
     def predictions(self) -> list[KeyValue]:
@@ -46,8 +68,40 @@ class BatchOutput(Produced):
         return self.to(Topic.SHADOW_PREDICTIONS)
 
 
+def _predict(backend: Backend, matrix: np.ndarray, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, str]:
+    """Score ``matrix[rows]``, halving a batch that fails until each failing row is alone.
+
+    Returns:
+        The rows scored, their scores, the rows that failed alone, and the last error (or "").
+    """
+    try:
+        return rows, backend.predict(matrix[rows]), rows[:0], ""
+    except Exception as exc:  # any runtime's failure: find the rows it is about
+        if len(rows) == 1:
+            return rows[:0], np.zeros((0, 0), dtype=np.float32), rows, f"{type(exc).__name__}: {exc}"
+    half = len(rows) // 2
+    first, second = _predict(backend, matrix, rows[:half]), _predict(backend, matrix, rows[half:])
+    scored = [part for part in (first, second) if len(part[0])]
+    scores = np.concatenate([part[1] for part in scored]) if scored else np.zeros((0, 0), dtype=np.float32)
+    return (np.concatenate([first[0], second[0]]), scores, np.concatenate([first[2], second[2]]),
+            second[3] or first[3])  # fmt: skip
+
+
+def _broken(model: LoadedModel) -> bool:
+    """Whether ``model``'s backend fails on the probe batch, which it passed when it was loaded."""
+    try:
+        model.backend.predict(probe_batch(PROBE_ROWS, len(model.version.feature_names)))
+    except Exception:
+        return True
+    return False
+
+
+def _where(model: LoadedModel) -> str:
+    return f"{model.version.version}/{model.backend.info.device}"
+
+
 class InferenceCore:
-    """Serves one model: the serving version and, optionally, a shadow version on the same batches.
+    """Serves one model: the serving version (with its fallbacks) and, optionally, a shadow version.
 
     Args:
         clock_ms: the wall clock in epoch milliseconds (replaceable in tests).
@@ -55,21 +109,25 @@ class InferenceCore:
 
     def __init__(self, clock_ms: Callable[[], int] = lambda: int(time.time() * 1000)) -> None:
         self.serving: LoadedModel | None = None
+        self.fallbacks: list[LoadedModel] = []
         self.shadow: LoadedModel | None = None
-        self._staged: dict[str, LoadedModel | None] = {}
+        self._staged: dict[str, tuple[LoadedModel | None, list[LoadedModel]]] = {}
         self.dead = DeadLetters("inference")
         self.clock_ms = clock_ms
 
-    def stage(self, role: str, model: LoadedModel | None) -> None:
-        """Swap ``model`` in as ``role`` (``serving`` or ``shadow``; None removes the shadow) next batch."""
+    def stage(self, role: str, model: LoadedModel | None, fallbacks: Sequence[LoadedModel] = ()) -> None:
+        """Swap ``model`` in as ``role`` (``serving`` or ``shadow``; None removes the shadow) next batch;
+        a serving version with the ``fallbacks`` that serve the rows it fails on, in order."""
         if role not in ("serving", "shadow") or (role == "serving" and model is None):
             raise ValueError(f"can't stage {model!r} as {role}")
-        self._staged[role] = model
+        self._staged[role] = (model, list(fallbacks))
 
     def swap(self) -> None:
         """Apply the staged versions now (done at the start of every batch)."""
-        for role, model in self._staged.items():
+        for role, (model, fallbacks) in self._staged.items():
             setattr(self, role, model)
+            if role == "serving":
+                self.fallbacks = fallbacks
         self._staged.clear()
 
     @property
@@ -91,38 +149,95 @@ class InferenceCore:
         batch = serving.decoder.decode([record.value for record in records])
         for index, error in batch.errors:
             self.dead.add(out, records[index], error.reason, error.message)
-        if len(batch):
-            start = time.perf_counter()
-            scores = serving.backend.predict(batch.matrix)
-            out.inference_s = time.perf_counter() - start
-            valid = are_probabilities(scores)
-            now = self.clock_ms()
-            rows = np.flatnonzero(valid)
-            for row in np.flatnonzero(~valid):
-                reason = "not-probabilities" if np.isfinite(scores[row]).all() else "non-finite-output"
-                self.dead.add(out, records[batch.index[row]], reason,
-                              f"the model's scores {scores[row].tolist()} are not a probability distribution")  # fmt: skip
-            sources = [batch.index[r] for r in rows]
-            event_ids = [batch.event_ids[r] for r in rows]
-            entity_ids = [batch.entity_ids[r] for r in rows]
-            event_times = batch.event_times[rows]
-            waits = np.array([now - records[i].timestamp_ms for i in sources], dtype=np.float32)
-            out.extend(
-                Topic.PREDICTIONS,
-                self._encode(serving, event_ids, event_times, entity_ids, scores[rows], now, waits, out.inference_s),
-            )
-            out.latencies_s = (now - event_times) / 1000.0
-            if self.shadow is not None:
-                out.shadow_version = self.shadow.version.version
-                start = time.perf_counter()
-                shadow_scores = self.shadow.backend.predict(batch.matrix[rows])
-                out.shadow_inference_s = time.perf_counter() - start
-                ok = are_probabilities(shadow_scores)
-                out.extend(Topic.SHADOW_PREDICTIONS, self._encode(
-                    self.shadow, [e for e, keep in zip(event_ids, ok, strict=True) if keep], event_times[ok],
-                    [e for e, keep in zip(entity_ids, ok, strict=True) if keep], shadow_scores[ok], now, waits[ok],
-                    out.shadow_inference_s,
-                ))  # fmt: skip
+        if not len(batch):
+            return self._checked(out, records)
+        start = time.perf_counter()
+        parts, failed, failure = self._score(batch.matrix, out)
+        out.inference_s = time.perf_counter() - start
+        now = self.clock_ms()
+        served: list[np.ndarray] = []
+        for model, rows, scores in parts:
+            served.append(self._serve(out, model, rows, scores, batch, records, now))
+        for row in failed:
+            self.dead.add(out, records[batch.index[row]], "backend-error",
+                          f"version {serving.version.version} and its fallbacks failed on this row: {failure}")  # fmt: skip
+        rows = np.sort(np.concatenate(served)) if served else np.zeros(0, dtype=np.int64)
+        out.latencies_s = (now - batch.event_times[rows]) / 1000.0
+        if self.shadow is not None and len(rows):
+            self._shadow(out, self.shadow, rows, batch, records, now)
+        return self._checked(out, records)
+
+    def _score(self, matrix: np.ndarray, out: BatchOutput) -> tuple[list[tuple[LoadedModel, np.ndarray, np.ndarray]],
+                                                                   np.ndarray, str]:  # fmt: skip
+        """The rows of ``matrix`` with their scores, by the serving version and, for the rows it fails on,
+        by the first fallback that takes them; the rows nothing takes, and the last error."""
+        assert self.serving is not None
+        chain = [self.serving, *self.fallbacks]
+        parts = []
+        rows, error = np.arange(len(matrix)), ""
+        for model in chain:
+            scored, scores, rows, failure = _predict(model.backend, matrix, rows)
+            error = failure or error
+            if len(scored):
+                parts.append((model, scored, scores))
+                if model is not self.serving:
+                    out.fallback_rows[_where(model)] = len(scored)
+            if not len(rows):
+                break
+        if len(rows):
+            out.fallback_rows["none"] = len(rows)
+        if out.fallback_rows:
+            log.warning("version %s failed at run time on %d of %d rows (%s); served by %s", _where(self.serving),
+                        sum(out.fallback_rows.values()), len(matrix), error, out.fallback_rows)  # fmt: skip
+        if parts and parts[0][0] is not self.serving and _broken(self.serving):
+            out.switched_to = parts[0][0]
+            log.error("version %s fails on the probe batch too: serving %s from now on, until the next version",
+                      _where(self.serving), _where(out.switched_to))  # fmt: skip
+            self.serving, self.fallbacks = out.switched_to, chain[chain.index(out.switched_to) + 1 :]
+        return parts, rows, error
+
+    def _serve(self, out: BatchOutput, model: LoadedModel, rows: np.ndarray, scores: np.ndarray,
+               batch: FeatureBatch, records: Sequence[SourceRecord], now: int) -> np.ndarray:  # fmt: skip
+        """Predictions of ``model`` for the batch rows ``rows``; a row whose scores are not probabilities is a
+        dead letter. Returns the rows predicted."""
+        valid = are_probabilities(scores)
+        for position in np.flatnonzero(~valid):
+            reason = "not-probabilities" if np.isfinite(scores[position]).all() else "non-finite-output"
+            self.dead.add(out, records[batch.index[rows[position]]], reason,
+                          f"the model's scores {scores[position].tolist()} are not a probability distribution")  # fmt: skip
+        kept = rows[valid]
+        sources = [batch.index[r] for r in kept]
+        waits = np.array([now - records[i].timestamp_ms for i in sources], dtype=np.float32)
+        out.extend(Topic.PREDICTIONS, self._encode(
+            model, [batch.event_ids[r] for r in kept], batch.event_times[kept], [batch.entity_ids[r] for r in kept],
+            scores[valid], now, waits, out.inference_s,
+        ))  # fmt: skip
+        version = model.version.version
+        out.served_by[version] = out.served_by.get(version, 0) + len(kept)
+        return kept
+
+    def _shadow(self, out: BatchOutput, shadow: LoadedModel, rows: np.ndarray, batch: FeatureBatch,
+                records: Sequence[SourceRecord], now: int) -> None:  # fmt: skip
+        """The shadow version's predictions for the served ``rows``; nothing when its backend fails."""
+        out.shadow_version = shadow.version.version
+        start = time.perf_counter()
+        try:
+            scores = shadow.backend.predict(batch.matrix[rows])
+        except Exception as exc:  # the shadow is never worth a served prediction
+            out.shadow_failed = True
+            log.warning("shadow version %s failed on a batch of %d rows, skipped: %r", _where(shadow), len(rows), exc)
+            return
+        out.shadow_inference_s = time.perf_counter() - start
+        ok = are_probabilities(scores)
+        kept = rows[ok]
+        waits = np.array([now - records[batch.index[r]].timestamp_ms for r in kept], dtype=np.float32)
+        out.extend(Topic.SHADOW_PREDICTIONS, self._encode(
+            shadow, [batch.event_ids[r] for r in kept], batch.event_times[kept], [batch.entity_ids[r] for r in kept],
+            scores[ok], now, waits, out.shadow_inference_s,
+        ))  # fmt: skip
+
+    @staticmethod
+    def _checked(out: BatchOutput, records: Sequence[SourceRecord]) -> BatchOutput:
         if len(out.predictions) + len(out.dead_letters) != len(records):
             raise AssertionError("inference lost or duplicated a record")  # the batching contract
         return out

@@ -9,14 +9,14 @@ from dataclasses import replace
 import numpy as np
 import pytest
 
-from models import ArtifactStore, Status
+from models import ArtifactStore, Registry, Status
 from streams.codec import Codec
 from streams.inference.loader import load_model, rollback_records
 from streams.kafka.clients import read_to_end, send_all
 from streams.kafka.topics import create_topics
 from streams.kafka.versions import load_registry, publish_versions
 from streams.settings import InferenceSettings
-from tests.helpers import FEATURES, features_record, nan_model, rows, small_model, tampered, version_of
+from tests.helpers import FEATURES, features_record, nan_model, poisoned, rows, small_model, tampered, version_of
 from tests.workers import decoded, wait_for, wait_records, worker
 
 MODEL = {"LOOPLINE_INFERENCE_MODEL_NAME": "m", "LOOPLINE_INFERENCE_MAX_WAIT_MS": "20"}
@@ -151,6 +151,29 @@ def test_a_shadow_version_runs_on_the_same_events_but_is_never_served(setup):
     assert {(p["model_version"], p["shadow"]) for p in predictions} == {(1, False)}
     assert {(p["model_version"], p["shadow"]) for p in shadow} == {(2, True)}
     assert set(ids) <= {p["event_id"] for p in shadow}
+
+
+def test_rows_that_break_the_serving_backend_are_served_once_by_the_previous_version(setup):
+    kafka, store, tmp = setup
+    good, other = small_model(0), small_model(1)
+    registry = Registry()
+    for version in (version_of(good, 1, store), store.attach(version_of(other, 2, store, Status.CANDIDATE),
+                                                             poisoned(other))):  # fmt: skip
+        registry.apply(version)
+    publish_versions(kafka, [*registry.versions("m"), *registry.promote("m", 2, "a version with a poisoned kernel")])
+    x = rows(400, seed=4)
+    x[::40, 0] = 1000.0  # ten rows the serving graph fails on, spread over the batches
+    ids = [f"p{i:03d}" for i in range(400)]
+    with worker("inference", kafka, tmp, **MODEL) as w:
+        send_all(kafka, kafka.topic("features"),
+                 [(e, features_record(v, e, 1_795_000_000_000 + i)) for i, (e, v) in enumerate(zip(ids, x, strict=True))])  # fmt: skip
+        predictions = wait_records(kafka, "predictions", "prediction", 400)
+        wait_for(lambda: w.metric("loopline_runtime_fallback_rows_total", served_by="1/cpu") == 10, what="metrics")
+        assert w.metric("loopline_serving_version", model="m", role="serving") == 2
+    assert sorted(p["event_id"] for p in predictions) == ids  # every event once, none dead-lettered
+    by_version = {p["event_id"]: p["model_version"] for p in predictions}
+    assert {e for e, v in by_version.items() if v == 1} == {ids[i] for i in range(0, 400, 40)}
+    assert decoded(kafka, "dead-letters", "dead_letter") == []
 
 
 def test_two_workers_split_the_partitions_and_one_serves_all_after_the_other_stops(setup):

@@ -1,4 +1,5 @@
 import math
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -122,3 +123,78 @@ def test_a_version_with_other_feature_names_is_rejected(models, store):
     with pytest.raises(ModelRejected) as err:
         load(version_of(models[0], 2, store), expected=["a", "b", "c", "d", "e", "f"])
     assert err.value.reason == "feature-mismatch"
+
+
+class Failing:
+    """A backend that raises, as a GPU runtime does, on any batch holding a row whose first feature is
+    above ``limit`` (on every batch when ``limit`` is None); otherwise it is ``inner``."""
+
+    def __init__(self, inner, limit=None):
+        self.inner, self.limit, self.info = inner, limit, inner.info
+        self.calls = 0
+
+    def predict(self, batch):
+        self.calls += 1
+        if self.limit is None or (batch[:, 0] > self.limit).any():
+            raise RuntimeError("CUDA error: an illegal memory access was encountered")
+        return self.inner.predict(batch)
+
+
+def failing(model, limit=None):
+    return replace(model, backend=Failing(model.backend, limit))
+
+
+def served_versions(out):
+    return {
+        PREDICTION.decode(value)["event_id"]: PREDICTION.decode(value)["model_version"] for _, value in out.predictions
+    }
+
+
+def test_rows_the_serving_version_fails_on_are_served_by_its_fallback(models, store):
+    previous = load(version_of(models[0], 1, store, Status.RETIRED))
+    core = InferenceCore()
+    core.stage("serving", failing(load(version_of(models[1], 2, store)), limit=100), [previous])
+    x = rows(40)
+    x[[3, 30], 0] = 1000.0  # two rows the graph can't take
+    out = core.process(records(x))
+    assert out.dead_letters == []
+    versions = served_versions(out)
+    assert sorted(versions) == sorted(f"e{i}" for i in range(40))  # every event once
+    assert {e for e, v in versions.items() if v == 1} == {"e3", "e30"}
+    assert out.served_by == {2: 38, 1: 2} and out.fallback_rows == {"1/cpu": 2}
+    assert out.switched_to is None and core.serving.version.version == 2  # the rows, not the backend
+    assert core.process(records(rows(5))).served_by == {2: 5}
+
+
+def test_a_broken_backend_moves_the_worker_to_its_fallback_for_that_batch_and_after(models, store):
+    previous = load(version_of(models[0], 1, store, Status.RETIRED))
+    broken = failing(load(version_of(models[1], 2, store)))
+    core = InferenceCore()
+    core.stage("serving", broken, [previous])
+    out = core.process(records(rows(16)))
+    assert out.dead_letters == [] and out.served_by == {1: 16} and out.switched_to is previous
+    calls = broken.backend.calls
+    after = core.process(records(rows(16)))
+    assert after.served_by == {1: 16} and after.fallback_rows == {} and broken.backend.calls == calls
+    core.stage("serving", load(version_of(models[1], 3, store)))  # the next version serves again
+    assert core.process(records(rows(4))).served_by == {3: 4}
+
+
+def test_a_row_that_nothing_serves_is_a_dead_letter_with_the_error_and_the_rest_is_served(models, store):
+    core = core_with(failing(load(version_of(models[1], 2, store)), limit=100))
+    x = rows(10)
+    x[7, 0] = 1e6
+    out = core.process(records(x))
+    assert len(out.predictions) == 9 and out.fallback_rows == {"none": 1}
+    [(_, letter)] = out.dead_letters
+    decoded = DEAD.decode(letter)
+    assert decoded["reason"] == "backend-error" and "CUDA error" in decoded["error"]
+    assert decoded["key"] == b"e7"
+
+
+def test_a_failing_shadow_costs_the_serving_path_nothing(models, store):
+    core = core_with(load(version_of(models[0], 1, store)))
+    core.stage("shadow", failing(load(version_of(models[1], 2, store, Status.SHADOW), shadow=True)))
+    out = core.process(records(rows(6)))
+    assert len(out.predictions) == 6 and out.dead_letters == []
+    assert out.shadow_predictions == [] and out.shadow_failed
