@@ -76,6 +76,7 @@ def empty_lineage() -> dict[str, Any]:
         "packages": {},
         "device": "",
         "duration_ms": 0,
+        "regression_set": None,
     }
 
 

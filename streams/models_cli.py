@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -23,9 +24,10 @@ from models.artifacts import read_bounded
 from models.datasets import Concept, feature_names, sample
 from models.families import FAMILIES
 from models.registry import empty_lineage
-from streams.inference.loader import admit, rollback_records
+from streams.inference.loader import LoadedModel, ModelRejected, admit, rollback_records, serving_or_fallback
 from streams.kafka.versions import load_registry, publish_versions
 from streams.settings import InferenceSettings, KafkaSettings, RegistrySettings
+from streams.trainer.regression import check_version
 
 __all__ = ["add_models_parser"]
 
@@ -64,7 +66,10 @@ def _publish_new(kafka: KafkaSettings, registry: Registry, store: ArtifactStore,
         RegistryError: its records can't be published.
     """
     try:
-        admit(registry, version, _checks(), store, shadow=version.status == Status.SHADOW)
+        loaded = admit(registry, version, _checks(), store, shadow=version.status == Status.SHADOW)
+        if serve:
+            version, figures = _regression(registry, version, loaded)
+            version = replace(version, reason="; ".join(filter(None, [version.reason, figures])))
         records = [version]
         if serve:
             registry.apply(version)
@@ -145,11 +150,26 @@ def cmd_bootstrap(args: argparse.Namespace, kafka: KafkaSettings, registry: Regi
 
 def cmd_promote(args: argparse.Namespace, kafka: KafkaSettings, registry: Registry) -> None:
     version = registry.get(args.model, args.version)
-    admit(registry, version, _checks(), _store(), shadow=args.shadow)
+    loaded = admit(registry, version, _checks(), _store(), shadow=args.shadow)
     if args.shadow:
         _publish(kafka, [version.with_status(Status.SHADOW, args.reason)])
         return
-    _publish(kafka, registry.promote(args.model, args.version, args.reason))
+    _, figures = _regression(registry, version, loaded)
+    _publish(kafka, registry.promote(args.model, args.version, "; ".join(filter(None, [args.reason, figures]))))
+
+
+def _regression(registry: Registry, version: ModelVersion, loaded: LoadedModel) -> tuple[ModelVersion, str]:
+    """``version`` checked on its model's regression set against what serves: with the set in its lineage,
+    and the figures ("" without a set).
+
+    Raises:
+        ModelRejected: the version fails the set (reason ``regression``).
+    """
+    serving = serving_or_fallback(registry, version.model_name, _checks(), _store(), lambda *_: None)
+    version, verdict = check_version(RegistrySettings(), version, loaded, serving)
+    if not verdict.passed:
+        raise ModelRejected("regression", f"version {version.version} can't serve: {verdict.figures}")
+    return version, verdict.figures
 
 
 def cmd_rollback(args: argparse.Namespace, kafka: KafkaSettings, registry: Registry) -> None:

@@ -175,6 +175,14 @@ class RegistrySettings(BaseSettings):
     """Largest artifact carried inline in its model-versions record."""
     max_artifact_bytes: int = Field(default=256 * 1024 * 1024, ge=1)
     """Largest artifact registered or loaded; a file is read with this bound, and only from the artifact directory."""
+    regression_dir: Path | None = None
+    """Directory of regression sets, ``<model>.csv`` (features by name, ``label``, optional ``slice``): every
+    promotion, automatic or by hand, must pass the model's set."""
+    regression_rule: Literal["no-loss", "slices"] = "no-loss"
+    """no-loss: no case the serving version gets right may be lost; slices: every slice must reach
+    ``regression_min_accuracy``."""
+    regression_min_accuracy: float = Field(default=0.0, ge=0, le=1)
+    """Accuracy every slice of a regression set must reach under the slices rule."""
 
 
 class InferenceSettings(BaseSettings):

@@ -49,6 +49,7 @@ SAMPLES: dict[str, dict[str, Any]] = {
             "data": [{"topic": "loopline.outcomes", "partition": 0, "start": 0, "end": 20000}],
             "code_version": "0.1.0", "hyperparameters": {"epochs": "5"}, "seed": 0,
             "packages": {"torch": "2.x"}, "device": "cpu", "duration_ms": 5200,
+            "regression_set": {"path": "regression/m.csv", "sha256": "ab" * 32, "cases": 120},
         },
     },
     "dead_letter": {

@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 
 from models import ArtifactStore, Status
+from models.datasets import Concept, sample
 from models.export import to_onnx
 from streams.cli import main
 from streams.kafka.topics import create_topics
@@ -54,6 +55,19 @@ def test_bootstrap_promote_and_rollback(cli, kafka):
     shown = json.loads(out)
     assert shown["status"] == "retired" and shown["lineage"]["hyperparameters"]["family"] == "trees"
     assert json.loads(cli("show", "1", "--model", "m")[1])["lineage"]["hyperparameters"]["hidden"] == "64,32"
+
+
+def test_a_promotion_by_hand_must_pass_the_models_regression_set(cli, kafka, tmp_path, monkeypatch):
+    x, y = sample(Concept(seed=0, n_features=4), 40, seed=9)  # cases of version 1's world
+    rows = [",".join(f"{v:.6f}" for v in values) + f",class{label}" for values, label in zip(x, y, strict=True)]
+    (tmp_path / "m.csv").write_text("\n".join(["x0,x1,x2,x3,label", *rows]) + "\n")
+    monkeypatch.setenv("LOOPLINE_REGISTRY_REGRESSION_DIR", str(tmp_path))
+    assert cli("bootstrap", "--model", "m", "--features", "4", "--rows", "1500", "--serve")[0] == 0
+    assert "regression set m.csv" in load_registry(kafka).serving("m").reason  # nothing served: nothing lost
+    cli("bootstrap", "--model", "m", "--features", "4", "--rows", "1500", "--seed", "1")  # another world
+    code, _, err = cli("promote", "2", "--model", "m")
+    assert code == 2 and "regression: version 2 can't serve: regression set failed" in err and "loses" in err
+    assert statuses(kafka) == {1: Status.SERVING, 2: Status.CANDIDATE}
 
 
 def test_register_checks_the_model_before_publishing(cli, kafka, tmp_path):

@@ -53,7 +53,7 @@ class Requests:
     def __init__(self, kafka: KafkaSettings, settings: TrainerSettings, registry: RegistrySettings) -> None:
         self.kafka, self.settings = kafka, settings
         store = ArtifactStore(registry.artifact_dir, registry.inline_limit_bytes, registry.max_artifact_bytes)
-        self.trainer = Trainer(settings, store)
+        self.trainer = Trainer(settings, store, registry)
         self.codec = Codec.load("retrain_request")
         self.dead = DeadLetters("trainer")
         self.read_upto: dict[str, dict[int, int]] = {}  # model → retrain-requests ends when its last training read

@@ -52,7 +52,8 @@ class ModelRejected(Exception):
 
     Attributes:
         reason: short cause: ``artifact``, ``feature-mismatch``, ``load``, ``probe``,
-            ``output-shape``, ``non-finite-output`` or ``not-probabilities``.
+            ``output-shape``, ``non-finite-output``, ``not-probabilities`` or ``regression`` (a promotion
+            that fails its model's regression set).
     """
 
     def __init__(self, reason: str, message: str) -> None:

@@ -27,7 +27,8 @@ from models.runtime.device import resolve_device
 from models.versions import package_versions
 from streams.inference.loader import LoadedModel, ModelRejected, admit, serving_or_fallback
 from streams.quality import LOG_LOSS_FLOOR
-from streams.settings import InferenceSettings, TrainerSettings
+from streams.settings import InferenceSettings, RegistrySettings, TrainerSettings
+from streams.trainer.regression import check_version
 from streams.trainer.window import Window
 
 __all__ = ["Decision", "Refused", "Trainer", "Verdict", "evaluate", "gate", "training_config", "training_rows"]
@@ -124,8 +125,8 @@ def family_of(version: ModelVersion) -> str:
 class Trainer:
     """Trains, gates and describes new versions of any registered model."""
 
-    def __init__(self, settings: TrainerSettings, store: ArtifactStore) -> None:
-        self.settings, self.store = settings, store
+    def __init__(self, settings: TrainerSettings, store: ArtifactStore, registry: RegistrySettings) -> None:
+        self.settings, self.store, self.registry = settings, store, registry
         self.checks = InferenceSettings(device="cpu")
 
     def warm_up(self) -> None:
@@ -266,14 +267,22 @@ class Trainer:
                     "serving_holdout_accuracy": verdict.serving, "serving_holdout_log_loss": serving_loss,
                     "holdout_difference_se": verdict.difference_se}  # fmt: skip
         figures = f"version {serving.version} serving; {choice + '; ' if choice else ''}{verdict.figures}"
-        if verdict.passed:
+        draft = replace(draft, metrics=metrics)
+        passed = verdict.passed
+        if passed:
+            draft, cases = check_version(self.registry, draft, checked, served)
+            passed = cases.passed
+            figures += f"; {cases.figures}" if passed and cases.figures else ""
+        if passed:
             reason = f"gate passed: {figures}; {why}"
-            registry.apply(replace(draft, metrics=metrics, reason=reason))
+            registry.apply(replace(draft, reason=reason))
             records = registry.promote(model_name, draft.version, reason)
             candidate = records[-1]
         else:
-            reason = f"gate failed: {figures}{self._still_good(serving, verdict.serving, holdout)}; {why}"
-            candidate = replace(draft, metrics=metrics, status=Status.REJECTED, reason=reason)
+            failed = f"{cases.figures}; gate passed: {figures}" if verdict.passed else f"gate failed: {figures}"
+            still_good = "" if verdict.passed else self._still_good(serving, verdict.serving, holdout)
+            reason = f"{failed}{still_good}; {why}"
+            candidate = replace(draft, status=Status.REJECTED, reason=reason)
             records = [candidate]
         log.info("%s v%d: %s", model_name, candidate.version, reason)
-        return Decision(candidate, verdict.passed, reason, records)
+        return Decision(candidate, passed, reason, records)

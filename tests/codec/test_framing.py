@@ -99,3 +99,15 @@ def test_records_written_with_an_earlier_version_of_a_schema_decode_with_the_def
     earlier = Codec(json.loads((SCHEMAS_DIR / "previous" / "retrain_request.1.avsc").read_text()))
     old = {k: v for k, v in SAMPLES["retrain_request"].items() if k != "since"}
     assert Codec.load("retrain_request").decode(earlier.encode(old)) == old | {"since": None}
+
+
+def test_version_records_written_before_regression_sets_decode_without_one():
+    import json
+
+    from streams.paths import SCHEMAS_DIR
+
+    earlier = Codec(json.loads((SCHEMAS_DIR / "previous" / "model_version.1.avsc").read_text()))
+    sample = SAMPLES["model_version"]
+    old = sample | {"lineage": {k: v for k, v in sample["lineage"].items() if k != "regression_set"}}
+    decoded = Codec.load("model_version").decode(earlier.encode(old))
+    assert decoded == old | {"lineage": old["lineage"] | {"regression_set": None}}

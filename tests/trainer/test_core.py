@@ -7,7 +7,7 @@ import pytest
 
 from models import ArtifactStore, Registry, Status, TrainConfig, TreesConfig
 from models.datasets import Concept, sample
-from streams.settings import TrainerSettings
+from streams.settings import RegistrySettings, TrainerSettings
 from streams.trainer.core import Refused, Trainer, gate, training_config
 from streams.trainer.guard import RollbackGuard
 from streams.trainer.requests import answered, data_start
@@ -31,8 +31,8 @@ def window(concept_seed, rows=2000, seed=5):
     return Window(x, [CLASSES[c] for c in y], RANGES)
 
 
-def trainer(store, **settings):
-    return Trainer(TrainerSettings(**({"device": "cpu"} | settings)), store)
+def trainer(store, registry_settings=None, **settings):
+    return Trainer(TrainerSettings(**({"device": "cpu"} | settings)), store, registry_settings or RegistrySettings())
 
 
 def test_a_candidate_for_the_new_concept_passes_the_gate_and_replaces_the_serving_version(registry):
