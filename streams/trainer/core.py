@@ -35,6 +35,11 @@ __all__ = ["Decision", "Refused", "Trainer", "Verdict", "evaluate", "gate", "tra
 
 log = logging.getLogger(__name__)
 
+CHOICE_MIN_ROWS = 200
+"""Validation rows a choice of family or rows needs: on fewer, a standard error of more than 3 points
+makes it noise, and the first training after a drift (a few hundred outcomes) keeps the serving
+version's family and is not slowed by trainings it would not trust."""
+
 
 class Refused(Exception):
     """A retrain that can't be done; ``reason`` is a short code, the message says why."""
@@ -171,12 +176,13 @@ class Trainer:
         Returns:
             The config, the share of the oldest rows to leave out (0 or 0.5), the validation
             accuracies as metrics (``validation_accuracy.<family>[.newest_half]``) and the choice in
-            words. With one config and too few rows for a half, nothing is trained.
+            words. With fewer than :data:`CHOICE_MIN_ROWS` validation rows, or one config and too
+            few rows for a half, the first config is taken without training.
         """
         validation = max(1, int(len(y) * self.settings.holdout_fraction))
         split = len(y) - validation
         skips = [0.0] + ([0.5] if split - split // 2 >= self.settings.min_events else [])
-        if len(configs) == 1 and len(skips) == 1:
+        if validation < CHOICE_MIN_ROWS or (len(configs) == 1 and len(skips) == 1):
             return configs[0], 0.0, {}, ""
         scores = {}
         for config in configs:

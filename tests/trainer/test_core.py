@@ -111,6 +111,8 @@ def test_a_retrain_trains_the_family_that_does_best_on_the_newest_training_rows(
         assert version.lineage["hyperparameters"]["family"] == family, version.reason
         assert version.metrics[f"validation_accuracy.{family}"] > version.metrics[f"validation_accuracy.{other}"]
         assert f"{family} chosen: validation accuracy" in version.reason and "newest 320 training" in version.reason
+    few = trainer(store).retrain(registry, "m", Window(x[:600], [CLASSES[c] for c in steps[:600]], RANGES), "d")
+    assert "chosen" not in few.reason and few.candidate.lineage["hyperparameters"]["family"] == "mlp"  # 96 rows: noise
     only = trainer(store, families="mlp").retrain(registry, "m", Window(x, [CLASSES[c] for c in steps], RANGES), "d")
     assert only.candidate.lineage["hyperparameters"]["family"] == "mlp" and "trees" not in only.reason
     assert set(only.candidate.metrics) >= {"validation_accuracy.mlp", "validation_accuracy.mlp.newest_half"}
