@@ -3,13 +3,15 @@
 A retrain trains a candidate on the older part of the window, of the family and on the rows that do
 best on new data (:meth:`Trainer.choose`: each configured family, on all the training rows and on
 their newest half, is trained on the older ones and scored on the newest), with the serving
-version's hyper-parameters where it is of that family and the configured seed, exports it to ONNX, checks it as every serving version
-is checked, and runs both the candidate and what serves (the serving version, or the version the
-workers fall back to when it fails its checks) through the inference worker's loader on the
-held-out newest part. The gate (:func:`gate`) is a paired comparison on those outcomes: the
-candidate serves only if its accuracy beats the serving one's by more than ``min_improvement``
-plus ``gate_standard_errors`` standard errors of the difference, and reaches ``min_accuracy``;
-otherwise it is published as rejected, with the figures as the reason. A tie never passes.
+version's hyper-parameters where it is of that family and the configured seed. It exports it to
+ONNX, checks it as every serving version is checked, and runs both the candidate and what serves
+(the serving version, or the version the workers fall back to when it fails its checks) through
+the inference worker's loader on the held-out newest part. The gate (:func:`gate`) is a paired
+comparison on those outcomes: the candidate serves only if its accuracy beats the serving one's by
+more than ``min_improvement`` plus ``gate_standard_errors`` standard errors of the difference,
+reaches ``min_accuracy`` and passes the model's regression set
+(:mod:`streams.trainer.regression`); otherwise it is published as rejected, with the figures as
+the reason. A tie never passes.
 """
 
 from __future__ import annotations
