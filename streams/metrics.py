@@ -39,6 +39,7 @@ __all__ = [
     "SHADOW_FAILURES",
     "SINK_FAILURES",
     "SINK_ROWS",
+    "STAGING_VERDICTS",
     "STATE_BYTES",
     "STATE_KEYS",
     "STATE_RESTORED",
@@ -87,6 +88,9 @@ BACKEND_SWITCHES = Counter(
     "Times a worker moved to a fallback because the serving backend broke (it failed on the probe batch)",
     ["model", "version", "to"],
 )
+STAGING_VERDICTS = Counter(
+    "loopline_staging_verdicts", "Staged versions judged on live outcomes, by verdict", ["model", "verdict"]
+)
 SHADOW_FAILURES = Counter("loopline_shadow_failures", "Batches the shadow version failed on (skipped)", ["model"])
 OUTCOMES_OUT = Counter("loopline_outcomes_out", "Outcomes emitted by the join", ["model"])
 JOIN_EXPIRED = Counter("loopline_join_expired", "Event ids that left the join state without an outcome", ["reason"])
@@ -106,7 +110,7 @@ CONSUMER_LAG = Gauge(
 )
 RETRAINS = Counter(
     "loopline_retrains",
-    "Retrain requests by result: promoted, rejected, refused, failed, coalesced",
+    "Retrain requests by result: promoted, staged, rejected, refused, failed, coalesced",
     ["model", "result"],
 )
 ROLLBACKS = Counter("loopline_rollbacks", "Automatic rollbacks of a newly serving version", ["model"])

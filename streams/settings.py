@@ -351,6 +351,10 @@ class TrainerSettings(BaseSettings):
     threads: int = Field(default=1, ge=1)
     """CPU threads training uses; one is the fastest for the tabular MLP and leaves the other
     cores to the other workers."""
+    staging_outcomes: int = Field(default=0, ge=0)
+    """0: a candidate that passes the gate serves at once. N: it runs in shadow first and serves only when
+    it beats the serving version on N labeled outcomes of the same events (the gate's test); otherwise
+    it is rejected."""
     guard_outcomes: int = Field(default=500, ge=1)
     """Outcomes of a newly serving version, and of its predecessor before it, that the rollback guard compares."""
     guard_margin: float = Field(default=0.05, ge=0)

@@ -22,7 +22,7 @@ import faust
 import torch
 from confluent_kafka import TopicPartition
 
-from models import ArtifactStore
+from models import ArtifactStore, Status
 from streams.agents.app import make_app
 from streams.codec import Codec, CodecError
 from streams.deadletters import DeadLetters
@@ -30,7 +30,7 @@ from streams.inference.loader import rollback_records
 from streams.kafka.clients import make_sender, offset_reader, watermarks
 from streams.kafka.loop import kafka_loop
 from streams.kafka.versions import VersionLookup, load_registry, publish_versions
-from streams.metrics import RETRAINS, ROLLBACKS
+from streams.metrics import RETRAINS, ROLLBACKS, STAGING_VERDICTS
 from streams.records import Produced, SourceRecord, Topic
 from streams.settings import InferenceSettings, KafkaSettings, RegistrySettings, StateSettings, TrainerSettings
 from streams.state.changelog import kafka_state
@@ -38,6 +38,7 @@ from streams.state.state import Mirror
 from streams.trainer.core import Refused, Trainer
 from streams.trainer.guard import RollbackGuard, Verdict
 from streams.trainer.requests import answered, data_start
+from streams.trainer.staging import Staging, StagingVerdict
 from streams.trainer.window import Window, read_window
 
 __all__ = ["build_trainer_app"]
@@ -100,7 +101,8 @@ class Requests:
             for record, _ in requests:
                 self.dead.add(out, record, "internal-error", repr(exc))
             return
-        RETRAINS.labels(model, "promoted" if decision.records[-1].status == "serving" else "rejected").inc()
+        outcome = {"serving": "promoted", "shadow": "staged"}.get(decision.records[-1].status, "rejected")
+        RETRAINS.labels(model, outcome).inc()
 
     def _request_ends(self) -> dict[int, int]:
         """The end offset of each retrain-requests partition now."""
@@ -128,19 +130,30 @@ class Requests:
 
 
 class Guard:
-    """The rollback guard over the outcome stream: it outputs nothing, it publishes rollbacks."""
+    """The rollback guard and the staging judge over the outcome stream: it outputs nothing, it publishes
+    rollbacks, promotions and rejections."""
 
     def __init__(self, kafka: KafkaSettings, settings: TrainerSettings, store: ArtifactStore) -> None:
         self.kafka, self.store = kafka, store
-        self.watch = RollbackGuard(settings.guard_outcomes, settings.guard_margin, VersionLookup(kafka))
+        lookup = VersionLookup(kafka)
+        self.watch = RollbackGuard(settings.guard_outcomes, settings.guard_margin, lookup)
+        self.staging = Staging(settings, lookup)
         self.codec = Codec.load("outcome")
 
     def process(self, records: list[SourceRecord]) -> Produced:
         for record in records:
             try:
-                verdict = self.watch.add(self.codec.decode(record.value), record.partition)
+                outcome = self.codec.decode(record.value)
+                verdict = self.watch.add(outcome, record.partition)
+                staged = self.staging.add(outcome)
             except (CodecError, KeyError):
                 continue  # the drift agent dead-letters these; the guard only skips them
+            if staged is not None:
+                try:
+                    _judge_staged(self.kafka, staged)
+                except Exception:  # the guard must keep watching
+                    log.exception("acting on the live verdict on version %d of %s failed", staged.version,
+                                  staged.model_name)  # fmt: skip
             if verdict is None:
                 continue
             try:
@@ -169,6 +182,24 @@ def build_trainer_app(
         train.run(stop)
 
     return make_app("trainer", kafka, run_requests, guard.run)
+
+
+def _judge_staged(kafka: KafkaSettings, verdict: StagingVerdict) -> None:
+    """Promote or reject a staged version on its live verdict, if it is still staged (a newer candidate or a
+    person may have acted meanwhile)."""
+    registry = load_registry(kafka)
+    staged = registry.get(verdict.model_name, verdict.version)
+    if staged.status != Status.SHADOW:
+        log.info("version %d of %s is %s, no longer staged: %s", staged.version, staged.model_name, staged.status,
+                 verdict.figures)  # fmt: skip
+        return
+    if verdict.passed:
+        records = registry.promote(staged.model_name, staged.version, f"staging passed: {verdict.figures}")
+    else:
+        records = [staged.with_status(Status.REJECTED, f"staging failed: {verdict.figures}")]
+    publish_versions(kafka, records)
+    STAGING_VERDICTS.labels(staged.model_name, "promoted" if verdict.passed else "rejected").inc()
+    log.warning("%s v%d: %s", staged.model_name, staged.version, records[-1].reason)
 
 
 def _roll_back(kafka: KafkaSettings, store: ArtifactStore, verdict: Verdict, reason: str) -> None:

@@ -30,10 +30,12 @@ from models.versions import package_versions
 from streams.inference.loader import LoadedModel, ModelRejected, admit, serving_or_fallback
 from streams.quality import LOG_LOSS_FLOOR
 from streams.settings import InferenceSettings, RegistrySettings, TrainerSettings
+from streams.trainer.gate import gate
 from streams.trainer.regression import check_version
+from streams.trainer.staging import STAGING_METRIC
 from streams.trainer.window import Window
 
-__all__ = ["Decision", "Refused", "Trainer", "Verdict", "evaluate", "gate", "training_config", "training_rows"]
+__all__ = ["Decision", "Refused", "Trainer", "evaluate", "training_config", "training_rows"]
 
 log = logging.getLogger(__name__)
 
@@ -67,45 +69,6 @@ def evaluate(loaded: LoadedModel, x: np.ndarray, y: np.ndarray) -> tuple[np.ndar
     scores = loaded.backend.predict(np.ascontiguousarray(x, dtype=np.float32))
     log_loss = float(-np.log(np.maximum(scores[np.arange(len(y)), y], LOG_LOSS_FLOOR)).mean())
     return scores.argmax(axis=1) == y, log_loss
-
-
-@dataclass(frozen=True)
-class Verdict:
-    """The gate's verdict on held-out outcomes that both versions scored."""
-
-    passed: bool
-    candidate: float
-    """The candidate's accuracy."""
-    serving: float
-    """The serving version's accuracy."""
-    difference_se: float
-    """Standard error of the accuracy difference (paired, per outcome)."""
-    figures: str
-    """The verdict in words, with the figures."""
-
-
-def gate(candidate: np.ndarray, serving: np.ndarray, settings: TrainerSettings) -> Verdict:
-    """Whether a candidate that got the held-out outcomes ``candidate`` right (booleans) beats a serving
-    version that got ``serving`` right: by more than ``min_improvement`` plus ``gate_standard_errors``
-    standard errors of the paired difference, reaching ``min_accuracy``.
-
-    The difference is taken per outcome, so the noise that counts is where the two disagree: two
-    versions that score the same rows alike have a standard error of 0 and a difference of 0, and a
-    tie does not pass.
-    """
-    n = len(candidate)
-    difference = candidate.astype(np.float64) - serving.astype(np.float64)
-    ours, theirs = float(candidate.mean()), float(serving.mean())
-    se = float(difference.std(ddof=1) / np.sqrt(n)) if n > 1 else float("inf")
-    needed = settings.min_improvement + settings.gate_standard_errors * se
-    beats = ours - theirs > needed
-    floor = ours >= settings.min_accuracy
-    figures = (f"held-out accuracy {ours:.4f} against {theirs:.4f} on {n} outcomes: {ours - theirs:+.4f}, "
-               f"{'more' if beats else 'not more'} than the {needed:+.4f} needed "
-               f"({settings.min_improvement:+.4f} + {settings.gate_standard_errors:g} standard errors of {se:.4f})")  # fmt: skip
-    if not floor:
-        figures += f"; below the floor of {settings.min_accuracy:.4f}"
-    return Verdict(beats and floor, ours, theirs, se, figures)
 
 
 def training_rows(window: Window, classes: list[str]) -> tuple[np.ndarray, np.ndarray]:
@@ -281,7 +244,18 @@ class Trainer:
             draft, cases = check_version(self.registry, draft, checked, served)
             passed = cases.passed
             figures += f"; {cases.figures}" if passed and cases.figures else ""
-        if passed:
+        staging = self.settings.staging_outcomes
+        if passed and staging:
+            reason = f"staged: gate passed: {figures}; serves once it does better on {staging} live outcomes; {why}"
+            candidate = replace(draft, status=Status.SHADOW, metrics=draft.metrics | {STAGING_METRIC: float(staging)},
+                                reason=reason)  # fmt: skip
+            earlier = registry.shadow(model_name)
+            records = [candidate]
+            if earlier is not None and STAGING_METRIC in earlier.metrics:
+                records.insert(0, earlier.with_status(Status.REJECTED, f"superseded by version {draft.version}, "
+                                                                       "staged before its live verdict"))  # fmt: skip
+            passed = False
+        elif passed:
             reason = f"gate passed: {figures}; {why}"
             registry.apply(replace(draft, reason=reason))
             records = registry.promote(model_name, draft.version, reason)

@@ -250,6 +250,35 @@ def test_a_gradual_drift_ends_with_a_version_that_recovers(setup):
     assert reproduce(kafka, final, store).identical  # whichever family and rows were chosen
 
 
+def test_staged_versions_are_promoted_or_rejected_on_the_live_outcomes_of_the_same_events(setup):
+    kafka, store, tmp, env = setup
+    versions = []
+    for name in ("better", "worse"):
+        versions += [version_of(trained_model(concept_seed=1), 1, store, name=name),
+                     replace(version_of(trained_model(concept_seed=2), 2, store, Status.SHADOW, name=name),
+                             metrics={"staging_outcomes": 200.0})]  # fmt: skip
+    publish_versions(kafka, versions)
+    rng = np.random.default_rng(3)
+    records = []
+    for i in range(300):  # each event served by version 1 and run by the staged version 2
+        right = {"better": (rng.random() < 0.6, rng.random() < 0.9), "worse": (rng.random() < 0.9, rng.random() < 0.6)}
+        for name, (serving, staged) in right.items():
+            for version, correct in ((1, serving), (2, staged)):
+                fields = {"event_id": f"{name}-{i}", "model_name": name, "model_version": version,
+                          "shadow": version == 2, "correct": bool(correct)}  # fmt: skip
+                records.append((name, OUTCOME.encode(SAMPLES["outcome"] | fields)))
+    send_all(kafka, kafka.topic("outcomes"), records)
+    with worker("trainer", kafka, tmp, **env, LOOPLINE_TRAINER_DEVICE="cpu"):
+        wait_for(lambda: {load_registry(kafka).get(n, 2).status for n in ("better", "worse")}
+                 == {Status.SERVING, Status.REJECTED}, what="both live verdicts")  # fmt: skip
+    registry = load_registry(kafka)
+    better, worse = registry.get("better", 2), registry.get("worse", 2)
+    assert better.status == Status.SERVING and better.reason.startswith("staging passed: live, on the same events")
+    assert "on 200 outcomes" in better.reason and registry.get("better", 1).status == Status.RETIRED
+    assert worse.status == Status.REJECTED and worse.reason.startswith("staging failed")
+    assert registry.serving("worse").version == 1
+
+
 def test_a_planted_regression_is_rolled_back_by_itself(setup):
     kafka, store, tmp, env = setup
     good = version_of(trained_model(concept_seed=1), 1, store)

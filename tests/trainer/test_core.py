@@ -8,7 +8,8 @@ import pytest
 from models import ArtifactStore, Registry, Status, TrainConfig, TreesConfig
 from models.datasets import Concept, sample
 from streams.settings import RegistrySettings, TrainerSettings
-from streams.trainer.core import Refused, Trainer, gate, training_config
+from streams.trainer.core import Refused, Trainer, training_config
+from streams.trainer.gate import gate
 from streams.trainer.guard import RollbackGuard
 from streams.trainer.requests import answered, data_start
 from streams.trainer.window import Window
@@ -197,3 +198,15 @@ def test_training_data_starts_where_the_requests_say_the_newest_world_begins():
     since = [{"topic": "o", "partition": 1, "offset": 40}, {"topic": "other", "partition": 0, "offset": 7}]
     assert data_start([request(1, since=since, evidence_end=99)], "o") == {1: 40}  # since says it
     assert data_start([request(1, evidence_end=99), request(2, since=since)], "o") == {1: 100}  # the latest
+
+
+def test_with_staging_a_candidate_that_passes_the_gate_runs_in_shadow_and_a_newer_one_supersedes_it(registry):
+    registry, store = registry
+    first = trainer(store, staging_outcomes=300).retrain(registry, "m", window(concept_seed=2), "drift")
+    assert not first.promoted and [(r.version, r.status) for r in first.records] == [(2, Status.SHADOW)]
+    assert first.candidate.metrics["staging_outcomes"] == 300 and first.reason.startswith("staged: gate passed")
+    registry.apply(first.candidate)
+    second = trainer(store, staging_outcomes=300).retrain(registry, "m", window(concept_seed=2, seed=6), "again")
+    assert [(r.version, r.status) for r in second.records] == [(2, Status.REJECTED), (3, Status.SHADOW)]
+    assert "superseded by version 3" in second.records[0].reason
+    assert registry.serving("m").version == 1  # nothing serves before the live verdict
