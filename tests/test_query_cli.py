@@ -1,6 +1,7 @@
 """``loopline query`` on an embedded store, opened here or through a sink's query endpoint."""
 
 import json
+import math
 
 import pytest
 
@@ -34,7 +35,7 @@ def run(capsys, *args):
 def test_list_names_every_canned_query(capsys):
     code, out, _ = run(capsys, "--list")
     assert code == 0 and [line.split()[0] for line in out.splitlines()] == [
-        "accuracy", "timeline", "latency", "dead-letters", "labels"]  # fmt: skip
+        "accuracy", "timeline", "latency", "dead-letters", "ab", "labels"]  # fmt: skip
 
 
 def test_a_canned_query_as_json_table_and_csv(store: ClickHouseSettings, capsys):
@@ -50,6 +51,27 @@ def test_a_canned_query_as_json_table_and_csv(store: ClickHouseSettings, capsys)
     assert header.split() == ["model_name", "model_version", "predictions", "p50_ms", "p95_ms", "p99_ms",
                               "queue_wait_ms", "batch_model_ms"]  # fmt: skip
     assert row.split()[:4] == ["fraud", "2", "20", "5.0"]
+
+
+def test_the_ab_report_on_a_known_dataset(store, capsys):
+    code, out, _ = run(capsys, "ab", "--model", "fraud", "--format", "json")
+    serving, shadow = json.loads(out)
+    assert code == 0 and (serving["model_version"], serving["arm"], shadow["model_version"], shadow["arm"]) == (
+        2, "serving", 3, "shadow")  # fmt: skip
+    # 7 of 10 served outcomes right: 0.7 ± 1.96 standard errors; the reference arm has no difference.
+    half = 1.96 * math.sqrt(0.7 * 0.3 / 10)
+    assert (serving["outcomes"], serving["accuracy"], serving["reference_arm"]) == (10, 0.7, True)
+    assert (serving["accuracy_low"], serving["accuracy_high"]) == (round(0.7 - half, 4), round(0.7 + half, 4))
+    assert serving["difference"] is None and serving["p50_ms"] == 5.0
+    # The shadow arm on the 5 events both scored: right on 4, the serving one on 5; differences
+    # (0, 0, 0, 0, -1): mean -0.2, standard error 0.2, z = -1.
+    assert (shadow["outcomes"], shadow["accuracy"], shadow["difference"], shadow["compared"]) == (
+        5,
+        0.8,
+        -0.2,
+        "paired",
+    )
+    assert shadow["p_value"] == round(math.erfc(1 / math.sqrt(2)), 4)
 
 
 def test_own_sql_binds_values_and_never_pastes_them(store, capsys):

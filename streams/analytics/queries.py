@@ -167,6 +167,70 @@ QUERIES = {
             """,
         ),
         Query(
+            "ab",
+            "A/B report per arm (version, serving or shadow): outcomes, accuracy and log loss with 95% intervals, "
+            "the accuracy difference to the serving arm with the most outcomes and its p-value (paired on the "
+            "events both scored, else between the arms), latency",
+            f"""
+            WITH
+                scored AS (
+                    SELECT model_name, model_version, shadow, event_id, correct, log_loss
+                    FROM outcomes FINAL WHERE {WHERE}),
+                arms AS (
+                    SELECT model_name, model_version, shadow, count() AS n, avg(correct) AS acc,
+                           avg(log_loss) AS ll, stddevSamp(log_loss) AS ll_sd
+                    FROM scored GROUP BY model_name, model_version, shadow),
+                reference AS (
+                    SELECT model_name, argMax(model_version, n) AS ref_version, argMax(acc, n) AS ref_acc,
+                           max(n) AS ref_n
+                    FROM arms WHERE NOT shadow GROUP BY model_name),
+                paired AS (
+                    SELECT a.model_name AS model_name, a.model_version AS model_version, a.shadow AS shadow,
+                           count() AS pairs, avg(toFloat64(a.correct) - toFloat64(b.correct)) AS diff,
+                           stddevSamp(toFloat64(a.correct) - toFloat64(b.correct)) AS diff_sd
+                    FROM scored AS a
+                    INNER JOIN (SELECT s.model_name AS model_name, s.event_id AS event_id, s.correct AS correct
+                                FROM scored AS s INNER JOIN reference AS r ON s.model_name = r.model_name
+                                WHERE NOT s.shadow AND s.model_version = r.ref_version) AS b
+                        ON a.model_name = b.model_name AND a.event_id = b.event_id
+                    GROUP BY model_name, model_version, shadow),
+                latency AS (
+                    SELECT model_name, model_version, shadow,
+                           quantile(0.5)(dateDiff('millisecond', event_time, prediction_time)) AS p50,
+                           quantile(0.99)(dateDiff('millisecond', event_time, prediction_time)) AS p99
+                    FROM predictions FINAL WHERE {WHERE}
+                    GROUP BY model_name, model_version, shadow),
+                compared AS (
+                    SELECT arms.model_name AS model_name, arms.model_version AS model_version, arms.shadow AS shadow,
+                           arms.n AS n, arms.acc AS acc, arms.ll AS ll, arms.ll_sd AS ll_sd,
+                           reference.ref_version AS ref_version, reference.ref_n AS ref_n, paired.pairs AS pairs,
+                           if(paired.pairs > 1, paired.diff, arms.acc - reference.ref_acc) AS difference,
+                           if(paired.pairs > 1, paired.diff_sd / sqrt(paired.pairs),
+                              sqrt(arms.acc * (1 - arms.acc) / arms.n
+                                   + reference.ref_acc * (1 - reference.ref_acc) / reference.ref_n)) AS difference_se
+                    FROM arms
+                    LEFT JOIN reference ON arms.model_name = reference.model_name
+                    LEFT JOIN paired ON arms.model_name = paired.model_name
+                        AND arms.model_version = paired.model_version AND arms.shadow = paired.shadow)
+            SELECT c.model_name AS model_name, c.model_version AS model_version,
+                   if(c.shadow, 'shadow', 'serving') AS arm, c.n AS outcomes,
+                   round(c.acc, 4) AS accuracy,
+                   round(greatest(0, c.acc - 1.96 * sqrt(c.acc * (1 - c.acc) / c.n)), 4) AS accuracy_low,
+                   round(least(1, c.acc + 1.96 * sqrt(c.acc * (1 - c.acc) / c.n)), 4) AS accuracy_high,
+                   round(c.ll, 4) AS log_loss, round(1.96 * c.ll_sd / sqrt(c.n), 4) AS log_loss_pm,
+                   (c.model_version = c.ref_version AND NOT c.shadow) OR c.ref_n = 0 AS reference_arm,
+                   if(reference_arm, NULL, round(c.difference, 4)) AS difference,
+                   if(reference_arm, NULL, if(c.pairs > 1, 'paired', 'arms')) AS compared,
+                   if(reference_arm, NULL, round(if(c.difference_se > 0, erfc(abs(c.difference / c.difference_se)
+                      / sqrt(2)), if(c.difference = 0, 1, 0)), 4)) AS p_value,
+                   if(l.model_name = '', NULL, l.p50) AS p50_ms, if(l.model_name = '', NULL, l.p99) AS p99_ms
+            FROM compared AS c
+            LEFT JOIN latency AS l ON c.model_name = l.model_name AND c.model_version = l.model_version
+                AND c.shadow = l.shadow
+            ORDER BY model_name, arm, model_version
+            """,
+        ),
+        Query(
             "labels",
             "label coverage (served predictions that got a label) and label delay by model version",
             f"""
