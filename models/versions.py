@@ -49,7 +49,7 @@ def make_version(
     """A version of ``model`` with its artifact attached (inline or in the store's directory).
 
     An MLP's lineage always carries its hidden widths: a state dict can't be loaded without them.
-    Boosted trees are written as ONNX only.
+    Other families are written as ONNX only.
     """
     if len(feature_names) != model.n_features or len(classes) != model.n_classes:
         raise ValueError("feature names and classes must match the model's input and output widths")
@@ -59,7 +59,7 @@ def make_version(
     elif isinstance(model, TabularMLP):
         data = state_dict_bytes(model)
     else:
-        raise ValueError("boosted trees are written as ONNX only")
+        raise ValueError("only the MLP has a torch artifact: other families are written as ONNX only")
     if isinstance(model, TabularMLP):
         widths = ",".join(str(width) for width in model.hidden)
         lineage = lineage | {"hyperparameters": {"hidden": widths, **lineage["hyperparameters"]}}

@@ -235,7 +235,12 @@ def add_models_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) 
     p.add_argument("--classes", type=int, default=2, help="synthetic data: number of classes")
     p.add_argument("--rows", type=int, default=20000, help="synthetic data: rows")
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--family", default="mlp", choices=list(FAMILIES), help="the tabular MLP or gradient-boosted trees")
+    p.add_argument(
+        "--family",
+        default="mlp",
+        choices=list(FAMILIES),
+        help="a built-in family: the tabular MLP or gradient-boosted trees",
+    )
     p.add_argument("--epochs", type=int, default=TrainConfig().epochs, help="epochs of the MLP")
     p.add_argument("--serve", action="store_true", help="promote it to serving right away")
     p = action("promote", cmd_promote, "make a version serving (after the serving checks), or --shadow")

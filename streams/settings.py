@@ -6,6 +6,7 @@ Each class is passed into the constructors that need it; nothing reads settings 
 from __future__ import annotations
 
 import json
+from importlib.metadata import entry_points
 from pathlib import Path
 from typing import Any, Literal
 from urllib.parse import urlsplit
@@ -313,7 +314,9 @@ class SinkSettings(BaseSettings):
 
 
 MODEL_FAMILIES = ("mlp", "trees")
-"""The families of :mod:`models.families`, named here so that settings load without torch."""
+"""The built-in families of :mod:`models.families`, named here so that settings load without torch."""
+TRAINER_ENTRY_POINTS = "loopline.trainers"
+"""The entry-point group of families that installed packages provide (:mod:`models.plugins`)."""
 
 
 class TrainerSettings(BaseSettings):
@@ -344,8 +347,9 @@ class TrainerSettings(BaseSettings):
     seed: int = 0
     """Seed of every random choice in training."""
     families: str = "mlp,trees"
-    """Model families a retrain chooses from (comma-separated, of mlp and trees): each is trained on
-    the older part of the training rows and the best on the newest part is trained on them all."""
+    """Model families a retrain chooses from (comma-separated: mlp, trees, or a family an installed
+    package provides as a ``loopline.trainers`` entry point): each is trained on the older part of
+    the training rows and the best on the newest part is trained on them all."""
     device: Literal["auto", "cpu", "cuda"] = "auto"
     """Training device of the MLP; auto uses a GPU when torch sees one (trees train on the CPU)."""
     threads: int = Field(default=1, ge=1)
@@ -364,10 +368,11 @@ class TrainerSettings(BaseSettings):
     @classmethod
     def _known_families(cls, value: str) -> str:
         names = [name.strip() for name in value.split(",") if name.strip()]
-        unknown = sorted(set(names) - set(MODEL_FAMILIES))
+        known = [*MODEL_FAMILIES, *sorted(point.name for point in entry_points(group=TRAINER_ENTRY_POINTS))]
+        unknown = sorted(set(names) - set(known))
         if not names or unknown:
             named = f", not {', '.join(unknown)}" if unknown else ""
-            raise ValueError(f"families must name some of {', '.join(MODEL_FAMILIES)}{named}")
+            raise ValueError(f"families must name some of {', '.join(known)}{named}")
         return ",".join(dict.fromkeys(names))
 
     @property

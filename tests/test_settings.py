@@ -4,9 +4,11 @@ import pytest
 from pydantic import ValidationError
 
 from models.families import FAMILIES
+from models.plugins import GROUP
 from streams.cli import main
 from streams.settings import (
     MODEL_FAMILIES,
+    TRAINER_ENTRY_POINTS,
     ClickHouseSettings,
     InferenceSettings,
     KafkaSettings,
@@ -27,7 +29,7 @@ def test_settings_come_from_prefixed_environment_variables(monkeypatch):
 
 
 def test_the_trainer_families_are_the_models_families_named_once_each(monkeypatch):
-    assert tuple(FAMILIES) == MODEL_FAMILIES
+    assert tuple(FAMILIES) == MODEL_FAMILIES and TRAINER_ENTRY_POINTS == GROUP
     monkeypatch.setenv("LOOPLINE_TRAINER_FAMILIES", " trees, mlp,trees")
     assert TrainerSettings().family_names == ["trees", "mlp"]
     for wrong in ("trees,forest", ","):

@@ -72,7 +72,9 @@ def reproduce(kafka: KafkaSettings, version: ModelVersion, store: ArtifactStore)
     elif isinstance(model, TabularMLP):
         again = state_dict_bytes(model)
     else:
-        raise RegistryError(f"version {version.version} of {version.model_name} is boosted trees stored as torch")
+        raise RegistryError(
+            f"version {version.version} of {version.model_name} is a torch artifact of another family than the MLP"
+        )
     published = store.fetch(version)
     ranges = ", ".join(f"{r['topic']}[{r['partition']}] {r['start']}..{r['end']}" for r in lineage["data"])
     if again == published:
