@@ -8,9 +8,10 @@ A serving version comes with its fallbacks: the same version on the CPU when it 
 the previous good version. When the backend raises on a batch (a CUDA error, out of memory, a row
 the graph can't take), the batch is split in halves until each failing row is alone; those rows
 are served by the first fallback that takes them, each prediction marked with the version that
-made it, and only a row that nothing serves is a dead letter (``backend-error``). When the serving
-backend fails on a whole batch and on the probe batch too (it is broken, not the rows), the worker
-serves the fallback from then on, until the next version is staged. A shadow version that fails
+made it, and only a row that nothing serves is a dead letter (``backend-error``). A backend that
+fails on a whole batch and on the probe batch too is broken, not the rows: the batch goes to the
+fallback whole, and when that is the serving backend the worker serves the fallback from then on,
+until the next version is staged. A shadow version that fails
 is skipped for that batch: it never costs the serving path a prediction.
 """
 
@@ -23,7 +24,6 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from models import Backend
 from streams.codec.features import FeatureBatch
 from streams.deadletters import DeadLetters
 from streams.inference.loader import LoadedModel, are_probabilities, probe_batch
@@ -68,21 +68,25 @@ class BatchOutput(Produced):
         return self.to(Topic.SHADOW_PREDICTIONS)
 
 
-def _predict(backend: Backend, matrix: np.ndarray, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, str]:
-    """Score ``matrix[rows]``, halving a batch that fails until each failing row is alone.
+def _predict(model: LoadedModel, matrix: np.ndarray, rows: np.ndarray,
+             top: bool = True) -> tuple[np.ndarray, np.ndarray, np.ndarray, str]:  # fmt: skip
+    """Score ``matrix[rows]`` with ``model``, halving a batch that fails until each failing row is alone;
+    a backend that fails on the whole batch and on the probe batch is broken, and is not tried row by row.
 
     Returns:
-        The rows scored, their scores, the rows that failed alone, and the last error (or "").
+        The rows scored, their scores, the rows that failed alone (or all, when broken), and the last error.
     """
+    none = np.zeros((0, 0), dtype=np.float32)
     try:
-        return rows, backend.predict(matrix[rows]), rows[:0], ""
+        return rows, model.backend.predict(matrix[rows]), rows[:0], ""
     except Exception as exc:  # any runtime's failure: find the rows it is about
-        if len(rows) == 1:
-            return rows[:0], np.zeros((0, 0), dtype=np.float32), rows, f"{type(exc).__name__}: {exc}"
+        error = f"{type(exc).__name__}: {exc}"
+        if len(rows) == 1 or (top and _broken(model)):
+            return rows[:0], none, rows, error
     half = len(rows) // 2
-    first, second = _predict(backend, matrix, rows[:half]), _predict(backend, matrix, rows[half:])
+    first, second = _predict(model, matrix, rows[:half], False), _predict(model, matrix, rows[half:], False)
     scored = [part for part in (first, second) if len(part[0])]
-    scores = np.concatenate([part[1] for part in scored]) if scored else np.zeros((0, 0), dtype=np.float32)
+    scores = np.concatenate([part[1] for part in scored]) if scored else none
     return (np.concatenate([first[0], second[0]]), scores, np.concatenate([first[2], second[2]]),
             second[3] or first[3])  # fmt: skip
 
@@ -176,7 +180,7 @@ class InferenceCore:
         parts = []
         rows, error = np.arange(len(matrix)), ""
         for model in chain:
-            scored, scores, rows, failure = _predict(model.backend, matrix, rows)
+            scored, scores, rows, failure = _predict(model, matrix, rows)
             error = failure or error
             if len(scored):
                 parts.append((model, scored, scores))
