@@ -79,8 +79,8 @@ def test_a_candidate_better_on_recent_data_that_fails_the_set_is_rejected_with_t
     registry, store = served
     x, y = sample(Concept(seed=1, n_features=N_FEATURES), 60, seed=7)  # cases the team cares about
     write_set(tmp_path, x, y)
-    recent_x, recent_y = sample(Concept(seed=2, n_features=N_FEATURES), 2000, seed=5)
-    window = Window(recent_x, [CLASSES[c] for c in recent_y], [{"topic": "o", "partition": 0, "start": 0, "end": 1999}])
+    recent_x, recent_y = sample(Concept(seed=2, n_features=N_FEATURES), 1000, seed=5)
+    window = Window(recent_x, [CLASSES[c] for c in recent_y], [{"topic": "o", "partition": 0, "start": 0, "end": 999}])
     trainer = Trainer(TrainerSettings(device="cpu"), store, RegistrySettings(regression_dir=tmp_path))
     decision = trainer.retrain(registry, "m", window, "drift")
     assert not decision.promoted and decision.candidate.status == Status.REJECTED
