@@ -79,25 +79,23 @@ def training_rows(window: Window, classes: list[str]) -> tuple[np.ndarray, np.nd
     return window.x[known] if len(known) else window.x, y
 
 
-def training_config(version: ModelVersion, seed: int, family: str) -> Config:
-    """The hyper-parameters of ``version`` for ``family`` (the family's defaults where ``version`` is of
-    another family or records none), with ``seed``."""
-    recorded = version.lineage.get("hyperparameters", {})
-    if recorded.get("family", "mlp") != family:
-        recorded = {}
-    return config_from_strings(defaults(family).as_strings() | recorded | {"seed": str(seed)})
-
-
 def family_of(version: ModelVersion) -> str:
     """The family of ``version`` as its lineage records it (an MLP where it names none)."""
     return version.lineage.get("hyperparameters", {}).get("family", "mlp")
+
+
+def training_config(version: ModelVersion, seed: int, family: str) -> Config:
+    """The hyper-parameters of ``version`` for ``family`` (the family's defaults where ``version`` is of
+    another family or records none), with ``seed``."""
+    recorded = version.lineage.get("hyperparameters", {}) if family_of(version) == family else {}
+    return config_from_strings(defaults(family).as_strings() | recorded | {"seed": str(seed)})
 
 
 class Trainer:
     """Trains, gates and describes new versions of any registered model."""
 
     def __init__(self, settings: TrainerSettings, store: ArtifactStore, registry: RegistrySettings) -> None:
-        self.settings, self.store, self.registry = settings, store, registry
+        self.settings, self.store, self.registry_settings = settings, store, registry
         self.checks = InferenceSettings(device="cpu")
 
     def warm_up(self) -> None:
@@ -243,7 +241,7 @@ class Trainer:
         draft = replace(draft, metrics=metrics)
         passed = verdict.passed
         if passed:
-            draft, cases = check_version(self.registry, draft, checked, served)
+            draft, cases = check_version(self.registry_settings, draft, checked, served)
             passed = cases.passed
             figures += f"; {cases.figures}" if passed and cases.figures else ""
         staging = self.settings.staging_outcomes

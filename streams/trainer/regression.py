@@ -69,15 +69,18 @@ def regression_set(settings: RegistrySettings, version: ModelVersion) -> Regress
     path = settings.regression_dir / f"{version.model_name}.csv"
     if not path.is_file():
         return None
-    data = path.read_bytes()
-    rows = list(csv.DictReader(io.StringIO(data.decode("utf-8"))))
+    try:
+        data = path.read_bytes()
+        rows = list(csv.DictReader(io.StringIO(data.decode("utf-8"))))
+    except (OSError, UnicodeDecodeError, csv.Error) as exc:
+        raise RegressionError(f"{path} can't be read as UTF-8 CSV: {exc}") from exc
     missing = [name for name in [*version.feature_names, "label"] if rows and name not in rows[0]]
     if not rows or missing:
         raise RegressionError(f"{path}: " + (f"no column {', '.join(missing)}" if rows else "no cases"))
     try:
         x = np.array([[float(row[name]) for name in version.feature_names] for row in rows], dtype=np.float32)
         y = np.array([version.classes.index(row["label"]) for row in rows], dtype=np.int64)
-    except ValueError as exc:
+    except (TypeError, ValueError) as exc:  # a short row gives None for its missing values
         raise RegressionError(f"{path}: {exc} (features are numbers, labels one of {version.classes})") from exc
     if not np.isfinite(x).all():
         raise RegressionError(f"{path}: a feature is NaN or infinite")

@@ -48,6 +48,8 @@ class _Pairs:
     """Outcomes of one staged version waiting for their other half, and the pairs made."""
 
     waiting: OrderedDict[str, bool] = field(default_factory=OrderedDict)
+    paired: set[str] = field(default_factory=set)
+    """Event ids paired already: an outcome read twice (at-least-once) counts once."""
     staged: list[bool] = field(default_factory=list)
     serving: list[bool] = field(default_factory=list)
 
@@ -76,7 +78,7 @@ class Staging:
             _remember(served, event, correct, self.memory)
             for key, pairs in self.pairs.items():
                 if key[0] == model and key not in self.judged and event in pairs.waiting:
-                    verdict = self._pair(key, pairs, pairs.waiting.pop(event), correct)
+                    verdict = self._pair(key, pairs, event, pairs.waiting.pop(event), correct)
                     if verdict is not None:
                         return verdict
             return None
@@ -88,7 +90,7 @@ class Staging:
         if serving is None:
             _remember(pairs.waiting, event, correct, self.memory)
             return None
-        return self._pair(key, pairs, correct, serving)
+        return self._pair(key, pairs, event, correct, serving)
 
     def _staged(self, key: tuple[str, int]) -> bool:
         try:
@@ -97,7 +99,11 @@ class Staging:
             return False
         return version.status == Status.SHADOW and STAGING_METRIC in version.metrics
 
-    def _pair(self, key: tuple[str, int], pairs: _Pairs, staged: bool, serving: bool) -> StagingVerdict | None:
+    def _pair(self, key: tuple[str, int], pairs: _Pairs, event: str, staged: bool,
+              serving: bool) -> StagingVerdict | None:  # fmt: skip
+        if event in pairs.paired:
+            return None
+        pairs.paired.add(event)
         pairs.staged.append(staged)
         pairs.serving.append(serving)
         needed = int(self.lookup(*key).metrics[STAGING_METRIC])

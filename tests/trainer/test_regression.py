@@ -56,6 +56,12 @@ def test_a_set_is_read_by_feature_name_and_a_broken_one_says_why(tmp_path, serve
     (tmp_path / "m.csv").write_text(",".join([*NAMES, "label"]) + "\n" + ",".join(["0"] * N_FEATURES + ["maybe"]))
     with pytest.raises(RegressionError, match="labels one of"):
         regression_set(settings, version)
+    (tmp_path / "m.csv").write_text(",".join([*NAMES, "label"]) + "\n0,1\n")  # a short row
+    with pytest.raises(RegressionError, match="labels one of"):
+        regression_set(settings, version)
+    (tmp_path / "m.csv").write_bytes(b"x0,label\n\xff\xfe,yes\n")
+    with pytest.raises(RegressionError, match="can't be read as UTF-8 CSV"):
+        regression_set(settings, version)
 
 
 def test_no_loss_refuses_a_candidate_that_loses_a_case_the_serving_version_gets_right(tmp_path, served):

@@ -62,3 +62,15 @@ def test_a_shadow_put_there_by_hand_is_never_judged_and_unpaired_outcomes_count_
     for i in range(50):  # each version on other events: no pair
         assert staging.add(outcome(f"a{i}", 1, False, False)) is None
         assert staging.add(outcome(f"b{i}", 2, True, True)) is None
+
+
+def test_an_outcome_read_twice_counts_once():
+    registry = registry_with(3)
+    staging = Staging(TrainerSettings(), registry.get)
+    halves = [outcome("e0", 1, False, False), outcome("e0", 2, True, True)]
+    for half in halves * 3:  # at-least-once: the same pair read three times
+        assert staging.add(half) is None
+    verdicts = [staging.add(half) for i in (1, 2) for half in (outcome(f"e{i}", 1, False, False),
+                                                            outcome(f"e{i}", 2, True, True))]  # fmt: skip
+    [verdict] = [v for v in verdicts if v is not None]
+    assert "on 3 outcomes" in verdict.figures
