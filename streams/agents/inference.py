@@ -23,7 +23,7 @@ from models import ArtifactStore, ModelVersion, Registry
 from streams.agents.app import make_app
 from streams.codec import Codec, CodecError
 from streams.deadletters import DeadLetters
-from streams.inference.core import BatchOutput, InferenceCore
+from streams.inference.core import BatchOutput, InferenceCore, where
 from streams.inference.loader import LoadedModel, ModelRejected, admit
 from streams.kafka.clients import consume, make_sender, send_all
 from streams.kafka.config import confluent_config
@@ -298,11 +298,8 @@ def _record_metrics(model: str, produced: Produced) -> None:
     for served_by, count in out.fallback_rows.items():
         RUNTIME_FALLBACK_ROWS.labels(model, str(out.version), served_by).inc(count)
     if out.switched_to is not None:
-        switched = out.switched_to
-        BACKEND_SWITCHES.labels(
-            model, str(out.version), f"{switched.version.version}/{switched.backend.info.device}"
-        ).inc()
-        SERVING_VERSION.labels(model, "serving").set(switched.version.version)
+        BACKEND_SWITCHES.labels(model, str(out.version), where(out.switched_to)).inc()
+        SERVING_VERSION.labels(model, "serving").set(out.switched_to.version.version)
     if out.shadow_failed:
         SHADOW_FAILURES.labels(model).inc()
     if out.predictions:

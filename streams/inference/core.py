@@ -29,7 +29,7 @@ from streams.deadletters import DeadLetters
 from streams.inference.loader import LoadedModel, are_probabilities, probe_batch
 from streams.records import KeyValue, Produced, SourceRecord, Topic
 
-__all__ = ["BatchOutput", "InferenceCore", "NotServing"]
+__all__ = ["BatchOutput", "InferenceCore", "NotServing", "where"]
 
 log = logging.getLogger(__name__)
 
@@ -68,27 +68,43 @@ class BatchOutput(Produced):
         return self.to(Topic.SHADOW_PREDICTIONS)
 
 
-def _predict(model: LoadedModel, matrix: np.ndarray, rows: np.ndarray,
-             top: bool = True) -> tuple[np.ndarray, np.ndarray, np.ndarray, str]:  # fmt: skip
-    """Score ``matrix[rows]`` with ``model``, halving a batch that fails until each failing row is alone;
-    a backend that fails on the whole batch and on the probe batch is broken, and is not tried row by row.
+_NONE = np.zeros((0, 0), dtype=np.float32)
+
+
+def _predict(model: LoadedModel, matrix: np.ndarray,
+             rows: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, str, bool]:  # fmt: skip
+    """Score ``matrix[rows]`` with ``model``; a batch that fails is halved until each failing row is alone,
+    unless the backend fails on the probe batch too: then it is broken, and not tried row by row.
 
     Returns:
-        The rows scored, their scores, the rows that failed alone (or all, when broken), and the last error.
+        The rows scored, their scores, the rows that failed (all, when broken), the last error, and
+        whether the backend is broken.
     """
-    none = np.zeros((0, 0), dtype=np.float32)
     try:
-        return rows, model.backend.predict(matrix[rows]), rows[:0], ""
-    except Exception as exc:  # any runtime's failure: find the rows it is about
+        return rows, model.backend.predict(matrix[rows]), rows[:0], "", False
+    except Exception as exc:  # any runtime's failure: the rows, or the backend?
         error = f"{type(exc).__name__}: {exc}"
-        if len(rows) == 1 or (top and _broken(model)):
-            return rows[:0], none, rows, error
-    half = len(rows) // 2
-    first, second = _predict(model, matrix, rows[:half], False), _predict(model, matrix, rows[half:], False)
-    scored = [part for part in (first, second) if len(part[0])]
-    scores = np.concatenate([part[1] for part in scored]) if scored else none
-    return (np.concatenate([first[0], second[0]]), scores, np.concatenate([first[2], second[2]]),
-            second[3] or first[3])  # fmt: skip
+    if _broken(model):
+        return rows[:0], _NONE, rows, error, True
+    return (*_halve(model, matrix, rows, error), False)
+
+
+def _halve(model: LoadedModel, matrix: np.ndarray, rows: np.ndarray,
+           error: str) -> tuple[np.ndarray, np.ndarray, np.ndarray, str]:  # fmt: skip
+    """``matrix[rows]``, which failed as a whole with ``error``: each half scored, or halved again, until
+    each failing row is alone. Returns the rows scored, their scores, the rows failed and the last error."""
+    if len(rows) == 1:
+        return rows[:0], _NONE, rows, error
+    parts = []
+    for half in (rows[: len(rows) // 2], rows[len(rows) // 2 :]):
+        try:
+            parts.append((half, model.backend.predict(matrix[half]), half[:0], ""))
+        except Exception as exc:  # this half holds a failing row
+            parts.append(_halve(model, matrix, half, f"{type(exc).__name__}: {exc}"))
+    scored = [part for part in parts if len(part[0])]
+    return (np.concatenate([part[0] for part in parts]),
+            np.concatenate([part[1] for part in scored]) if scored else _NONE,
+            np.concatenate([part[2] for part in parts]), parts[1][3] or parts[0][3] or error)  # fmt: skip
 
 
 def _broken(model: LoadedModel) -> bool:
@@ -100,7 +116,8 @@ def _broken(model: LoadedModel) -> bool:
     return False
 
 
-def _where(model: LoadedModel) -> str:
+def where(model: LoadedModel) -> str:
+    """``<version>/<device>``: which version served, and on what."""
     return f"{model.version.version}/{model.backend.info.device}"
 
 
@@ -178,25 +195,26 @@ class InferenceCore:
         assert self.serving is not None
         chain = [self.serving, *self.fallbacks]
         parts = []
-        rows, error = np.arange(len(matrix)), ""
+        rows, error, serving_broken = np.arange(len(matrix)), "", False
         for model in chain:
-            scored, scores, rows, failure = _predict(model, matrix, rows)
+            scored, scores, rows, failure, broken = _predict(model, matrix, rows)
+            serving_broken = serving_broken or (broken and model is self.serving)
             error = failure or error
             if len(scored):
                 parts.append((model, scored, scores))
                 if model is not self.serving:
-                    out.fallback_rows[_where(model)] = len(scored)
+                    out.fallback_rows[where(model)] = len(scored)
             if not len(rows):
                 break
         if len(rows):
             out.fallback_rows["none"] = len(rows)
         if out.fallback_rows:
-            log.warning("version %s failed at run time on %d of %d rows (%s); served by %s", _where(self.serving),
+            log.warning("version %s failed at run time on %d of %d rows (%s); served by %s", where(self.serving),
                         sum(out.fallback_rows.values()), len(matrix), error, out.fallback_rows)  # fmt: skip
-        if parts and parts[0][0] is not self.serving and _broken(self.serving):
+        if parts and serving_broken:
             out.switched_to = parts[0][0]
             log.error("version %s fails on the probe batch too: serving %s from now on, until the next version",
-                      _where(self.serving), _where(out.switched_to))  # fmt: skip
+                      where(self.serving), where(out.switched_to))  # fmt: skip
             self.serving, self.fallbacks = out.switched_to, chain[chain.index(out.switched_to) + 1 :]
         return parts, rows, error
 
@@ -229,7 +247,7 @@ class InferenceCore:
             scores = shadow.backend.predict(batch.matrix[rows])
         except Exception as exc:  # the shadow is never worth a served prediction
             out.shadow_failed = True
-            log.warning("shadow version %s failed on a batch of %d rows, skipped: %r", _where(shadow), len(rows), exc)
+            log.warning("shadow version %s failed on a batch of %d rows, skipped: %r", where(shadow), len(rows), exc)
             return
         out.shadow_inference_s = time.perf_counter() - start
         ok = are_probabilities(scores)
