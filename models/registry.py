@@ -7,6 +7,8 @@ order; it does no I/O, so the CLI, the trainer and every inference worker share 
 - the serving version of a model is the one whose latest record says ``serving`` (the most recently
   published, should two say so);
 - promoting a version publishes it as serving and the previous serving version as retired;
+- a canary serves a share of the entities (its ``traffic``) instead of the serving version; one
+  canary per model: starting another rejects the one before;
 - rolling back publishes an earlier version as serving and the current one as retired;
 - a version record is immutable once published: only its status (with its reason, time and id)
   changes. A later record of the same version with another artifact, features, classes or
@@ -33,6 +35,7 @@ class Status(StrEnum):
 
     CANDIDATE = "candidate"
     SHADOW = "shadow"
+    CANARY = "canary"
     SERVING = "serving"
     RETIRED = "retired"
     REJECTED = "rejected"
@@ -52,7 +55,7 @@ class Outputs(StrEnum):
     LOGITS = "logits"
 
 
-STATUS_FIELDS = frozenset({"status", "reason", "event_time", "event_id"})
+STATUS_FIELDS = frozenset({"status", "traffic", "reason", "event_time", "event_id"})
 """The fields a later record of a version may change; every other field is fixed by its first record."""
 
 
@@ -96,6 +99,8 @@ class ModelVersion:
     metrics: dict[str, float] = field(default_factory=dict)
     lineage: dict[str, Any] = field(default_factory=empty_lineage)
     reason: str = ""
+    traffic: float = 0.0
+    """A canary's share of the entities; 0 for any other status."""
     created_time: int = field(default_factory=now_ms)
     event_time: int = field(default_factory=now_ms)
     event_id: str = field(default_factory=lambda: str(uuid.uuid4()))
@@ -115,9 +120,12 @@ class ModelVersion:
         """Kafka key on the compacted topic: one record per model and version survives."""
         return f"{self.model_name}:{self.version}"
 
-    def with_status(self, status: Status, reason: str) -> ModelVersion:
-        """The same version with a new status, as a new record."""
-        return replace(self, status=status, reason=reason, event_time=now_ms(), event_id=str(uuid.uuid4()))
+    def with_status(self, status: Status, reason: str, traffic: float = 0.0) -> ModelVersion:
+        """The same version with a new status (a canary's with its ``traffic``), as a new record."""
+        if (status == Status.CANARY) != (0.0 < traffic < 1.0):
+            raise RegistryError(f"a canary serves a share between 0 and 1 of the entities, not {status} at {traffic}")
+        return replace(self, status=status, reason=reason, traffic=traffic, event_time=now_ms(),
+                       event_id=str(uuid.uuid4()))  # fmt: skip
 
     def to_record(self) -> dict[str, Any]:
         """The Avro record (``schemas/model_version.avsc``)."""
@@ -127,6 +135,7 @@ class ModelVersion:
             "model_name": self.model_name,
             "version": self.version,
             "status": self.status.value,
+            "traffic": self.traffic,
             "reason": self.reason,
             "created_time": self.created_time,
             "artifact_format": self.artifact_format.value,
@@ -155,6 +164,7 @@ class ModelVersion:
             metrics=dict(record["metrics"]),
             lineage=record["lineage"],
             reason=record["reason"],
+            traffic=record["traffic"],
             created_time=record["created_time"],
             event_time=record["event_time"],
             event_id=record["event_id"],
@@ -222,6 +232,10 @@ class Registry:
         """The version that runs in shadow of the serving one, if any."""
         return self._latest_with(model_name, Status.SHADOW)
 
+    def canary(self, model_name: str) -> ModelVersion | None:
+        """The version that serves a share of ``model_name``'s entities instead of the serving one, if any."""
+        return self._latest_with(model_name, Status.CANARY)
+
     def contract(self, model_name: str) -> list[str] | None:
         """The feature names a version of ``model_name`` must take to serve, None before any version served.
 
@@ -249,6 +263,24 @@ class Registry:
         current = self.serving(model_name)
         if current is not None and current.version != version:
             records.insert(0, current.with_status(Status.RETIRED, f"replaced by version {version}: {reason}"))
+        return records
+
+    def start_canary(self, model_name: str, version: int, traffic: float, reason: str) -> list[ModelVersion]:
+        """Records that make ``version`` the canary at ``traffic`` (or move its traffic), rejecting another canary.
+
+        Raises:
+            RegistryError: nothing serves (a canary serves beside a serving version), the version
+                serves already, or ``traffic`` is not between 0 and 1.
+        """
+        target = self.get(model_name, version)
+        serving = self.serving(model_name)
+        if serving is None or serving.version == version:
+            raise RegistryError(f"version {version} of {model_name!r} can't be a canary: "
+                                + ("it serves" if serving else "nothing serves beside it"))  # fmt: skip
+        records = [target.with_status(Status.CANARY, reason, traffic)]
+        earlier = self.canary(model_name)
+        if earlier is not None and earlier.version != version:
+            records.insert(0, earlier.with_status(Status.REJECTED, f"superseded by canary version {version}"))
         return records
 
     def rollback(self, model_name: str, reason: str, to: int) -> list[ModelVersion]:

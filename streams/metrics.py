@@ -13,6 +13,8 @@ from streams.settings import MetricsSettings
 __all__ = [
     "BACKEND_SWITCHES",
     "BATCH_SIZE",
+    "CANARY_STEPS",
+    "CANARY_TRAFFIC",
     "CONSUMER_LAG",
     "DEAD_LETTERS",
     "DRIFT_EVENTS",
@@ -71,6 +73,9 @@ LATENCY_SECONDS = Histogram(
     buckets=[0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60],
 )
 SERVING_VERSION = Gauge("loopline_serving_version", "Model version this worker serves", ["model", "role"])
+CANARY_TRAFFIC = Gauge(
+    "loopline_canary_traffic", "Share of the entities this worker's canary version serves", ["model"]
+)
 MODEL_SWAPS = Counter("loopline_model_swaps", "Versions swapped in", ["model", "role"])
 MODEL_REJECTIONS = Counter("loopline_model_rejections", "Versions that failed their checks", ["model", "reason"])
 MODEL_FALLBACKS = Counter(
@@ -90,6 +95,11 @@ BACKEND_SWITCHES = Counter(
 )
 STAGING_VERDICTS = Counter(
     "loopline_staging_verdicts", "Staged versions judged on live outcomes, by verdict", ["model", "verdict"]
+)
+CANARY_STEPS = Counter(
+    "loopline_canary_steps",
+    "Canary steps judged on live outcomes, by verdict (advanced, promoted, aborted)",
+    ["model", "verdict"],
 )
 SHADOW_FAILURES = Counter("loopline_shadow_failures", "Batches the shadow version failed on (skipped)", ["model"])
 OUTCOMES_OUT = Counter("loopline_outcomes_out", "Outcomes emitted by the join", ["model"])

@@ -155,7 +155,11 @@ def cmd_promote(args: argparse.Namespace, kafka: KafkaSettings, registry: Regist
         _publish(kafka, [version.with_status(Status.SHADOW, args.reason)])
         return
     _, figures = _regression(registry, version, loaded)
-    _publish(kafka, registry.promote(args.model, args.version, "; ".join(filter(None, [args.reason, figures]))))
+    reason = "; ".join(filter(None, [args.reason, figures]))
+    if args.canary is not None:
+        _publish(kafka, registry.start_canary(args.model, args.version, args.canary, reason))
+        return
+    _publish(kafka, registry.promote(args.model, args.version, reason))
 
 
 def _regression(registry: Registry, version: ModelVersion, loaded: LoadedModel) -> tuple[ModelVersion, str]:
@@ -170,6 +174,13 @@ def _regression(registry: Registry, version: ModelVersion, loaded: LoadedModel) 
     if not verdict.passed:
         raise ModelRejected("regression", f"version {version.version} can't serve: {verdict.figures}")
     return version, verdict.figures
+
+
+def _share(text: str) -> float:
+    share = float(text)
+    if not 0 < share < 1:
+        raise argparse.ArgumentTypeError(f"a canary's share is between 0 and 1 (exclusive), not {text}")
+    return share
 
 
 def cmd_rollback(args: argparse.Namespace, kafka: KafkaSettings, registry: Registry) -> None:
@@ -243,9 +254,13 @@ def add_models_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) 
     )
     p.add_argument("--epochs", type=int, default=TrainConfig().epochs, help="epochs of the MLP")
     p.add_argument("--serve", action="store_true", help="promote it to serving right away")
-    p = action("promote", cmd_promote, "make a version serving (after the serving checks), or --shadow")
+    p = action("promote", cmd_promote, "make a version serving (after the serving checks), a --canary, or --shadow")
     p.add_argument("version", type=int)
-    p.add_argument("--shadow", action="store_true", help="run it in shadow of the serving version instead")
+    arm = p.add_mutually_exclusive_group()
+    arm.add_argument("--shadow", action="store_true", help="run it in shadow of the serving version instead")
+    arm.add_argument("--canary", type=_share, metavar="SHARE",
+                     help="serve this share of the entities (0 to 1) instead of the serving version; "
+                          "the trainer ramps it when LOOPLINE_TRAINER_CANARY_STEPS is set")  # fmt: skip
     p.add_argument("--reason", default="promoted by hand")
     p = action("rollback", cmd_rollback, "put the previous version that passes its checks back to serving")
     p.add_argument("--to", type=int, help="the version to return to (default: the newest earlier one that passes)")

@@ -359,6 +359,16 @@ class TrainerSettings(BaseSettings):
     """0: a candidate that passes the gate serves at once. N: it runs in shadow first and serves only when
     it beats the serving version on N labeled outcomes of the same events (the gate's test); otherwise
     it is rejected."""
+    canary_steps: str = ""
+    """Empty: a candidate that passes the gate (and staging, if set) serves at once. Rising shares of the
+    entities below 1 (e.g. 0.05,0.25,0.5): it serves each in turn as a canary, each until both arms have
+    ``LOOPLINE_TRAINER_CANARY_OUTCOMES`` outcomes in the step, then serves all; it is rejected at the
+    step where its online accuracy is below the serving version's by more than
+    ``LOOPLINE_TRAINER_CANARY_MARGIN`` plus the noise. A canary started by hand is ramped the same way."""
+    canary_outcomes: int = Field(default=300, ge=2)
+    """Labeled outcomes each arm (canary and serving version) needs in a step before it is judged."""
+    canary_margin: float = Field(default=0.02, ge=0)
+    """Online accuracy by which a canary may be worse than the serving version, on top of the noise."""
     guard_outcomes: int = Field(default=500, ge=1)
     """Outcomes of a newly serving version, and of its predecessor before it, that the rollback guard compares."""
     guard_margin: float = Field(default=0.05, ge=0)
@@ -374,6 +384,22 @@ class TrainerSettings(BaseSettings):
             named = f", not {', '.join(unknown)}" if unknown else ""
             raise ValueError(f"families must name some of {', '.join(known)}{named}")
         return ",".join(dict.fromkeys(names))
+
+    @field_validator("canary_steps")
+    @classmethod
+    def _rising_shares(cls, value: str) -> str:
+        try:
+            steps = [float(step) for step in value.split(",") if step.strip()]
+        except ValueError:
+            raise ValueError(f"canary steps must be numbers, not {value!r}") from None
+        if any(not 0 < step < 1 for step in steps) or steps != sorted(set(steps)):
+            raise ValueError(f"canary steps must rise between 0 and 1 (exclusive), not {value!r}")
+        return ",".join(str(step) for step in steps)
+
+    @property
+    def canary_shares(self) -> list[float]:
+        """:attr:`canary_steps` as a list (empty: no canary)."""
+        return [float(step) for step in self.canary_steps.split(",") if step]
 
     @property
     def family_names(self) -> list[str]:

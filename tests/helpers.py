@@ -22,10 +22,11 @@ FEATURES = Codec.load("features")
 N_FEATURES = 6
 
 
-def features_record(values, event_id=None, event_time=1_795_000_000_000):
-    return FEATURES.encode(
-        {"event_id": event_id or str(uuid.uuid4()), "event_time": event_time, "entity_id": "e", "values": list(values)}
-    )
+def features_record(values, event_id=None, event_time=1_795_000_000_000, entity_id="e"):
+    return FEATURES.encode({
+        "event_id": event_id or str(uuid.uuid4()), "event_time": event_time, "entity_id": entity_id,
+        "values": list(values),
+    })  # fmt: skip
 
 
 def small_model(seed=0, concept_seed=1):

@@ -40,7 +40,7 @@ SAMPLES: dict[str, dict[str, Any]] = {
         "since": [{"topic": "loopline.outcomes", "partition": 0, "offset": 812}],
     },
     "model_version": {
-        "event_id": "v-1", "event_time": T0, "model_name": "fraud", "version": 2, "status": "serving",
+        "event_id": "v-1", "event_time": T0, "model_name": "fraud", "version": 2, "status": "serving", "traffic": 0.0,
         "reason": "beat v1 by 0.04 accuracy", "created_time": T0 - 1000, "artifact_format": "onnx",
         "artifact": b"\x08\x07onnx-bytes", "artifact_uri": None, "sha256": "ab" * 32,
         "feature_names": ["amount", "age", "hour"], "classes": ["no", "yes"], "metrics": {"accuracy": 0.93},

@@ -1,5 +1,8 @@
 """``loopline worker inference``: features in, predictions out, the model hot-swapped in between batches.
 
+A canary version, with the share of the entities it serves, is followed like the serving one: a
+ramp's new share is swapped in between batches.
+
 Every worker follows the model-versions topic itself (no consumer group), so each one swaps to a
 new serving version, and each one keeps serving the old version when the new one fails a check.
 A worker that has nothing loaded yet (it just started) and whose serving version fails falls back
@@ -32,6 +35,7 @@ from streams.kafka.noise import client_callbacks
 from streams.kafka.source import to_source
 from streams.metrics import (
     BACKEND_SWITCHES,
+    CANARY_TRAFFIC,
     CONSUMER_LAG,
     INFERENCE_SECONDS,
     LATENCY_SECONDS,
@@ -80,7 +84,7 @@ class VersionFollower:
         self.registry = Registry()
         self.codec = Codec.load("model_version")
         self.dead = DeadLetters("inference")
-        self.staged: dict[str, ModelVersion | None] = {"serving": None, "shadow": None}
+        self.staged: dict[str, ModelVersion | None] = {"serving": None, "canary": None, "shadow": None}
         self.tried: dict[str, str] = {}  # role → event_id of the version record last tried
         self.failed: set[str] = set()  # event_ids of version records that failed their checks
         self.reported: set[tuple[int, int]] = set()  # (partition, offset) of conflicting records dead-lettered
@@ -153,21 +157,26 @@ class VersionFollower:
                 self._fall_back(name, wanted)
             if self.staged["serving"] is None:
                 self._nothing_to_serve(name)
-        self._follow_shadow(name)
+        self._follow_beside(name, "canary", self.registry.canary(name))
+        self._follow_beside(name, "shadow", self.registry.shadow(name))
 
-    def _follow_shadow(self, name: str) -> None:
-        wanted, current = self.registry.shadow(name), self.staged["shadow"]
+    def _follow_beside(self, name: str, role: str, wanted: ModelVersion | None) -> None:
+        """Stage ``wanted`` as the canary or shadow (a canary again when its traffic moved), or remove it."""
+        current = self.staged[role]
         if wanted is None:
             if current is not None:
-                self.core.stage("shadow", None)
-                self.staged["shadow"] = None
-                log.info("shadow version %d of %s removed", current.version, name)
+                self.core.stage(role, None)
+                self.staged[role] = None
+                SERVING_VERSION.labels(name, role).set(0)
+                if role == "canary":
+                    CANARY_TRAFFIC.labels(name).set(0)
+                log.info("%s version %d of %s removed", role, current.version, name)
             return
-        if self.tried.get("shadow") == wanted.event_id:
+        if self.tried.get(role) == wanted.event_id:
             return
-        self.tried["shadow"] = wanted.event_id
-        if current is None or current.version != wanted.version:
-            self._load("shadow", wanted)
+        self.tried[role] = wanted.event_id
+        if current is None or current.version != wanted.version or current.traffic != wanted.traffic:
+            self._load(role, wanted)
 
     def _fall_back(self, name: str, failed: ModelVersion) -> None:
         """Serve the newest retired version that passes, since the serving one fails and nothing is loaded."""
@@ -198,8 +207,11 @@ class VersionFollower:
             self.lag.close()
         MODEL_SWAPS.labels(version.model_name, role).inc()
         SERVING_VERSION.labels(version.model_name, role).set(version.version)
-        log.info("version %d of %s loaded on %s/%s, swapping in as %s at the next batch", version.version,
-                 version.model_name, loaded.backend.info.backend, loaded.backend.info.device, role)  # fmt: skip
+        share = f" serving {version.traffic:.1%} of the entities" if role == "canary" else ""
+        if role == "canary":
+            CANARY_TRAFFIC.labels(version.model_name).set(version.traffic)
+        log.info("version %d of %s loaded on %s/%s, swapping in as %s%s at the next batch", version.version,
+                 version.model_name, loaded.backend.info.backend, loaded.backend.info.device, role, share)  # fmt: skip
         return True
 
     def _fallbacks(self, version: ModelVersion, loaded: LoadedModel) -> list[LoadedModel]:
@@ -295,11 +307,15 @@ def _record_metrics(model: str, produced: Produced) -> None:
     out = produced
     for version, count in out.served_by.items():
         PREDICTIONS_OUT.labels(model, str(version), "false").inc(count)
-    for served_by, count in out.fallback_rows.items():
-        RUNTIME_FALLBACK_ROWS.labels(model, str(out.version), served_by).inc(count)
+    for (failed, served_by), count in out.fallback_rows.items():
+        RUNTIME_FALLBACK_ROWS.labels(model, str(failed), served_by).inc(count)
     if out.switched_to is not None:
         BACKEND_SWITCHES.labels(model, str(out.version), where(out.switched_to)).inc()
         SERVING_VERSION.labels(model, "serving").set(out.switched_to.version.version)
+    if out.canary_dropped:
+        BACKEND_SWITCHES.labels(model, str(out.canary_version), "serving").inc()
+        SERVING_VERSION.labels(model, "canary").set(0)
+        CANARY_TRAFFIC.labels(model).set(0)
     if out.shadow_failed:
         SHADOW_FAILURES.labels(model).inc()
     if out.predictions:

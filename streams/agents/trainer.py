@@ -22,7 +22,7 @@ import faust
 import torch
 from confluent_kafka import TopicPartition
 
-from models import ArtifactStore, Status
+from models import ArtifactStore, Registry, Status
 from streams.agents.app import make_app
 from streams.codec import Codec, CodecError
 from streams.deadletters import DeadLetters
@@ -30,11 +30,12 @@ from streams.inference.loader import rollback_records
 from streams.kafka.clients import make_sender, offset_reader, watermarks
 from streams.kafka.loop import kafka_loop
 from streams.kafka.versions import VersionLookup, load_registry, publish_versions
-from streams.metrics import RETRAINS, ROLLBACKS, STAGING_VERDICTS
+from streams.metrics import CANARY_STEPS, RETRAINS, ROLLBACKS, STAGING_VERDICTS
 from streams.records import Produced, SourceRecord, Topic
 from streams.settings import InferenceSettings, KafkaSettings, RegistrySettings, StateSettings, TrainerSettings
 from streams.state.changelog import kafka_state
 from streams.state.state import Mirror
+from streams.trainer.canary import Ramp, RampVerdict, go_live
 from streams.trainer.core import Refused, Trainer
 from streams.trainer.guard import RollbackGuard, Verdict
 from streams.trainer.requests import answered, data_start
@@ -46,6 +47,9 @@ __all__ = ["build_trainer_app"]
 log = logging.getLogger("loopline.trainer")
 
 Request = tuple[SourceRecord, dict[str, Any]]
+
+REGISTRY_EVERY_S = 1.0
+"""How often the guard reads model-versions again to learn which canary step runs."""
 
 
 class Requests:
@@ -101,7 +105,9 @@ class Requests:
             for record, _ in requests:
                 self.dead.add(out, record, "internal-error", repr(exc))
             return
-        outcome = {"serving": "promoted", "shadow": "staged"}.get(decision.records[-1].status, "rejected")
+        outcome = {"serving": "promoted", "shadow": "staged", "canary": "canary"}.get(
+            decision.records[-1].status, "rejected"
+        )
         RETRAINS.labels(model, outcome).inc()
 
     def _request_ends(self) -> dict[int, int]:
@@ -130,30 +136,46 @@ class Requests:
 
 
 class Guard:
-    """The rollback guard and the staging judge over the outcome stream: it outputs nothing, it publishes
-    rollbacks, promotions and rejections."""
+    """The rollback guard, the staging judge and the canary ramp over the outcome stream: it outputs nothing,
+    it publishes rollbacks, promotions, canary steps and rejections."""
 
     def __init__(self, kafka: KafkaSettings, settings: TrainerSettings, store: ArtifactStore) -> None:
-        self.kafka, self.store = kafka, store
+        self.kafka, self.settings, self.store = kafka, settings, store
         lookup = VersionLookup(kafka)
         self.watch = RollbackGuard(settings.guard_outcomes, settings.guard_margin, lookup)
         self.staging = Staging(settings, lookup)
+        self.ramp = Ramp(settings)
+        self.registry, self.read_at = Registry(), float("-inf")
         self.codec = Codec.load("outcome")
 
+    def _current(self) -> Registry:
+        """The registry the ramp counts under, read again at most every ``REGISTRY_EVERY_S``."""
+        if self.settings.canary_shares and time.monotonic() - self.read_at >= REGISTRY_EVERY_S:
+            self.registry, self.read_at = load_registry(self.kafka), time.monotonic()
+        return self.registry
+
     def process(self, records: list[SourceRecord]) -> Produced:
+        registry = self._current()
         for record in records:
             try:
                 outcome = self.codec.decode(record.value)
                 verdict = self.watch.add(outcome, record.partition)
                 staged = self.staging.add(outcome)
+                step = self.ramp.add(outcome, registry)
             except (CodecError, KeyError):
                 continue  # the drift agent dead-letters these; the guard only skips them
             if staged is not None:
                 try:
-                    _judge_staged(self.kafka, staged)
+                    _judge_staged(self.kafka, staged, self.settings.canary_shares)
                 except Exception:  # the guard must keep watching
                     log.exception("acting on the live verdict on version %d of %s failed", staged.version,
                                   staged.model_name)  # fmt: skip
+            if step is not None:
+                try:
+                    _judge_step(self.kafka, step)
+                except Exception:  # the guard must keep watching
+                    log.exception("acting on the canary verdict on version %d of %s failed", step.version,
+                                  step.model_name)  # fmt: skip
             if verdict is None:
                 continue
             try:
@@ -184,9 +206,9 @@ def build_trainer_app(
     return make_app("trainer", kafka, run_requests, guard.run)
 
 
-def _judge_staged(kafka: KafkaSettings, verdict: StagingVerdict) -> None:
-    """Promote or reject a staged version on its live verdict, if it is still staged (a newer candidate or a
-    person may have acted meanwhile)."""
+def _judge_staged(kafka: KafkaSettings, verdict: StagingVerdict, steps: list[float]) -> None:
+    """Put a staged version live (a canary at the first of ``steps``, else serving) or reject it on its live
+    verdict, if it is still staged (a newer candidate or a person may have acted meanwhile)."""
     registry = load_registry(kafka)
     staged = registry.get(verdict.model_name, verdict.version)
     if staged.status != Status.SHADOW:
@@ -194,12 +216,35 @@ def _judge_staged(kafka: KafkaSettings, verdict: StagingVerdict) -> None:
                  verdict.figures)  # fmt: skip
         return
     if verdict.passed:
-        records = registry.promote(staged.model_name, staged.version, f"staging passed: {verdict.figures}")
+        records = go_live(registry, staged.model_name, staged.version, f"staging passed: {verdict.figures}", steps)
     else:
         records = [staged.with_status(Status.REJECTED, f"staging failed: {verdict.figures}")]
     publish_versions(kafka, records)
     STAGING_VERDICTS.labels(staged.model_name, "promoted" if verdict.passed else "rejected").inc()
     log.warning("%s v%d: %s", staged.model_name, staged.version, records[-1].reason)
+
+
+def _judge_step(kafka: KafkaSettings, verdict: RampVerdict) -> None:
+    """Move a canary to its next share, to serving, or reject it, if it still runs the step judged (a person
+    may have acted meanwhile)."""
+    registry = load_registry(kafka)
+    canary = registry.canary(verdict.model_name)
+    if canary is None or (canary.version, canary.traffic) != (verdict.version, verdict.traffic):
+        log.info("%s: the canary step judged no longer runs: %s", verdict.model_name, verdict.figures)
+        return
+    if not verdict.passed:
+        records = [canary.with_status(Status.REJECTED, f"canary aborted: {verdict.figures}")]
+        outcome = "aborted"
+    elif verdict.next_traffic is not None:
+        records = registry.start_canary(canary.model_name, canary.version, verdict.next_traffic,
+                                        f"canary at {verdict.next_traffic:.0%}: {verdict.figures}")  # fmt: skip
+        outcome = "advanced"
+    else:
+        records = registry.promote(canary.model_name, canary.version, f"canary passed: {verdict.figures}")
+        outcome = "promoted"
+    publish_versions(kafka, records)
+    CANARY_STEPS.labels(canary.model_name, outcome).inc()
+    log.warning("%s v%d: %s", canary.model_name, canary.version, records[-1].reason)
 
 
 def _roll_back(kafka: KafkaSettings, store: ArtifactStore, verdict: Verdict, reason: str) -> None:

@@ -134,7 +134,9 @@ QUERIES = {
                 SELECT event_time, model_name, 'retrain request', '', concat(requested_by, ': ', reason)
                 FROM retrain_requests FINAL WHERE {WHERE}
                 UNION ALL
-                SELECT event_time, model_name, concat('version ', status), toString(version), reason
+                SELECT event_time, model_name,
+                       concat('version ', status, if(status = 'canary', concat(' at ', toString(round(traffic * 100, 1)), '%'), '')),
+                       toString(version), reason
                 FROM model_versions FINAL WHERE {WHERE}
             )
             ORDER BY event_time, event

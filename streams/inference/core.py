@@ -13,6 +13,11 @@ fails on a whole batch and on the probe batch too is broken, not the rows: the b
 fallback whole, and when that is the serving backend the worker serves the fallback from then on,
 until the next version is staged. A shadow version that fails
 is skipped for that batch: it never costs the serving path a prediction.
+
+A canary version serves the rows whose entity falls in its share (:mod:`streams.inference.split`)
+instead of the serving version, which (with its fallbacks) is the canary's fallback: a row the
+canary fails on is served by the serving version, and a canary whose backend breaks is dropped
+until the next version is staged.
 """
 
 from __future__ import annotations
@@ -27,6 +32,7 @@ import numpy as np
 from streams.codec.features import FeatureBatch
 from streams.deadletters import DeadLetters
 from streams.inference.loader import LoadedModel, are_probabilities, probe_batch
+from streams.inference.split import canary_rows
 from streams.records import KeyValue, Produced, SourceRecord, Topic
 
 __all__ = ["BatchOutput", "InferenceCore", "NotServing", "where"]
@@ -46,17 +52,20 @@ class BatchOutput(Produced):
     """What one batch produced. Every input record is in exactly one of predictions and dead_letters."""
 
     version: int | None = None
+    canary_version: int | None = None
     shadow_version: int | None = None
     inference_s: float = 0.0
     shadow_inference_s: float = 0.0
     latencies_s: np.ndarray = field(default_factory=lambda: np.zeros(0))
     served_by: dict[int, int] = field(default_factory=dict)
     """Predictions per version that made them."""
-    fallback_rows: dict[str, int] = field(default_factory=dict)
-    """Rows the serving version failed on at run time, per ``<version>/<device>`` that served them
-    instead (``none``: dead-lettered)."""
+    fallback_rows: dict[tuple[int, str], int] = field(default_factory=dict)
+    """Rows a version failed on at run time, per (that version, the ``<version>/<device>`` that served
+    them instead; ``none``: dead-lettered)."""
     switched_to: LoadedModel | None = None
     """The fallback the worker serves from this batch on, when the serving backend broke."""
+    canary_dropped: bool = False
+    """The canary's backend broke: its rows went to the serving version, and it serves no more."""
     shadow_failed: bool = False
 
     @property
@@ -69,6 +78,9 @@ class BatchOutput(Produced):
 
 
 _NONE = np.zeros((0, 0), dtype=np.float32)
+
+Scored = tuple[LoadedModel, np.ndarray, np.ndarray]
+"""A model, the batch rows it scored, and their scores."""
 
 
 def _predict(model: LoadedModel, matrix: np.ndarray,
@@ -131,15 +143,17 @@ class InferenceCore:
     def __init__(self, clock_ms: Callable[[], int] = lambda: int(time.time() * 1000)) -> None:
         self.serving: LoadedModel | None = None
         self.fallbacks: list[LoadedModel] = []
+        self.canary: LoadedModel | None = None
         self.shadow: LoadedModel | None = None
         self._staged: dict[str, tuple[LoadedModel | None, list[LoadedModel]]] = {}
         self.dead = DeadLetters("inference")
         self.clock_ms = clock_ms
 
     def stage(self, role: str, model: LoadedModel | None, fallbacks: Sequence[LoadedModel] = ()) -> None:
-        """Swap ``model`` in as ``role`` (``serving`` or ``shadow``; None removes the shadow) next batch;
-        a serving version with the ``fallbacks`` that serve the rows it fails on, in order."""
-        if role not in ("serving", "shadow") or (role == "serving" and model is None):
+        """Swap ``model`` in as ``role`` (``serving``, ``canary`` at its version's traffic, or ``shadow``;
+        None removes a canary or shadow) next batch; a serving version with the ``fallbacks`` that serve
+        the rows it fails on, in order."""
+        if role not in ("serving", "canary", "shadow") or (role == "serving" and model is None):
             raise ValueError(f"can't stage {model!r} as {role}")
         self._staged[role] = (model, list(fallbacks))
 
@@ -173,7 +187,7 @@ class InferenceCore:
         if not len(batch):
             return self._checked(out, records)
         start = time.perf_counter()
-        parts, failed, failure = self._score(batch.matrix, out)
+        parts, failed, failure = self._score_all(batch, out)
         out.inference_s = time.perf_counter() - start
         now = self.clock_ms()
         served: list[np.ndarray] = []
@@ -188,35 +202,55 @@ class InferenceCore:
             self._shadow(out, self.shadow, rows, batch, records, now)
         return self._checked(out, records)
 
-    def _score(self, matrix: np.ndarray, out: BatchOutput) -> tuple[list[tuple[LoadedModel, np.ndarray, np.ndarray]],
-                                                                   np.ndarray, str]:  # fmt: skip
-        """The rows of ``matrix`` with their scores, by the serving version and, for the rows it fails on,
-        by the first fallback that takes them; the rows nothing takes, and the last error."""
+    def _score_all(self, batch: FeatureBatch, out: BatchOutput) -> tuple[list[Scored], np.ndarray, str]:
+        """The batch's rows with their scores: the canary's share by the canary, the rest (and the rows the
+        canary fails on) by the serving version and its fallbacks; the rows nothing takes, and the last error."""
         assert self.serving is not None
-        chain = [self.serving, *self.fallbacks]
-        parts = []
-        rows, error, serving_broken = np.arange(len(matrix)), "", False
+        serving_chain = [self.serving, *self.fallbacks]
+        rows, error, canary_failed = np.arange(len(batch)), "", np.zeros(0, dtype=np.int64)
+        parts: list[Scored] = []
+        canary = self.canary
+        if canary is not None:
+            out.canary_version = canary.version.version
+            share = canary_rows(canary.version.model_name, batch.entity_ids, batch.event_ids, canary.version.traffic)
+            parts, canary_failed, error, broken = self._score([canary, *serving_chain], batch.matrix, rows[share], out)
+            rows = rows[~share]
+            if broken:
+                out.canary_dropped, self.canary = True, None
+                log.error("canary version %s fails on the probe batch too: its rows go to version %s until the "
+                          "next version", where(canary), where(self.serving))  # fmt: skip
+        served, failed, failure, broken = self._score(serving_chain, batch.matrix, rows, out)
+        if served and broken:
+            out.switched_to = served[0][0]
+            log.error("version %s fails on the probe batch too: serving %s from now on, until the next version",
+                      where(self.serving), where(out.switched_to))  # fmt: skip
+            self.serving, self.fallbacks = out.switched_to, serving_chain[serving_chain.index(out.switched_to) + 1 :]
+        return parts + served, np.concatenate([canary_failed, failed]), failure or error
+
+    @staticmethod
+    def _score(chain: list[LoadedModel], matrix: np.ndarray, rows: np.ndarray,
+               out: BatchOutput) -> tuple[list[Scored], np.ndarray, str, bool]:  # fmt: skip
+        """``matrix[rows]`` with their scores, by ``chain[0]`` and, for the rows it fails on, by the first of
+        the rest that takes them; the rows nothing takes, the last error, and whether ``chain[0]`` broke."""
+        parts: list[Scored] = []
+        first, error, first_broken = chain[0], "", False
         for model in chain:
+            if not len(rows):
+                break
             scored, scores, rows, failure, broken = _predict(model, matrix, rows)
-            serving_broken = serving_broken or (broken and model is self.serving)
+            first_broken = first_broken or (broken and model is first)
             error = failure or error
             if len(scored):
                 parts.append((model, scored, scores))
-                if model is not self.serving:
-                    out.fallback_rows[where(model)] = len(scored)
-            if not len(rows):
-                break
+                if model is not first:
+                    out.fallback_rows[(first.version.version, where(model))] = len(scored)
         if len(rows):
-            out.fallback_rows["none"] = len(rows)
-        if out.fallback_rows:
-            log.warning("version %s failed at run time on %d of %d rows (%s); served by %s", where(self.serving),
-                        sum(out.fallback_rows.values()), len(matrix), error, out.fallback_rows)  # fmt: skip
-        if parts and serving_broken:
-            out.switched_to = parts[0][0]
-            log.error("version %s fails on the probe batch too: serving %s from now on, until the next version",
-                      where(self.serving), where(out.switched_to))  # fmt: skip
-            self.serving, self.fallbacks = out.switched_to, chain[chain.index(out.switched_to) + 1 :]
-        return parts, rows, error
+            out.fallback_rows[(first.version.version, "none")] = len(rows)
+        if error:
+            log.warning("version %s failed at run time (%s); rows served instead: %s", where(first), error,
+                        {served: n for (failed, served), n in out.fallback_rows.items()
+                         if failed == first.version.version})  # fmt: skip
+        return parts, rows, error, first_broken
 
     def _serve(self, out: BatchOutput, model: LoadedModel, rows: np.ndarray, scores: np.ndarray,
                batch: FeatureBatch, records: Sequence[SourceRecord], now: int) -> np.ndarray:  # fmt: skip

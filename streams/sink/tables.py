@@ -58,7 +58,7 @@ def _evidence(evidence: dict[str, Any] | None) -> Row:
 def _model_version(record: dict[str, Any]) -> Row:
     lineage = record["lineage"]
     return [record["event_id"], record["event_time"], record["model_name"], record["version"], record["status"],
-            record["reason"], record["created_time"], record["artifact_format"], record["artifact_uri"],
+            record["traffic"], record["reason"], record["created_time"], record["artifact_format"], record["artifact_uri"],
             record["sha256"], record["feature_names"], record["classes"], record["metrics"],
             lineage["parent_version"], json.dumps(lineage, sort_keys=True)]  # fmt: skip
 
@@ -81,8 +81,8 @@ TABLES = [
     ),
     Table(
         "model-versions", "model_version", "model_versions",
-        ("event_id", "event_time", "model_name", "version", "status", "reason", "created_time", "artifact_format",
-         "artifact_uri", "sha256", "feature_names", "classes", "metrics", "parent_version", "lineage"),
+        ("event_id", "event_time", "model_name", "version", "status", "traffic", "reason", "created_time",
+         "artifact_format", "artifact_uri", "sha256", "feature_names", "classes", "metrics", "parent_version", "lineage"),
         _model_version,
     ),
     Table("dead-letters", "dead_letter", "dead_letters", *_fields(

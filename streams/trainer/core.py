@@ -31,6 +31,7 @@ from models.versions import package_versions
 from streams.inference.loader import LoadedModel, ModelRejected, admit, serving_or_fallback
 from streams.quality import LOG_LOSS_FLOOR
 from streams.settings import InferenceSettings, RegistrySettings, TrainerSettings
+from streams.trainer.canary import go_live
 from streams.trainer.gate import gate
 from streams.trainer.regression import check_version
 from streams.trainer.staging import STAGING_METRIC
@@ -258,8 +259,9 @@ class Trainer:
         elif passed:
             reason = f"gate passed: {figures}; {why}"
             registry.apply(replace(draft, reason=reason))
-            records = registry.promote(model_name, draft.version, reason)
+            records = go_live(registry, model_name, draft.version, reason, self.settings.canary_shares)
             candidate = records[-1]
+            passed = candidate.status == Status.SERVING
         else:
             failed = f"{cases.figures}; gate passed: {figures}" if verdict.passed else f"gate failed: {figures}"
             still_good = "" if verdict.passed else self._still_good(serving, verdict.serving, holdout)

@@ -107,7 +107,17 @@ def test_version_records_written_before_regression_sets_decode_without_one():
     from streams.paths import SCHEMAS_DIR
 
     earlier = Codec(json.loads((SCHEMAS_DIR / "previous" / "model_version.1.avsc").read_text()))
-    sample = SAMPLES["model_version"]
+    sample = {k: v for k, v in SAMPLES["model_version"].items() if k != "traffic"}
     old = sample | {"lineage": {k: v for k, v in sample["lineage"].items() if k != "regression_set"}}
     decoded = Codec.load("model_version").decode(earlier.encode(old))
-    assert decoded == old | {"lineage": old["lineage"] | {"regression_set": None}}
+    assert decoded == old | {"lineage": old["lineage"] | {"regression_set": None}, "traffic": 0.0}
+
+
+def test_version_records_written_before_canaries_decode_with_no_traffic():
+    import json
+
+    from streams.paths import SCHEMAS_DIR
+
+    earlier = Codec(json.loads((SCHEMAS_DIR / "previous" / "model_version.2.avsc").read_text()))
+    old = {k: v for k, v in SAMPLES["model_version"].items() if k != "traffic"} | {"status": "shadow"}
+    assert Codec.load("model_version").decode(earlier.encode(old)) == old | {"traffic": 0.0}

@@ -9,6 +9,7 @@ from models import ArtifactStore, Status
 from streams.codec import Codec
 from streams.inference.core import InferenceCore, NotServing
 from streams.inference.loader import ModelRejected, load_model
+from streams.inference.split import bucket
 from streams.records import SourceRecord
 from streams.settings import InferenceSettings
 from tests.helpers import features_record, nan_model, rows, small_model, tampered, version_of
@@ -161,7 +162,7 @@ def test_rows_the_serving_version_fails_on_are_served_by_its_fallback(models, st
     versions = served_versions(out)
     assert sorted(versions) == sorted(f"e{i}" for i in range(40))  # every event once
     assert {e for e, v in versions.items() if v == 1} == {"e3", "e30"}
-    assert out.served_by == {2: 38, 1: 2} and out.fallback_rows == {"1/cpu": 2}
+    assert out.served_by == {2: 38, 1: 2} and out.fallback_rows == {(2, "1/cpu"): 2}
     assert out.switched_to is None and core.serving.version.version == 2  # the rows, not the backend
     assert core.process(records(rows(5))).served_by == {2: 5}
 
@@ -185,7 +186,7 @@ def test_a_row_that_nothing_serves_is_a_dead_letter_with_the_error_and_the_rest_
     x = rows(10)
     x[7, 0] = 1e6
     out = core.process(records(x))
-    assert len(out.predictions) == 9 and out.fallback_rows == {"none": 1}
+    assert len(out.predictions) == 9 and out.fallback_rows == {(2, "none"): 1}
     [(_, letter)] = out.dead_letters
     decoded = DEAD.decode(letter)
     assert decoded["reason"] == "backend-error" and "CUDA error" in decoded["error"]
@@ -198,3 +199,50 @@ def test_a_failing_shadow_costs_the_serving_path_nothing(models, store):
     out = core.process(records(rows(6)))
     assert len(out.predictions) == 6 and out.dead_letters == []
     assert out.shadow_predictions == [] and out.shadow_failed
+
+
+def canary_of(model, number, store, traffic):
+    return replace(version_of(model, number, store, Status.CANARY), traffic=traffic)
+
+
+def entity_records(count, entities, now=1_795_000_000_000):
+    values = rows(count)
+    return [SourceRecord(f"e{i}".encode(), features_record(values[i], f"e{i}", now, f"user-{i % entities}"),
+                         "t.features", 0, i, now + 5) for i in range(count)]  # fmt: skip
+
+
+def test_a_canary_serves_the_entities_of_its_share_and_each_entity_sees_one_version(models, store):
+    core = core_with(load(version_of(models[0], 1, store)))
+    core.stage("canary", load(canary_of(models[1], 2, store, 0.2)))
+    batch = entity_records(1000, 200)
+    by_entity: dict[str, set[int]] = {}
+    for start in range(0, 1000, 100):  # every batch splits alike
+        out = core.process(batch[start : start + 100])
+        assert out.dead_letters == [] and out.canary_version == 2
+        for _, value in out.predictions:
+            p = PREDICTION.decode(value)
+            by_entity.setdefault(p["entity_id"], set()).add(p["model_version"])
+    assert all(len(versions) == 1 for versions in by_entity.values()) and len(by_entity) == 200
+    canary = {entity for entity, versions in by_entity.items() if versions == {2}}
+    assert canary == {entity for entity in by_entity if bucket("m", entity) < 0.2}
+    assert 20 <= len(canary) <= 60  # 200 entities at 20%: 40, sd 5.7
+    core.stage("canary", None)
+    assert core.process(batch[:50]).served_by == {1: 50}
+
+
+def test_rows_the_canary_fails_on_are_served_by_the_serving_version_and_a_broken_canary_is_dropped(models, store):
+    core = core_with(load(version_of(models[0], 1, store)))
+    core.stage("canary", failing(load(canary_of(models[1], 2, store, 0.5)), limit=100))
+    batch = entity_records(200, 200)
+    x = rows(200)
+    in_canary = [i for i in range(200) if bucket("m", f"user-{i}") < 0.5]
+    for i in in_canary[:3]:
+        x[i, 0] = 1000.0
+    batch = [SourceRecord(r.key, features_record(x[i], f"e{i}", entity_id=f"user-{i}"), r.topic, 0, i, r.timestamp_ms)
+             for i, r in enumerate(batch)]  # fmt: skip
+    out = core.process(batch)
+    assert out.dead_letters == [] and out.served_by == {2: len(in_canary) - 3, 1: 200 - len(in_canary) + 3}
+    assert out.fallback_rows == {(2, "1/cpu"): 3} and not out.canary_dropped
+    core.stage("canary", failing(load(canary_of(models[1], 3, store, 0.5))))  # fails on every batch
+    out = core.process(batch)
+    assert out.dead_letters == [] and out.served_by == {1: 200} and out.canary_dropped and core.canary is None

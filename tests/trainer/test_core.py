@@ -211,3 +211,11 @@ def test_with_staging_a_candidate_that_passes_the_gate_runs_in_shadow_and_a_newe
     assert [(r.version, r.status) for r in second.records] == [(2, Status.REJECTED), (3, Status.SHADOW)]
     assert "superseded by version 3" in second.records[0].reason
     assert registry.serving("m").version == 1  # nothing serves before the live verdict
+
+
+def test_with_canary_steps_a_candidate_that_passes_the_gate_serves_the_first_share_as_a_canary(registry):
+    registry, store = registry
+    decision = trainer(store, canary_steps="0.1,0.5").retrain(registry, "m", window(concept_seed=2), "drift")
+    [canary] = decision.records
+    assert not decision.promoted and (canary.version, canary.status, canary.traffic) == (2, Status.CANARY, 0.1)
+    assert canary.reason.startswith("canary at 10%: gate passed")

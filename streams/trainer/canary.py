@@ -1,0 +1,100 @@
+"""The canary ramp: a challenger serves a rising share of the entities while the labels say it is not worse (no Kafka).
+
+With ``LOOPLINE_TRAINER_CANARY_STEPS`` set (say ``0.05,0.25,0.5``), a candidate that passed the gate
+(and staging, when set) becomes a canary at the first share; the inference workers give it the
+entities of that share (:mod:`streams.inference.split`) and the serving version the rest, and the
+join gives both arms their labeled outcomes. :class:`Ramp` counts each arm's outcomes in the current
+step and, once both have ``canary_outcomes``, judges the step: the canary passes unless its accuracy
+is below the serving version's by more than ``canary_margin`` plus ``gate_standard_errors``
+standard errors of the difference (two independent arms: the entities differ). A passed step moves
+the canary to the next share, the last one to serving; a failed step rejects it, with the figures.
+
+The counts live in memory, per step: the registry as last read says which step runs (a step
+changed by hand, a rollback of the serving version or a new canary starts the counts again), and a
+worker that restarts counts the step again from its committed offsets.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Any
+
+from models import ModelVersion, Registry
+from streams.settings import TrainerSettings
+
+__all__ = ["Ramp", "RampVerdict", "go_live"]
+
+
+@dataclass(frozen=True)
+class RampVerdict:
+    """The verdict on one step of a canary: ``next_traffic`` is its next share, None to serve all (or abort)."""
+
+    model_name: str
+    version: int
+    traffic: float
+    passed: bool
+    next_traffic: float | None
+    figures: str
+
+
+@dataclass
+class _Step:
+    key: tuple[int, float, int]
+    """(canary version, its share, serving version): the step being counted."""
+    canary: list[bool] = field(default_factory=list)
+    serving: list[bool] = field(default_factory=list)
+    judged: bool = False
+
+
+def go_live(registry: Registry, model_name: str, version: int, reason: str, steps: list[float]) -> list[ModelVersion]:
+    """The records that put a version that passed its checks live: a canary at the first of ``steps``, or
+    serving when there are none."""
+    if steps:
+        return registry.start_canary(model_name, version, steps[0], f"canary at {steps[0]:.0%}: {reason}")
+    return registry.promote(model_name, version, reason)
+
+
+class Ramp:
+    """Judges each step of each model's canary once, on the outcomes of the two arms."""
+
+    def __init__(self, settings: TrainerSettings) -> None:
+        self.settings = settings
+        self.steps: dict[str, _Step] = {}
+
+    def add(self, outcome: dict[str, Any], registry: Registry) -> RampVerdict | None:
+        """Count one labeled outcome under the step ``registry`` names; a verdict when it completes the step."""
+        model = outcome["model_name"]
+        canary, serving = registry.canary(model), registry.serving(model)
+        if outcome["shadow"] or canary is None or serving is None or not self.settings.canary_shares:
+            return None
+        key = (canary.version, canary.traffic, serving.version)
+        step = self.steps.get(model)
+        if step is None or step.key != key:
+            step = self.steps[model] = _Step(key)
+        if step.judged:
+            return None
+        arm = {canary.version: step.canary, serving.version: step.serving}.get(outcome["model_version"])
+        if arm is None:
+            return None
+        arm.append(bool(outcome["correct"]))
+        needed = self.settings.canary_outcomes
+        if len(step.canary) < needed or len(step.serving) < needed:
+            return None
+        step.judged = True
+        return self._judge(model, step)
+
+    def _judge(self, model: str, step: _Step) -> RampVerdict:
+        s = self.settings
+        version, traffic, serving = step.key
+        n_c, n_s = len(step.canary), len(step.serving)
+        ours, theirs = sum(step.canary) / n_c, sum(step.serving) / n_s
+        se = math.sqrt(ours * (1 - ours) / n_c + theirs * (1 - theirs) / n_s)
+        allowed = -(s.canary_margin + s.gate_standard_errors * se)
+        passed = ours - theirs >= allowed
+        later = [share for share in s.canary_shares if share > traffic]
+        figures = (f"canary at {traffic:.0%}: online accuracy {ours:.4f} on {n_c} outcomes against version "
+                   f"{serving}'s {theirs:.4f} on {n_s}: {ours - theirs:+.4f}, {'within' if passed else 'below'} "
+                   f"the {allowed:+.4f} allowed (-{s.canary_margin:g} - {s.gate_standard_errors:g} standard errors "
+                   f"of {se:.4f})")  # fmt: skip
+        return RampVerdict(model, version, traffic, passed, later[0] if passed and later else None, figures)
