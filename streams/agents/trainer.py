@@ -148,9 +148,9 @@ class Guard:
         self.registry, self.read_at = Registry(), float("-inf")
         self.codec = Codec.load("outcome")
 
-    def _current(self) -> Registry:
-        """The registry the ramp counts under, read again at most every ``REGISTRY_EVERY_S``."""
-        if self.settings.canary_shares and time.monotonic() - self.read_at >= REGISTRY_EVERY_S:
+    def _current(self, now: bool = False) -> Registry:
+        """The registry the ramp counts under, read again every ``REGISTRY_EVERY_S`` (or ``now``)."""
+        if self.settings.canary_shares and (now or time.monotonic() - self.read_at >= REGISTRY_EVERY_S):
             self.registry, self.read_at = load_registry(self.kafka), time.monotonic()
         return self.registry
 
@@ -176,6 +176,7 @@ class Guard:
                 except Exception:  # the guard must keep watching
                     log.exception("acting on the canary verdict on version %d of %s failed", step.version,
                                   step.model_name)  # fmt: skip
+                registry = self._current(now=True)  # the rest of the batch counts for the next step
             if verdict is None:
                 continue
             try:

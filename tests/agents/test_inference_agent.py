@@ -153,6 +153,19 @@ def test_a_shadow_version_runs_on_the_same_events_but_is_never_served(setup):
     assert set(ids) <= {p["event_id"] for p in shadow}
 
 
+def send_entities(kafka, count, entities, seed):
+    """``count`` feature events over ``entities`` entities; their event ids by entity."""
+    by_entity = defaultdict(set)
+    records = []
+    for i, values in enumerate(rows(count, seed)):
+        event_id, entity = str(uuid.uuid4()), f"user-{i % entities}"
+        by_entity[entity].add(event_id)
+        records.append((event_id, FEATURES.encode({"event_id": event_id, "event_time": 1_795_000_000_000 + i,
+                                                   "entity_id": entity, "values": list(values)})))  # fmt: skip
+    send_all(kafka, kafka.topic("features"), records)
+    return by_entity
+
+
 def test_rows_that_break_the_serving_backend_are_served_once_by_the_previous_version(setup):
     kafka, store, tmp = setup
     good, other = small_model(0), small_model(1)
@@ -176,24 +189,37 @@ def test_rows_that_break_the_serving_backend_are_served_once_by_the_previous_ver
     assert decoded(kafka, "dead-letters", "dead_letter") == []
 
 
-def test_two_workers_split_the_partitions_and_one_serves_all_after_the_other_stops(setup):
+def test_two_workers_split_the_partitions_give_a_canary_the_same_entities_and_one_serves_all_after_the_other_stops(setup):
     kafka, store, tmp = setup
-    publish_versions(kafka, [version_of(small_model(), 1, store)])
+    registry = Registry()
+    for version in (version_of(small_model(0), 1, store), version_of(small_model(1), 2, store, Status.CANDIDATE)):
+        registry.apply(version)
+    publish_versions(kafka, [*registry.versions("m"), *registry.start_canary("m", 2, 0.2, "a 20% canary")])
     with worker("inference", kafka, tmp, **MODEL) as first, worker("inference", kafka, tmp, **MODEL) as second:
-        ids = set(send_features(kafka, 10, seed=0))
+        warm = set(send_features(kafka, 10, seed=0))
 
         def both_busy():
-            more = send_features(kafka, 20, seed=len(ids))
-            ids.update(more)
+            warm.update(send_features(kafka, 20, seed=len(warm)))
             return first.metric("loopline_events_in_total") > 0 and second.metric("loopline_events_in_total") > 0
 
         wait_for(both_busy, what="both workers to get partitions")
-        wait_for(lambda: {p["event_id"] for p in served(kafka)} >= ids, what="the first wave")
+        sent = send_entities(kafka, 2000, 200, seed=1)
+        wait_records(kafka, "predictions", "prediction", len(warm) + 2000)
         second.stop()
         before = first.metric("loopline_events_in_total")
-        later = set(send_features(kafka, 100, seed=99))
-        wait_for(lambda: {p["event_id"] for p in served(kafka)} >= later, what="the second wave")
-        assert first.metric("loopline_events_in_total") >= before + 100
+        for record in registry.start_canary("m", 2, 0.5, "ramped"):
+            registry.apply(record)
+        publish_versions(kafka, [registry.canary("m")])
+        wait_for(lambda: first.metric("loopline_canary_traffic") == 0.5, what="the worker to take the new share")
+        later = send_entities(kafka, 1000, 200, seed=2)
+        predictions = wait_records(kafka, "predictions", "prediction", len(warm) + 3000)
+        assert first.metric("loopline_events_in_total") >= before + 1000
+    version_of_event = {p["event_id"]: p["model_version"] for p in predictions}
+    assert len(predictions) == len(version_of_event) == len(warm) + 3000  # each event once
+    arms = [{e: {version_of_event[i] for i in ids} for e, ids in wave.items()} for wave in (sent, later)]
+    assert all(len(versions) == 1 for wave in arms for versions in wave.values())  # one version per entity
+    small, large = ({e for e, v in wave.items() if v == {2}} for wave in arms)
+    assert 20 <= len(small) <= 60 and 75 <= len(large) <= 125 and small <= large  # 40 and 100 expected, sd 6 and 7
 
 
 def test_at_least_once_a_killed_worker_loses_no_event(setup):

@@ -225,3 +225,38 @@ def test_staged_versions_are_promoted_or_rejected_on_the_live_outcomes_of_the_sa
     assert "on 200 outcomes" in better.reason and registry.get("better", 1).status == Status.RETIRED
     assert worse.status == Status.REJECTED and worse.reason.startswith("staging failed")
     assert registry.serving("worse").version == 1
+
+
+def canary_outcomes(kafka, accuracies, first, count, seed):
+    """``count`` outcomes of each arm of each model, right at ``accuracies[model] = (serving, canary)``."""
+    rng = np.random.default_rng(seed)
+    records = []
+    for i in range(first, first + count):
+        for name, rates in accuracies.items():
+            for version, rate in zip((1, 2), rates, strict=True):
+                fields = {"event_id": f"{name}-{version}-{i}", "model_name": name, "model_version": version,
+                          "shadow": False, "correct": bool(rng.random() < rate)}  # fmt: skip
+                records.append((name, OUTCOME.encode(SAMPLES["outcome"] | fields)))
+    send_all(kafka, kafka.topic("outcomes"), records)
+
+
+def test_a_canary_is_ramped_to_serving_on_good_live_outcomes_and_a_bad_one_is_aborted(setup):
+    kafka, store, tmp, env = setup
+    for name in ("good", "bad"):
+        registry = load_registry(kafka)
+        registry.apply(version_of(trained_model(concept_seed=1), 1, store, name=name))
+        registry.apply(challenger := version_of(trained_model(concept_seed=2), 2, store, Status.CANDIDATE, name=name))
+        publish_versions(kafka, [registry.get(name, 1), challenger, *registry.start_canary(name, 2, 0.05, "by hand")])
+    steps = {"LOOPLINE_TRAINER_CANARY_STEPS": "0.05,0.5", "LOOPLINE_TRAINER_CANARY_OUTCOMES": "100"}
+    with worker("trainer", kafka, tmp, **env, **steps, LOOPLINE_TRAINER_DEVICE="cpu"):
+        canary_outcomes(kafka, {"good": (0.8, 0.85), "bad": (0.9, 0.5)}, 0, 150, seed=4)
+        wait_for(lambda: (load_registry(kafka).get("good", 2).traffic, load_registry(kafka).get("bad", 2).status)
+                 == (0.5, Status.REJECTED), what="the first step's verdicts")  # fmt: skip
+        canary_outcomes(kafka, {"good": (0.8, 0.85)}, 150, 150, seed=5)
+        wait_for(lambda: load_registry(kafka).get("good", 2).status == Status.SERVING, what="the ramp's end")
+    registry = load_registry(kafka)
+    good, bad = registry.get("good", 2), registry.get("bad", 2)
+    assert good.reason.startswith("canary passed: canary at 50%: online accuracy") and "on 100 outcomes" in good.reason
+    assert registry.get("good", 1).status == Status.RETIRED and good.traffic == 0.0
+    assert bad.reason.startswith("canary aborted: canary at 5%: online accuracy") and "below the" in bad.reason
+    assert registry.serving("bad").version == 1
