@@ -189,7 +189,9 @@ def test_rows_that_break_the_serving_backend_are_served_once_by_the_previous_ver
     assert decoded(kafka, "dead-letters", "dead_letter") == []
 
 
-def test_two_workers_split_the_partitions_give_a_canary_the_same_entities_and_one_serves_all_after_the_other_stops(setup):
+def test_two_workers_split_the_partitions_give_a_canary_the_same_entities_and_one_serves_all_after_the_other_stops(
+    setup,
+):
     kafka, store, tmp = setup
     registry = Registry()
     for version in (version_of(small_model(0), 1, store), version_of(small_model(1), 2, store, Status.CANDIDATE)):
