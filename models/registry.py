@@ -302,6 +302,19 @@ class Registry:
         ]
 
 
+def moved(before: Registry, after: Registry, model_name: str) -> str:
+    """Which of ``model_name``'s serving, canary and shadow versions changed from ``before`` to ``after``
+    ("" when none did; a canary's share may change): a decision taken on ``before`` is stale after such a change."""
+
+    def live(registry: Registry) -> dict[str, int | None]:
+        versions = {"serving": registry.serving(model_name), "canary": registry.canary(model_name),
+                    "shadow": registry.shadow(model_name)}  # fmt: skip
+        return {role: version.version if version else None for role, version in versions.items()}
+
+    then, now = live(before), live(after)
+    return ", ".join(f"{role} version {then[role]} → {now[role]}" for role in now if then[role] != now[role])
+
+
 def changed_fields(first: ModelVersion, later: ModelVersion) -> list[str]:
     """Names of the fields beyond the status that ``later`` changes in ``first`` (compared as JSON, so
     that a NaN metric equals itself)."""

@@ -21,6 +21,10 @@ def test_the_loop_notices_the_drift_retrains_and_recovers_and_stores_every_event
     assert f["detection_s"] is not None and f["detection_labeled_events"] > 0
     assert any(e["kind"] == "retrain request" for e in report.timeline)
     assert f["new_version_serving_s"] is not None  # a new version was promoted and served
+    first = next(e for e in report.timeline if e["kind"] == "version serving" and e["version"] > 1)
+    staged = [e for e in report.timeline if e["kind"] == "version shadow" and e["version"] == first["version"]]
+    assert first["detail"].startswith("staging passed: live, on the same events") and staged  # after its shadow run
+    assert staged[0]["t"] <= first["t"] and staged[0]["detail"].startswith("staged: gate passed")
     assert f["accuracy_after"] > f["accuracy_before_drift"] - 0.12  # and it recovered
     # Every valid feature event has exactly one served prediction in ClickHouse.
     assert report.counts["predictions"] == report.counts["events_predicted"] == 8000

@@ -23,6 +23,7 @@ import torch
 from confluent_kafka import TopicPartition
 
 from models import ArtifactStore, Registry, Status
+from models.registry import moved
 from streams.agents.app import make_app
 from streams.codec import Codec, CodecError
 from streams.deadletters import DeadLetters
@@ -64,6 +65,9 @@ class Requests:
         self.read_upto: dict[str, dict[int, int]] = {}  # model → retrain-requests ends when its last training read
         self.producer = make_sender(kafka)  # made at start: a new version is published without connecting first
         self.positions = offset_reader(kafka)  # for the ends of retrain-requests, made once
+        self.publishing = threading.Lock()
+        """Held from reading the registry for a decision to publishing it, by the guard too: the worker's
+        decisions never act on a registry another of them has just changed."""
         self.stop = threading.Event()
 
     def handle(self, records: list[SourceRecord]) -> Produced:
@@ -91,8 +95,14 @@ class Requests:
         why = "; ".join(f"{r['requested_by']}: {r['reason']}" for _, r in requests)
         try:
             window = self._read_window(model, data_start((r for _, r in requests), self.kafka.topic(Topic.OUTCOMES)))
-            decision = self.trainer.retrain(load_registry(self.kafka), model, window, why)
-            publish_versions(self.kafka, decision.records, self.producer)
+            registry = load_registry(self.kafka)
+            decision = self.trainer.retrain(registry, model, window, why)
+            with self.publishing:
+                change = moved(registry, load_registry(self.kafka), model)
+                if change:
+                    decision = decision.stale(change)
+                    log.warning("%s v%d: %s", model, decision.candidate.version, decision.reason)
+                publish_versions(self.kafka, decision.records, self.producer)
         except Refused as exc:
             RETRAINS.labels(model, "refused").inc()
             log.warning("retrain of %s refused: %s", model, exc)
@@ -139,8 +149,9 @@ class Guard:
     """The rollback guard, the staging judge and the canary ramp over the outcome stream: it outputs nothing,
     it publishes rollbacks, promotions, canary steps and rejections."""
 
-    def __init__(self, kafka: KafkaSettings, settings: TrainerSettings, store: ArtifactStore) -> None:
-        self.kafka, self.settings, self.store = kafka, settings, store
+    def __init__(self, kafka: KafkaSettings, settings: TrainerSettings, store: ArtifactStore,
+                 publishing: threading.Lock) -> None:  # fmt: skip
+        self.kafka, self.settings, self.store, self.publishing = kafka, settings, store, publishing
         lookup = VersionLookup(kafka)
         self.watch = RollbackGuard(settings.guard_outcomes, settings.guard_margin, lookup)
         self.staging = Staging(settings, lookup)
@@ -166,13 +177,15 @@ class Guard:
                 continue  # the drift agent dead-letters these; the guard only skips them
             if staged is not None:
                 try:
-                    _judge_staged(self.kafka, staged, self.settings.canary_shares)
+                    with self.publishing:
+                        _judge_staged(self.kafka, staged, self.settings.canary_shares)
                 except Exception:  # the guard must keep watching
                     log.exception("acting on the live verdict on version %d of %s failed", staged.version,
                                   staged.model_name)  # fmt: skip
             if step is not None:
                 try:
-                    _judge_step(self.kafka, step)
+                    with self.publishing:
+                        _judge_step(self.kafka, step)
                 except Exception:  # the guard must keep watching
                     log.exception("acting on the canary verdict on version %d of %s failed", step.version,
                                   step.model_name)  # fmt: skip
@@ -180,7 +193,8 @@ class Guard:
             if verdict is None:
                 continue
             try:
-                _roll_back(self.kafka, self.store, verdict, f"automatic: {verdict.reason}")
+                with self.publishing:
+                    _roll_back(self.kafka, self.store, verdict, f"automatic: {verdict.reason}")
             except Exception:  # the guard must keep watching: say so loudly and go on
                 log.exception("rolling %s back from version %d failed", verdict.model_name, verdict.version)
         return Produced()
@@ -192,7 +206,7 @@ def build_trainer_app(
     """The Faust app of a trainer worker: the request loop and the rollback guard (its windows in a state store)."""
     requests = Requests(kafka, settings, registry)
     train = kafka_loop(kafka, "trainer", [Topic.RETRAIN_REQUESTS], requests.handle, 100, 0.5)
-    watch = Guard(kafka, settings, requests.trainer.store)
+    watch = Guard(kafka, settings, requests.trainer.store, requests.publishing)
     state = kafka_state(kafka, state_settings, "guard", Topic.GUARD_CHANGELOG, group="trainer-guard")
     mirror = Mirror(state, watch.watch, watch.process)
     guard = kafka_loop(kafka, "trainer", [Topic.OUTCOMES], mirror.process, 4096, 0.1, group="trainer-guard",

@@ -86,7 +86,8 @@ def _plot(
         axis.axvline((t - start) / 1000, color="grey", linestyle=":", linewidth=1.5)
         axis.text((t - start) / 1000, 0.02, f" {name}", rotation=90, color="grey", va="bottom")
     styles = {"concept drift": "#ff7f0e", "covariate drift": "#bcbd22", "retrain request": "#d62728",
-              "version serving": "#2ca02c", "version rejected": "#9467bd"}  # fmt: skip
+              "version shadow": "#17becf", "version canary": "#8c564b", "version serving": "#2ca02c",
+              "version rejected": "#9467bd"}  # fmt: skip
     seen: set[str] = set()
     for event in timeline:
         kind = "rollback" if "rollback" in event["detail"] else event["kind"]

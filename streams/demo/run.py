@@ -43,6 +43,9 @@ __all__ = ["AGENTS", "run_demo"]
 
 AGENTS = ["inference", "join", "drift", "trainer", "sink"]
 MODEL = "demo"
+STAGING_OUTCOMES = 200
+"""A new version runs in shadow until it beats the serving one on this many live outcomes of the same
+events (``LOOPLINE_TRAINER_STAGING_OUTCOMES``, unless set otherwise)."""
 
 
 def ensure_broker(kafka: KafkaSettings, broker: BrokerSettings) -> KafkaSettings:
@@ -136,18 +139,22 @@ def run_demo(
     print(f"topics     under '{kafka.topic_prefix}'; ClickHouse database {clickhouse.database}")
     serve_bootstrap_model(kafka, registry)
     report_dir = settings.report_dir / stamp
-    env = os.environ | {
-        "LOOPLINE_KAFKA_BOOTSTRAP_SERVERS": kafka.bootstrap_servers,
-        "LOOPLINE_KAFKA_TOPIC_PREFIX": kafka.topic_prefix,
-        "LOOPLINE_KAFKA_PARTITIONS": str(kafka.partitions),
-        "LOOPLINE_INFERENCE_MODEL_NAME": MODEL,
-        "LOOPLINE_REGISTRY_ARTIFACT_DIR": str(registry.artifact_dir),
-        "LOOPLINE_STATE_DIR": str(report_dir / "state"),  # the run's own: its topics are its own too
-        "LOOPLINE_CLICKHOUSE_DSN": clickhouse.dsn.get_secret_value(),
-        "LOOPLINE_CLICKHOUSE_DATABASE": str(clickhouse.database),
-        "LOOPLINE_SINK_QUERY_PORT": str(sink.query_port),
-        "LOOPLINE_SINK_MAX_WAIT_MS": "200",
-    }
+    env = (
+        {"LOOPLINE_TRAINER_STAGING_OUTCOMES": str(STAGING_OUTCOMES)}
+        | dict(os.environ)
+        | {
+            "LOOPLINE_KAFKA_BOOTSTRAP_SERVERS": kafka.bootstrap_servers,
+            "LOOPLINE_KAFKA_TOPIC_PREFIX": kafka.topic_prefix,
+            "LOOPLINE_KAFKA_PARTITIONS": str(kafka.partitions),
+            "LOOPLINE_INFERENCE_MODEL_NAME": MODEL,
+            "LOOPLINE_REGISTRY_ARTIFACT_DIR": str(registry.artifact_dir),
+            "LOOPLINE_STATE_DIR": str(report_dir / "state"),  # the run's own: its topics are its own too
+            "LOOPLINE_CLICKHOUSE_DSN": clickhouse.dsn.get_secret_value(),
+            "LOOPLINE_CLICKHOUSE_DATABASE": str(clickhouse.database),
+            "LOOPLINE_SINK_QUERY_PORT": str(sink.query_port),
+            "LOOPLINE_SINK_MAX_WAIT_MS": "200",
+        }
+    )
     stream = DemoStream(settings)
     start_ms = int(time.time() * 1000) + 10_000  # event time of event 0, once the workers are up
     with running(env, report_dir / "logs") as workers:

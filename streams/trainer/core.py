@@ -64,6 +64,12 @@ class Decision:
     reason: str
     records: list[ModelVersion]
 
+    def stale(self, change: str) -> Decision:
+        """The candidate rejected instead: the registry moved (``change``) while it was trained and judged."""
+        reason = f"the registry moved during the training ({change}); {self.reason}"
+        candidate = replace(self.candidate, status=Status.REJECTED, traffic=0.0, reason=reason)
+        return Decision(candidate, False, reason, [candidate])
+
 
 def evaluate(loaded: LoadedModel, x: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, float]:
     """Which rows of ``x``/``y`` a version loaded (and checked) by the inference worker's loader gets

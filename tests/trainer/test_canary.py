@@ -6,8 +6,10 @@ import numpy as np
 import pytest
 
 from models import ModelVersion, Registry, RegistryError, Status
+from models.registry import moved
 from streams.settings import TrainerSettings
 from streams.trainer.canary import Ramp, go_live
+from streams.trainer.core import Decision
 from tests.samples import SAMPLES
 
 SETTINGS = TrainerSettings(canary_steps="0.05,0.25,0.5", canary_outcomes=200)
@@ -106,3 +108,20 @@ def test_canary_steps_must_rise_between_0_and_1():
     for bad in ("0.5,0.25", "0.1,1", "0,0.5", "a,b", "0.2,0.2"):
         with pytest.raises(ValueError, match="canary steps"):
             TrainerSettings(canary_steps=bad)
+
+
+def test_a_decision_is_stale_when_a_serving_canary_or_shadow_version_changed_but_not_a_share():
+    before = registry_with_canary()
+    after = registry_with_canary()
+    for record in after.start_canary("m", 2, 0.5, "ramped"):
+        after.apply(record)
+    assert moved(before, after, "m") == ""
+    for record in after.promote("m", 2, "canary passed"):
+        after.apply(record)
+    assert moved(before, after, "m") == "serving version 1 → 2, canary version 2 → None"
+    candidate = after.get("m", 2)
+    stale = Decision(candidate, True, "gate passed", after.promote("m", 2, "gate passed")).stale(
+        "serving version 1 → 2"
+    )
+    assert not stale.promoted and [(r.version, r.status) for r in stale.records] == [(2, Status.REJECTED)]
+    assert stale.reason == "the registry moved during the training (serving version 1 → 2); gate passed"
