@@ -96,16 +96,22 @@ def analytics_records() -> dict[str, list[dict[str, Any]]]:
 
 def load_analytics_records(client: Any) -> None:
     """Create the tables in ``client``'s database and write :func:`analytics_records` the way the sink does."""
+    from streams.store import migrate
+
+    migrate(client)
+    write_records(client, analytics_records())
+
+
+def write_records(client: Any, by_topic: dict[str, list[dict[str, Any]]]) -> None:
+    """Write records (by topic, unprefixed) to ``client``'s tables the way the sink does."""
     from streams.codec import Codec
     from streams.records import SourceRecord
     from streams.settings import KafkaSettings
     from streams.sink.core import SinkCore
-    from streams.store import migrate
 
-    migrate(client)
     records = [
         SourceRecord(None, Codec.load(TOPIC_SCHEMA[topic]).encode(row), topic, 0, offset, 0)
-        for topic, rows in analytics_records().items()
+        for topic, rows in by_topic.items()
         for offset, row in enumerate(rows)
     ]
     for table, rows in SinkCore(KafkaSettings(topic_prefix="")).rows(records).rows.items():

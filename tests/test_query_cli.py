@@ -12,7 +12,7 @@ from streams.kafka.broker import free_port
 from streams.settings import ClickHouseSettings, SinkSettings
 from streams.sink.store import Store
 from streams.store import connect
-from tests.samples import load_analytics_records
+from tests.samples import SAMPLES, load_analytics_records, write_records
 
 
 @pytest.fixture
@@ -57,7 +57,7 @@ def test_the_ab_report_on_a_known_dataset(store, capsys):
     code, out, _ = run(capsys, "ab", "--model", "fraud", "--format", "json")
     serving, shadow = json.loads(out)
     assert code == 0 and (serving["model_version"], serving["arm"], shadow["model_version"], shadow["arm"]) == (
-        2, "serving", 3, "shadow")  # fmt: skip
+        2, "served", 3, "shadow")  # fmt: skip
     # 7 of 10 served outcomes right: 0.7 ± 1.96 standard errors; the reference arm has no difference.
     half = 1.96 * math.sqrt(0.7 * 0.3 / 10)
     assert (serving["outcomes"], serving["accuracy"], serving["reference_arm"]) == (10, 0.7, True)
@@ -72,6 +72,23 @@ def test_the_ab_report_on_a_known_dataset(store, capsys):
         "paired",
     )
     assert shadow["p_value"] == round(math.erfc(1 / math.sqrt(2)), 4)
+
+
+def test_the_ab_report_compares_a_canary_with_the_serving_arm_on_their_own_entities(store, capsys):
+    client = connect(store)
+    outcomes = [SAMPLES["outcome"] | {"model_name": "shop", "event_id": f"s{i}", "model_version": 1,
+                                      "correct": i < 14} for i in range(20)]  # fmt: skip
+    outcomes += [SAMPLES["outcome"] | {"model_name": "shop", "event_id": f"c{i}", "model_version": 2,
+                                       "correct": i < 9} for i in range(10)]  # fmt: skip
+    write_records(client, {"outcomes": outcomes})
+    client.close()
+    code, out, _ = run(capsys, "ab", "--model", "shop", "--format", "json")
+    canary, serving = sorted(json.loads(out), key=lambda row: row["reference_arm"])
+    assert code == 0 and (serving["model_version"], serving["accuracy"], serving["reference_arm"]) == (1, 0.7, True)
+    # 9 of 10 against 14 of 20 on other events: two proportions, standard error sqrt(.09/10 + .21/20).
+    z = 0.2 / math.sqrt(0.9 * 0.1 / 10 + 0.7 * 0.3 / 20)
+    assert (canary["model_version"], canary["arm"], canary["outcomes"], canary["compared"]) == (2, "served", 10, "arms")
+    assert canary["difference"] == 0.2 and canary["p_value"] == round(math.erfc(z / math.sqrt(2)), 4)
 
 
 def test_own_sql_binds_values_and_never_pastes_them(store, capsys):

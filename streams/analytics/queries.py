@@ -170,9 +170,9 @@ QUERIES = {
         ),
         Query(
             "ab",
-            "A/B report per arm (version, serving or shadow): outcomes, accuracy and log loss with 95% intervals, "
-            "the accuracy difference to the serving arm with the most outcomes and its p-value (paired on the "
-            "events both scored, else between the arms), latency",
+            "A/B report per arm (version, served or shadow): outcomes, accuracy and log loss with 95% intervals, "
+            "the accuracy difference to the served arm with the most outcomes and its p-value (paired on the "
+            "events both scored, as a shadow's; else arm against arm, as a canary's), latency",
             f"""
             WITH
                 scored AS (
@@ -215,7 +215,7 @@ QUERIES = {
                     LEFT JOIN paired ON arms.model_name = paired.model_name
                         AND arms.model_version = paired.model_version AND arms.shadow = paired.shadow)
             SELECT c.model_name AS model_name, c.model_version AS model_version,
-                   if(c.shadow, 'shadow', 'serving') AS arm, c.n AS outcomes,
+                   if(c.shadow, 'shadow', 'served') AS arm, c.n AS outcomes,
                    round(c.acc, 4) AS accuracy,
                    round(greatest(0, c.acc - 1.96 * sqrt(c.acc * (1 - c.acc) / c.n)), 4) AS accuracy_low,
                    round(least(1, c.acc + 1.96 * sqrt(c.acc * (1 - c.acc) / c.n)), 4) AS accuracy_high,

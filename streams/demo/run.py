@@ -116,7 +116,7 @@ def progress(workers: Workers, sent: int, started: float) -> str:
     serving = workers.metric("inference", "loopline_serving_version", role="serving")
     accuracy = workers.metric("drift", "loopline_online_accuracy", version=str(int(serving)), shadow="false")
     return (f"{time.monotonic() - started:5.0f}s  sent {sent:6d}  predicted "
-            f"{workers.metric('inference', 'loopline_predictions_out_total', shadow='false'):6.0f}  outcomes "
+            f"{workers.metric('inference', 'loopline_predictions_out_total', shadow='false'):6.0f}  joined "
             f"{workers.metric('join', 'loopline_outcomes_out_total'):6.0f}  serving v{serving:.0f}  accuracy "
             f"{accuracy:.3f}  drift events {workers.metric('drift', 'loopline_drift_events_total'):.0f}  retrain "
             f"requests {workers.metric('drift', 'loopline_retrain_requests_total'):.0f}  retrains answered "
