@@ -1,5 +1,7 @@
 """The model families loopline trains: the tabular MLP (``mlp``), gradient-boosted trees (``trees``),
-and any family an installed package provides (:mod:`models.plugins`).
+scikit-learn pipelines (``sklearn``, :mod:`models.pipelines`: each version records its own steps,
+so it has no defaults and is only ever retrained as itself) and any family an installed package
+provides (:mod:`models.plugins`).
 
 A version's lineage records its family among its hyper-parameters (``family``; a lineage without
 one is an MLP's). Each family has a config with ``as_strings``/``from_strings``, a training
@@ -13,24 +15,41 @@ import torch
 
 from models.export import to_onnx
 from models.mlp import TabularMLP
+from models.pipelines import FAMILY as PIPELINE
+from models.pipelines import PipelineConfig, PipelineModel, train_pipeline
 from models.plugins import PluginConfig, PluginModel, plugin_names, train_plugin
 from models.train import TrainConfig, train_mlp
 from models.trees import BoostedTrees, TreesConfig, train_trees, trees_to_onnx
 
-__all__ = ["FAMILIES", "Config", "Model", "config_from_strings", "defaults", "fit", "onnx_bytes", "probabilities"]
+__all__ = [
+    "FAMILIES",
+    "OPAQUE",
+    "PIPELINE",
+    "Config",
+    "Model",
+    "config_from_strings",
+    "defaults",
+    "fit",
+    "onnx_bytes",
+    "probabilities",
+]
 
-Config = TrainConfig | TreesConfig | PluginConfig
-Model = TabularMLP | BoostedTrees | PluginModel
+Config = TrainConfig | TreesConfig | PluginConfig | PipelineConfig
+Model = TabularMLP | BoostedTrees | PluginModel | PipelineModel
 FAMILIES: dict[str, type[TrainConfig] | type[TreesConfig]] = {"mlp": TrainConfig, "trees": TreesConfig}
-"""The built-in families."""
+"""The built-in families with defaults, which a retrain may choose among."""
+OPAQUE = "file"
+"""The family of a version registered from a model file without its training code: never retrained."""
 
 
 def defaults(family: str) -> Config:
     """The default config of ``family``, built-in or provided by a package.
 
     Raises:
-        ValueError: no such family.
+        ValueError: no such family, or a family without defaults (a pipeline's steps are its version's).
     """
+    if family == PIPELINE:
+        raise ValueError("a scikit-learn pipeline family has no defaults: each version records its steps")
     if family in FAMILIES:
         return FAMILIES[family]()
     if family in plugin_names():
@@ -46,6 +65,8 @@ def config_from_strings(values: dict[str, str]) -> Config:
         ValueError: the family is neither built in nor provided by an installed package.
     """
     family = values.get("family", "mlp")
+    if family == PIPELINE:
+        return PipelineConfig.from_strings(values)
     return type(defaults(family)).from_strings(values)
 
 
@@ -55,12 +76,14 @@ def fit(config: Config, x: np.ndarray, y: np.ndarray, n_classes: int, device: st
         return train_trees(x, y, n_classes, config, threads)
     if isinstance(config, PluginConfig):
         return train_plugin(config, x, y, n_classes)
+    if isinstance(config, PipelineConfig):
+        return train_pipeline(config, x, y, n_classes)
     return train_mlp(x, y, n_classes, config, device=device)
 
 
 def probabilities(model: Model, x: np.ndarray) -> np.ndarray:
     """Class probabilities of ``model`` on the float32 rows ``x``."""
-    if isinstance(model, BoostedTrees | PluginModel):
+    if isinstance(model, BoostedTrees | PluginModel | PipelineModel):
         return model.probabilities(x)
     with torch.inference_mode():
         return model(torch.from_numpy(np.ascontiguousarray(x, dtype=np.float32))).numpy()
@@ -70,4 +93,6 @@ def onnx_bytes(model: Model) -> bytes:
     """``model`` as an ONNX graph: input ``features`` [batch, n], output ``probabilities``."""
     if isinstance(model, PluginModel):
         return model.data
+    if isinstance(model, PipelineModel):
+        return model.onnx()
     return trees_to_onnx(model) if isinstance(model, BoostedTrees) else to_onnx(model)

@@ -13,9 +13,10 @@ order; it does no I/O, so the CLI, the trainer and every inference worker share 
 - a version record is immutable once published: only its status (with its reason, time and id)
   changes. A later record of the same version with another artifact, features, classes or
   metadata is not folded; :meth:`Registry.apply` says why, and every reader reports it;
-- a model's feature contract is set by the first version that served it (the lowest-numbered
-  version whose status is serving or retired): every version that is to serve must take the same
-  features, since producers send values in that order.
+- a model's feature contract is set by the first version that served it with a dense vector (the
+  lowest-numbered such version whose status is serving or retired): every dense version that is to
+  serve must take the same features, since producers send values in that order. A version with
+  typed inputs (``feature_types``) takes named fields and may declare any.
 """
 
 from __future__ import annotations
@@ -94,6 +95,8 @@ class ModelVersion:
     sha256: str
     feature_names: list[str]
     classes: list[str]
+    feature_types: list[str] = field(default_factory=list)
+    """Empty for a dense float vector; else each feature's type (``streams.codec.typed``)."""
     artifact: bytes | None = None
     artifact_uri: str | None = None
     metrics: dict[str, float] = field(default_factory=dict)
@@ -143,6 +146,7 @@ class ModelVersion:
             "artifact_uri": self.artifact_uri,
             "sha256": self.sha256,
             "feature_names": list(self.feature_names),
+            "feature_types": list(self.feature_types),
             "classes": list(self.classes),
             "metrics": dict(self.metrics),
             "lineage": self.lineage,
@@ -158,6 +162,7 @@ class ModelVersion:
             artifact_format=ArtifactFormat(record["artifact_format"]),
             sha256=record["sha256"],
             feature_names=list(record["feature_names"]),
+            feature_types=list(record["feature_types"]),
             classes=list(record["classes"]),
             artifact=record["artifact"],
             artifact_uri=record["artifact_uri"],
@@ -237,14 +242,23 @@ class Registry:
         return self._latest_with(model_name, Status.CANARY)
 
     def contract(self, model_name: str) -> list[str] | None:
-        """The feature names a version of ``model_name`` must take to serve, None before any version served.
+        """The feature names a dense version of ``model_name`` must take to serve, None before any dense
+        version served.
 
-        They are those of the lowest-numbered version that has served (serving or retired): a
+        They are those of the lowest-numbered dense version that has served (serving or retired): a
         version that served once fixed the values producers send, and version numbers survive
-        compaction of the topic, where the order of records does not.
+        compaction of the topic, where the order of records does not. Typed versions name their fields
+        and are not bound by it.
         """
-        served = [v for v in self.versions(model_name) if v.status in (Status.SERVING, Status.RETIRED)]
+        served = [v for v in self.versions(model_name)
+                  if v.status in (Status.SERVING, Status.RETIRED) and not v.feature_types]  # fmt: skip
         return list(served[0].feature_names) if served else None
+
+    def same_input(self, version: ModelVersion) -> set[int]:
+        """The versions of ``version``'s model that take the same input (feature names and types): their
+        outcomes' values are rows ``version`` can learn from."""
+        return {v.version for v in self.versions(version.model_name)
+                if (v.feature_names, v.feature_types) == (version.feature_names, version.feature_types)}  # fmt: skip
 
     def fallbacks(self, model_name: str, below: int | None = None) -> list[ModelVersion]:
         """Retired versions of ``model_name`` (versions that served), newest first; only those below

@@ -45,8 +45,10 @@ def make_version(
     lineage: dict[str, Any] | None = None,
     status: Status = Status.CANDIDATE,
     reason: str = "",
+    feature_types: Sequence[str] = (),
 ) -> ModelVersion:
-    """A version of ``model`` with its artifact attached (inline or in the store's directory).
+    """A version of ``model`` with its artifact attached (inline or in the store's directory); with
+    ``feature_types``, one that takes typed inputs (``streams.codec.typed``).
 
     An MLP's lineage always carries its hidden widths: a state dict can't be loaded without them.
     Other families are written as ONNX only.
@@ -70,6 +72,7 @@ def make_version(
         artifact_format=artifact_format,
         sha256="",
         feature_names=list(feature_names),
+        feature_types=list(feature_types),
         classes=list(classes),
         metrics=dict(metrics or {}),
         lineage=lineage,
@@ -90,9 +93,11 @@ def bootstrap_version(
     version: int = 1,
     artifact_format: ArtifactFormat = ArtifactFormat.ONNX,
     holdout_fraction: float = 0.2,
+    feature_types: Sequence[str] = (),
 ) -> ModelVersion:
     """Train a first version of ``config``'s family (the MLP by default) from a dataset (the most
-    recent ``holdout_fraction`` rows held out).
+    recent ``holdout_fraction`` rows held out); with ``feature_types``, a version with typed inputs
+    whose rows ``x`` are the :class:`streams.codec.typed.Vectoriser`'s.
 
     The version is a candidate with ``holdout_accuracy`` in its metrics; promote it to serve.
     """
@@ -121,4 +126,5 @@ def bootstrap_version(
         metrics={"holdout_accuracy": holdout, "train_rows": float(split)},
         lineage=lineage,
         reason="bootstrap from a dataset",
+        feature_types=feature_types,
     )

@@ -22,7 +22,7 @@ from models import (
 )
 from models.artifacts import read_bounded
 from models.datasets import Concept, feature_names, sample
-from models.families import FAMILIES
+from models.families import FAMILIES, OPAQUE
 from models.registry import empty_lineage
 from streams.inference.loader import LoadedModel, ModelRejected, admit, rollback_records, serving_or_fallback
 from streams.kafka.versions import load_registry, publish_versions
@@ -97,7 +97,9 @@ def cmd_show(args: argparse.Namespace, kafka: KafkaSettings, registry: Registry)
 def cmd_register(args: argparse.Namespace, kafka: KafkaSettings, registry: Registry) -> None:
     artifact_format = ArtifactFormat.TORCH if args.file.suffix in (".pt", ".pth") else ArtifactFormat.ONNX
     lineage = empty_lineage()
-    lineage["hyperparameters"] = {"outputs": args.outputs} | ({"hidden": args.hidden} if args.hidden else {})
+    # A state dict is an MLP the trainer can train again; an ONNX file comes without its training code.
+    family = {} if artifact_format == ArtifactFormat.TORCH else {"family": OPAQUE}
+    lineage["hyperparameters"] = {"outputs": args.outputs, **family} | ({"hidden": args.hidden} if args.hidden else {})
     draft = ModelVersion(
         model_name=args.model,
         version=registry.next_version(args.model),

@@ -102,3 +102,40 @@ def send_labeled_events(kafka, x, y, start, classes=("no", "yes")):
               for e, c, t in zip(ids, y.tolist(), times, strict=True)]  # fmt: skip
     send_all(kafka, kafka.topic("labels"), labels)
     return ids
+
+
+PENGUIN_NAMES = ["bill_length_mm", "bill_depth_mm", "flipper_length_mm", "body_mass_g", "island", "sex", "year"]
+PENGUIN_TYPES = ["float?", "float?", "float?", "float?", "category", "category?", "int"]
+PENGUIN_CLASSES = ["Adelie", "Chinstrap", "Gentoo"]
+
+
+def penguins() -> tuple[list[dict[str, object]], list[str]]:
+    """The Palmer penguins (palmerpenguins' copy of Gorman, Williams and Fraser's data): each bird's named
+    fields as a feature event carries them (None where the data has none), and its species."""
+    from palmerpenguins import load_penguins
+
+    rows = []
+    for bird in load_penguins().to_dict("records"):
+        fields = {name: (None if bird[name] != bird[name] else bird[name]) for name in PENGUIN_NAMES}  # NaN: absent
+        fields["year"] = int(fields["year"])
+        rows.append(fields)
+    return rows, [str(bird) for bird in load_penguins()["species"]]
+
+
+def penguin_pipeline():
+    """A scikit-learn pipeline of the kind a team brings: imputation, scaling, one-hot of the categories."""
+    from sklearn.compose import ColumnTransformer
+    from sklearn.impute import SimpleImputer
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.pipeline import Pipeline
+    from sklearn.preprocessing import OneHotEncoder, StandardScaler
+
+    numbers = ["bill_length_mm", "bill_depth_mm", "flipper_length_mm", "body_mass_g", "year"]
+    return Pipeline([
+        ("prepare", ColumnTransformer([
+            ("numbers", Pipeline([("impute", SimpleImputer(strategy="median")), ("scale", StandardScaler())]), numbers),
+            ("categories", Pipeline([("impute", SimpleImputer(strategy="constant", fill_value=-1.0)),
+                                     ("one_hot", OneHotEncoder(handle_unknown="ignore"))]), ["island", "sex"]),
+        ])),
+        ("classify", LogisticRegression(max_iter=1000)),
+    ])  # fmt: skip

@@ -18,7 +18,7 @@ EVIDENCE = {
 }
 
 SAMPLES: dict[str, dict[str, Any]] = {
-    "features": {"event_id": "e-1", "event_time": T0, "entity_id": "user-7", "values": [0.5, -1.25, 3.0]},
+    "features": {"event_id": "e-1", "event_time": T0, "entity_id": "user-7", "values": [0.5, -1.25, 3.0], "fields": {}},
     "prediction": {
         "event_id": "e-1", "event_time": T0, "prediction_time": T0 + 3, "entity_id": "user-7",
         "model_name": "fraud", "model_version": 2, "shadow": False, "scores": [0.25, 0.75],
@@ -43,7 +43,7 @@ SAMPLES: dict[str, dict[str, Any]] = {
         "event_id": "v-1", "event_time": T0, "model_name": "fraud", "version": 2, "status": "serving", "traffic": 0.0,
         "reason": "beat v1 by 0.04 accuracy", "created_time": T0 - 1000, "artifact_format": "onnx",
         "artifact": b"\x08\x07onnx-bytes", "artifact_uri": None, "sha256": "ab" * 32,
-        "feature_names": ["amount", "age", "hour"], "classes": ["no", "yes"], "metrics": {"accuracy": 0.93},
+        "feature_names": ["amount", "age", "hour"], "feature_types": [], "classes": ["no", "yes"], "metrics": {"accuracy": 0.93},
         "lineage": {
             "parent_version": 1,
             "data": [{"topic": "loopline.outcomes", "partition": 0, "start": 0, "end": 20000}],

@@ -10,11 +10,13 @@ on from the committed offsets.
 
 from __future__ import annotations
 
+import functools
 from collections import Counter
 
 import faust
 
 from streams.agents.app import make_app
+from streams.codec.typed import Vectoriser, parse_inputs
 from streams.join.core import JoinCore, JoinOutput, JoinTopics
 from streams.kafka.loop import RECORD_OVERHEAD_BYTES, kafka_loop
 from streams.kafka.versions import VersionLookup
@@ -32,6 +34,12 @@ INPUTS = [Topic.FEATURES, Topic.PREDICTIONS, Topic.SHADOW_PREDICTIONS, Topic.LAB
 def join_core(kafka: KafkaSettings, settings: JoinSettings, state: State) -> JoinCore:
     """The join core of a worker, wired to its version lookup and its state."""
     lookup = VersionLookup(kafka)
+
+    @functools.cache
+    def typed(model: str, version: int) -> Vectoriser | None:  # a version's inputs never change
+        found = lookup(model, version)
+        return Vectoriser(parse_inputs(found.feature_names, found.feature_types)) if found.feature_types else None
+
     return JoinCore(
         JoinTopics(*(kafka.topic(t) for t in INPUTS)),
         lambda model, version: lookup(model, version).classes,
@@ -41,6 +49,7 @@ def join_core(kafka: KafkaSettings, settings: JoinSettings, state: State) -> Joi
         quality_window=settings.quality_window,
         max_skew_ms=settings.max_clock_skew_ms,
         max_entry_bytes=kafka.max_message_bytes - RECORD_OVERHEAD_BYTES,
+        typed=typed,
     )
 
 

@@ -94,8 +94,8 @@ class Requests:
     def _retrain(self, out: Produced, model: str, requests: list[Request]) -> None:
         why = "; ".join(f"{r['requested_by']}: {r['reason']}" for _, r in requests)
         try:
-            window = self._read_window(model, data_start((r for _, r in requests), self.kafka.topic(Topic.OUTCOMES)))
-            registry = load_registry(self.kafka)
+            since = data_start((r for _, r in requests), self.kafka.topic(Topic.OUTCOMES))
+            window, registry = self._read_window(model, since)
             decision = self.trainer.retrain(registry, model, window, why)
             with self.publishing:
                 change = moved(registry, load_registry(self.kafka), model)
@@ -126,23 +126,27 @@ class Requests:
         partitions = self.positions.list_topics(topic, timeout=60).topics[topic].partitions
         return {p: watermarks(self.positions, TopicPartition(topic, p), 60)[1] for p in partitions}
 
-    def _read_window(self, model: str, since: dict[int, int]) -> Window:
-        """The training window; after a drift, once ``min_events`` outcomes came after the detection
-        (or ``wait_minutes`` passed)."""
+    def _read_window(self, model: str, since: dict[int, int]) -> tuple[Window, Registry]:
+        """The training window, of the versions that take the serving version's input, and the registry
+        read with it; after a drift, once ``min_events`` outcomes came after the detection (or
+        ``wait_minutes`` passed)."""
         s = self.settings
         max_age_s = s.window_minutes * 60 if s.window_minutes else None
         deadline = time.monotonic() + s.wait_minutes * 60
         said = float("-inf")
         while True:
             self.read_upto[model] = self._request_ends()
-            window = read_window(self.kafka, model, s.window_events, max_age_s, since)
+            registry = load_registry(self.kafka)
+            serving = registry.serving(model)
+            versions = registry.same_input(serving) if serving is not None else None
+            window = read_window(self.kafka, model, s.window_events, max_age_s, since, versions=versions)
             if not since or len(window.labels) >= s.min_events or time.monotonic() >= deadline:
-                return window
+                return window, registry
             if time.monotonic() - said >= 30:  # checked every 0.5 s, said every 30 s
                 said = time.monotonic()
                 log.info("%s: %d outcomes since the drift, waiting for %d", model, len(window.labels), s.min_events)
             if self.stop.wait(0.5):
-                return window
+                return window, registry
 
 
 class Guard:

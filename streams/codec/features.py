@@ -1,8 +1,11 @@
 """Batch decoding of feature events into one float32 matrix: the inference hot path.
 
 Records written with the current features schema take a fast path that reads the three leading
-fields and slices the float block straight out of the message; anything else (other writer
-versions, arrays written in several blocks) goes through the full codec. Every record either
+fields and slices the float block straight out of the message (a dense vector, no named fields);
+anything else (other writer versions, arrays written in several blocks) goes through the full
+codec. A model with typed inputs (:mod:`streams.codec.typed`) takes every record through the full
+codec and its fields through the :class:`~streams.codec.typed.Vectoriser`; a missing optional value
+is NaN there, for the artifact to impute. Every record either
 becomes one matrix row or one :class:`CodecError`, never both and never neither; a record whose
 event_id or event_time fails :mod:`streams.codec.checks` leaves the fast path, and the full codec
 names the reason (``invalid-id``, ``invalid-time``).
@@ -18,6 +21,7 @@ import numpy as np
 from streams.codec.checks import MAX_ID_BYTES, MAX_TIME_MS, MIN_TIME_MS
 from streams.codec.errors import CodecError
 from streams.codec.framing import HEADER_SIZE, Codec
+from streams.codec.typed import Input, Vectoriser
 from streams.codec.varint import read_long, write_long
 
 __all__ = ["FeatureBatch", "FeatureDecoder"]
@@ -48,14 +52,18 @@ class FeatureDecoder:
     Args:
         codec: the features codec (its extra writer versions are honoured on the slow path).
         width: the model's number of input features.
+        inputs: the model's typed inputs; None for a dense vector.
     """
 
-    def __init__(self, codec: Codec, width: int) -> None:
+    def __init__(self, codec: Codec, width: int, inputs: list[Input] | None = None) -> None:
         self.codec = codec
         self.width = width
-        # A vector of `width` floats written as one block: count, 4*width bytes, end marker 0.
+        self.inputs = inputs or None
+        self.typed = Vectoriser(inputs) if inputs else None
+        # A vector of `width` floats written as one block (count, 4*width bytes, end marker 0), then an
+        # empty map of fields (0).
         self._block_head = write_long(width)
-        self._tail_size = len(self._block_head) + 4 * width + 1
+        self._tail_size = len(self._block_head) + 4 * width + 2
 
     def _fast(self, data: bytes) -> tuple[str, int, str, bytes] | None:
         """The fields of a valid record in the current schema and one-block layout, else None."""
@@ -73,15 +81,18 @@ class FeatureDecoder:
         if not 0 < size <= MAX_ID_BYTES or size2 < 0 or not MIN_TIME_MS <= event_time <= MAX_TIME_MS:
             return None
         head_end = pos + len(self._block_head)
-        if len(data) - pos != self._tail_size or data[pos:head_end] != self._block_head or data[-1] != 0:
+        if len(data) - pos != self._tail_size or data[pos:head_end] != self._block_head or data[-2:] != b"\0\0":
             return None
         try:
-            return event_id.decode(), event_time, entity_id.decode(), data[head_end:-1]
+            return event_id.decode(), event_time, entity_id.decode(), data[head_end:-2]
         except UnicodeDecodeError:
             return None
 
     def _slow(self, data: bytes) -> tuple[str, int, str, bytes]:
         record = self.codec.decode(data)
+        if self.typed is not None:
+            row = np.asarray(self.typed.row(record["fields"]), dtype="<f4").tobytes()
+            return record["event_id"], record["event_time"], record["entity_id"], row
         values = record["values"]
         if len(values) != self.width:
             raise CodecError("wrong-length", f"feature vector has {len(values)} values, the model takes {self.width}")
@@ -92,7 +103,8 @@ class FeatureDecoder:
         """Decode ``messages`` into one batch; invalid records land in ``errors``.
 
         A record is invalid when it does not decode, has the wrong number of values, or holds a
-        NaN or infinity (reason ``non-finite``).
+        NaN or infinity (reason ``non-finite``); for typed inputs, when a field is missing or of the
+        wrong type (missing optional values are NaN).
         """
         event_ids: list[str] = []
         entity_ids: list[str] = []
@@ -101,7 +113,7 @@ class FeatureDecoder:
         index: list[int] = []
         errors: list[tuple[int, CodecError]] = []
         for i, data in enumerate(messages):
-            fields = self._fast(data)
+            fields = self._fast(data) if self.typed is None else None
             if fields is None:
                 try:
                     fields = self._slow(data)
@@ -114,8 +126,8 @@ class FeatureDecoder:
             blocks.append(fields[3])
             index.append(i)
         matrix = np.frombuffer(b"".join(blocks), dtype="<f4").reshape(len(blocks), self.width)
-        finite = np.isfinite(matrix).all(axis=1)
         batch = FeatureBatch(matrix, event_ids, entity_ids, np.array(times, dtype=np.int64), index, errors)
+        finite = np.isfinite(matrix).all(axis=1) if self.typed is None else np.ones(len(matrix), dtype=bool)
         if not finite.all():
             batch = _drop_rows(batch, finite)
         batch.errors.sort(key=lambda item: item[0])

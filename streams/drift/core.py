@@ -364,9 +364,11 @@ class DriftCore:
         s = self.settings
         if watch.errors is None:
             watch.errors = self._error_monitor()
+        version = self.lookup(*key)
+        columns = monitored_columns(version.feature_names, version.feature_types)
         if watch.features is None:
             watch.features = self._block_monitor(
-                self.lookup(*key).feature_names, s.covariate_detector, s.covariate_params
+                [version.feature_names[c] for c in columns], s.covariate_detector, s.covariate_params
             )
         part.dirty.update((("w", *key), ("m", model)))
         sources = [record for record, _ in group]
@@ -377,7 +379,9 @@ class DriftCore:
             ("concept", s.concept_detector, d)
             for d in watch.errors.update([0 if o["correct"] else 1 for _, o in group])
         ]
-        values = np.array([o["values"] for _, o in group], dtype=np.float32)
+        values = np.array([o["values"] for _, o in group], dtype=np.float32).reshape(len(group), -1)
+        if len(columns) != values.shape[1]:
+            values = np.ascontiguousarray(values[:, columns])  # C order: the sums, and so the state, are the same
         found += [("covariate", s.covariate_detector, d) for d in watch.features.update(values)]
         for kind, detector, detection in sorted(found, key=lambda f: f[2].index):
             at = sources[detection.index]
@@ -514,3 +518,9 @@ def _loaded(part: PartitionState, prefix: bytes, monitor: Monitor, items: dict[b
         return monitor
     part.stale.add(prefix)
     return None
+
+
+def monitored_columns(names: Sequence[str], types: Sequence[str]) -> list[int]:
+    """The feature columns whose means are watched for covariate drift: all of a dense vector, the numbers
+    of typed inputs (a category's code is a hash, and its mean says nothing)."""
+    return [i for i in range(len(names)) if not types or not types[i].startswith("category")]

@@ -246,8 +246,19 @@ class ErrorMonitor:
         return 0 if abs(difference) <= 2 * spread else 1 if difference > 0 else -1
 
 
+def column_means(rows: np.ndarray, missing: np.ndarray) -> np.ndarray:
+    """The mean of each column of ``rows`` over its values that are not NaN (a typed model's missing
+    optional values); ``missing``'s where a column has none, so that a block without values moves nothing."""
+    present = ~np.isnan(rows)
+    counts = present.sum(axis=0)
+    sums = np.where(present, rows, 0.0).sum(axis=0)
+    means: np.ndarray = np.where(counts > 0, sums / np.maximum(counts, 1), missing)
+    return means
+
+
 class BlockMonitor:
-    """Covariate or prediction drift: one detector per column on standardised block means."""
+    """Covariate or prediction drift: one detector per column on standardised block means (NaN values
+    left out of a block's mean)."""
 
     def __init__(
         self,
@@ -294,14 +305,15 @@ class BlockMonitor:
             full = np.concatenate(self.pending).astype(np.float64)
             self.pending, self.pending_rows = [], 0
             if self.mean is None:
-                self.mean = full.mean(axis=0)
-                self.std = np.maximum(full.std(axis=0), 1e-9)
+                self.mean = column_means(full, np.zeros(full.shape[1]))
+                spread = column_means((full - self.mean) ** 2, np.ones(full.shape[1]))
+                self.std = np.maximum(np.sqrt(spread), 1e-9)
                 # The detectors start with the reference in their window, so that a change soon after
                 # the warm-up has a baseline to stand out from.
                 for first in range(0, len(full) - self.block + 1, self.block):
-                    self._feed(full[first : first + self.block].mean(axis=0))
+                    self._feed(column_means(full[first : first + self.block], self.mean))
                 continue
-            detections += self._block(full.mean(axis=0), start - 1)
+            detections += self._block(column_means(full, self.mean), start - 1)
         return detections
 
     def _feed(self, means: np.ndarray) -> list[int]:

@@ -122,7 +122,7 @@ def _halve(model: LoadedModel, matrix: np.ndarray, rows: np.ndarray,
 def _broken(model: LoadedModel) -> bool:
     """Whether ``model``'s backend fails on the probe batch, which it passed when it was loaded."""
     try:
-        model.backend.predict(probe_batch(PROBE_ROWS, len(model.version.feature_names)))
+        model.backend.predict(probe_batch(PROBE_ROWS, len(model.version.feature_names), model.decoder.inputs))
     except Exception:
         return True
     return False

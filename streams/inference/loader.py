@@ -29,6 +29,7 @@ from models import (
     load_backend,
 )
 from streams.codec import Codec, FeatureDecoder, PredictionEncoder
+from streams.codec.typed import Input, category_code, parse_inputs
 from streams.settings import InferenceSettings
 
 __all__ = [
@@ -97,12 +98,21 @@ def are_probabilities(scores: np.ndarray) -> np.ndarray:
     return result
 
 
-def probe_batch(rows: int, width: int) -> np.ndarray:
-    """A fixed batch to run a new version on: zeros, ones and seeded normal rows."""
+def probe_batch(rows: int, width: int, inputs: list[Input] | None = None) -> np.ndarray:
+    """A fixed batch to run a new version on: zeros, ones and seeded normal rows; for typed inputs,
+    the codes of made-up categories in category columns, and every optional value missing (NaN) in
+    every third row."""
     batch = np.random.default_rng(0).normal(size=(rows, width)).astype(np.float32)
     batch[0] = 0.0
     if rows > 1:
         batch[1] = 1.0
+    for column, spec in enumerate(inputs or []):
+        if spec.type == "category":
+            batch[:, column] = [category_code(f"probe-{row % 3}") for row in range(rows)]
+        elif spec.type == "int":
+            batch[:, column] = np.round(batch[:, column] * 10)
+        if spec.optional:
+            batch[2::3, column] = np.nan
     return batch
 
 
@@ -129,7 +139,11 @@ def load_model(
         data = store.fetch(version)
     except ArtifactError as exc:
         raise ModelRejected("artifact", str(exc)) from exc
-    if expected_features is not None and list(version.feature_names) != expected_features:
+    try:
+        inputs = parse_inputs(version.feature_names, version.feature_types) if version.feature_types else None
+    except ValueError as exc:
+        raise ModelRejected("feature-types", f"version {version.version}: {exc}") from exc
+    if expected_features is not None and inputs is None and list(version.feature_names) != expected_features:
         raise ModelRejected(
             "feature-mismatch",
             f"version {version.version} takes features {version.feature_names}, the served ones are {expected_features}",
@@ -152,7 +166,7 @@ def load_model(
         raise ModelRejected("load", str(exc)) from exc
     if version.outputs == Outputs.LOGITS:
         backend = Softmax(backend)
-    probe = probe_batch(settings.probe_rows, len(version.feature_names))
+    probe = probe_batch(settings.probe_rows, len(version.feature_names), inputs)
     try:
         scores = backend.predict(probe)
     except Exception as exc:  # any runtime's failure on the probe batch keeps the version out
@@ -178,7 +192,7 @@ def load_model(
     return LoadedModel(
         version=version,
         backend=backend,
-        decoder=FeatureDecoder(Codec.load("features"), len(version.feature_names)),
+        decoder=FeatureDecoder(Codec.load("features"), len(version.feature_names), inputs),
         encoder=PredictionEncoder(
             Codec.load("prediction"), version.model_name, version.version, version.classes, shadow=shadow
         ),

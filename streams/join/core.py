@@ -44,6 +44,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from streams.codec import Codec, CodecError
+from streams.codec.typed import Vectoriser
 from streams.deadletters import DeadLetters
 from streams.quality import LOG_LOSS_FLOOR, SlidingMean
 from streams.records import KeyValue, Produced, SourceRecord, Topic
@@ -224,6 +225,8 @@ class JoinCore:
         max_entry_bytes: the largest entry held (a changelog record); a part that would make one
             larger is dead-lettered (``too-large``).
         clock_ms: the wall clock in epoch milliseconds (replaceable in tests).
+        typed: the vectoriser of a version with typed inputs, None for a dense one: the outcome's
+            values are the row that version was served.
     """
 
     def __init__(
@@ -237,8 +240,10 @@ class JoinCore:
         max_skew_ms: int = 300_000,
         max_entry_bytes: int = 16 * 1024 * 1024 - 1024,
         clock_ms: Callable[[], int] = lambda: int(time.time() * 1000),
+        typed: Callable[[str, int], Vectoriser | None] = lambda model, version: None,
     ) -> None:
         self.topics, self.classes, self.state, self.ttl_ms = topics, classes, state, ttl_ms
+        self.typed = typed
         self.max_pending, self.quality_window, self.max_skew_ms = max_pending, quality_window, max_skew_ms
         self.max_entry_bytes, self.clock_ms = max_entry_bytes, clock_ms
         self.codecs = {
@@ -369,6 +374,13 @@ class JoinCore:
                 rate.add(1.0)
                 out.label_rates[(model, version)] = rate.mean
             features = self.codecs[self.topics.features].decode(entry.features)
+            typed = self.typed(model, version)
+            if typed is not None:  # the outcome carries the row the version was served, as training reads it
+                try:
+                    features["values"] = typed.row(features["fields"])
+                except CodecError as exc:
+                    self.dead.add(out, entry.label, exc.reason, f"version {version} of {model}: {exc}")
+                    continue
             outcome = self.outcome_codec.encode(self._outcome(features, prediction, label, rate.mean))
             out.send(Topic.OUTCOMES, model.encode(), outcome, source=record)
 

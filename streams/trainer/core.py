@@ -23,7 +23,17 @@ from dataclasses import dataclass, replace
 import numpy as np
 
 from models import ArtifactStore, ModelVersion, Registry, Status, make_version
-from models.families import FAMILIES, Config, config_from_strings, defaults, fit, onnx_bytes, probabilities
+from models.families import (
+    FAMILIES,
+    OPAQUE,
+    PIPELINE,
+    Config,
+    config_from_strings,
+    defaults,
+    fit,
+    onnx_bytes,
+    probabilities,
+)
 from models.plugins import PluginConfig, provider
 from models.registry import empty_lineage
 from models.runtime.device import resolve_device
@@ -95,7 +105,27 @@ def training_config(version: ModelVersion, seed: int, family: str) -> Config:
     """The hyper-parameters of ``version`` for ``family`` (the family's defaults where ``version`` is of
     another family or records none), with ``seed``."""
     recorded = version.lineage.get("hyperparameters", {}) if family_of(version) == family else {}
+    if family == PIPELINE:  # a pipeline's steps are its version's own: no defaults
+        return config_from_strings(recorded | {"seed": str(seed)})
     return config_from_strings(defaults(family).as_strings() | recorded | {"seed": str(seed)})
+
+
+def families_for(version: ModelVersion, configured: list[str]) -> list[str]:
+    """The families a retrain of ``version`` chooses from: the configured ones (its own first) when it is
+    of one of them and takes a dense vector; else its own alone (a pipeline, a plug-in not configured,
+    or typed inputs, which only the version's own family is known to take).
+
+    Raises:
+        Refused: ``version`` was registered from a file, without code that could train it again.
+    """
+    own = family_of(version)
+    if own == OPAQUE:
+        raise Refused("no-training-code", f"version {version.version} of {version.model_name!r} was registered "
+                      "from a model file, without its training code: register it as a scikit-learn pipeline "
+                      "or with a plug-in family to have it retrained")  # fmt: skip
+    if version.feature_types or own not in configured:
+        return [own]
+    return sorted(configured, key=lambda family: family != own)
 
 
 class Trainer:
@@ -199,7 +229,7 @@ class Trainer:
                           f"{self.settings.min_events} needed")  # fmt: skip
         holdout = max(1, int(len(y) * self.settings.holdout_fraction))
         split = len(y) - holdout
-        families = sorted(self.settings.family_names, key=lambda family: family != family_of(serving))
+        families = families_for(serving, self.settings.family_names)
         device = resolve_device(self.settings.device)
         log.info("training %s on %d outcomes (%d held out) on %s: %s", model_name, split, holdout, device, why)
         start = time.perf_counter()
@@ -213,9 +243,11 @@ class Trainer:
         reference = x[first:split].astype(np.float64)
         metrics = {"train_start_row": float(first), "train_rows": float(split - first),
                    "holdout_rows": float(holdout)} | validation  # fmt: skip
-        for name, mean, std in zip(serving.feature_names, reference.mean(0), reference.std(0), strict=True):
-            metrics[f"reference_mean.{name}"] = float(mean)
-            metrics[f"reference_std.{name}"] = float(std)
+        for column, name in enumerate(serving.feature_names):
+            values = reference[:, column][~np.isnan(reference[:, column])]  # a typed input's missing values
+            if len(values) and not (serving.feature_types and serving.feature_types[column].startswith("category")):
+                metrics[f"reference_mean.{name}"] = float(values.mean())
+                metrics[f"reference_std.{name}"] = float(values.std())
         lineage = empty_lineage() | {
             "parent_version": serving.version,
             "data": window.ranges,
@@ -228,7 +260,8 @@ class Trainer:
         }
         draft = make_version(
             model, model_name=model_name, version=registry.next_version(model_name),
-            feature_names=serving.feature_names, classes=serving.classes, store=self.store,
+            feature_names=serving.feature_names, feature_types=serving.feature_types, classes=serving.classes,
+            store=self.store,
             metrics=metrics, lineage=lineage,
         )  # fmt: skip
         try:

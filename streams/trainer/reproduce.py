@@ -17,6 +17,7 @@ from onnx import numpy_helper
 from models import ArtifactFormat, ArtifactStore, ModelVersion, RegistryError, TabularMLP
 from models.export import state_dict_bytes
 from models.families import config_from_strings, fit, onnx_bytes
+from streams.kafka.versions import load_registry
 from streams.settings import KafkaSettings
 from streams.trainer.core import training_rows
 from streams.trainer.window import read_ranges
@@ -62,7 +63,7 @@ def reproduce(kafka: KafkaSettings, version: ModelVersion, store: ArtifactStore)
     lineage = version.lineage
     if not lineage.get("data") or "train_rows" not in version.metrics:
         raise RegistryError(f"version {version.version} of {version.model_name} was not trained from outcomes")
-    window = read_ranges(kafka, version.model_name, lineage["data"])
+    window = read_ranges(kafka, version.model_name, lineage["data"], versions=load_registry(kafka).same_input(version))
     x, y = training_rows(window, version.classes)
     first, rows = int(version.metrics.get("train_start_row", 0)), int(version.metrics["train_rows"])
     config = config_from_strings(lineage["hyperparameters"])

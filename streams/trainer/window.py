@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import time
+from collections.abc import Collection
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, TypedDict
@@ -48,10 +49,11 @@ def read_window(
     max_age_s: float | None = None,
     since: dict[int, int] | None = None,
     timeout_s: float = 60.0,
+    versions: Collection[int] | None = None,
 ) -> Window:
     """The last ``max_events`` records of each outcomes partition (none older than ``max_age_s``, none
-    before offset ``since[partition]``), filtered to ``model_name``'s served outcomes and cut to the
-    ``max_events`` most recent of them."""
+    before offset ``since[partition]``), filtered to ``model_name``'s served outcomes (of ``versions``,
+    when given: those that take the same input) and cut to the ``max_events`` most recent of them."""
     topic = kafka.topic("outcomes")
     consumer = offset_reader(kafka)
     try:
@@ -68,7 +70,7 @@ def read_window(
                 spans.append(OffsetRange(topic=topic, partition=partition, start=start, end=high - 1))
     finally:
         consumer.close()
-    window = read_ranges(kafka, model_name, spans, timeout_s)
+    window = read_ranges(kafka, model_name, spans, timeout_s, versions)
     if len(window.labels) > max_events:
         keep = slice(len(window.labels) - max_events, None)
         window = Window(window.x[keep], window.labels[keep], window.ranges)
@@ -99,8 +101,10 @@ def start_offsets(kafka: KafkaSettings, since: int | datetime, timeout_s: float 
     return [{"topic": topic, "partition": p, "offset": offset} for p, offset in offsets.items()]
 
 
-def read_ranges(kafka: KafkaSettings, model_name: str, ranges: list[OffsetRange], timeout_s: float = 60.0) -> Window:
-    """``model_name``'s served outcomes in ``ranges`` (each event once), in partition then offset order."""
+def read_ranges(kafka: KafkaSettings, model_name: str, ranges: list[OffsetRange], timeout_s: float = 60.0,
+                versions: Collection[int] | None = None) -> Window:  # fmt: skip
+    """``model_name``'s served outcomes in ``ranges`` (each event once; only of ``versions`` when given), in
+    partition then offset order."""
     codec = Codec.load("outcome")
     consumer = offset_reader(kafka)
     try:
@@ -120,6 +124,8 @@ def read_ranges(kafka: KafkaSettings, model_name: str, ranges: list[OffsetRange]
     for partition in sorted(rows):
         for _, outcome in sorted(rows[partition], key=lambda item: item[0]):
             if outcome["model_name"] != model_name or outcome["shadow"] or outcome["event_id"] in seen:
+                continue
+            if versions is not None and outcome["model_version"] not in versions:
                 continue
             seen.add(outcome["event_id"])
             values.append(outcome["values"])

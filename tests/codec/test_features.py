@@ -45,9 +45,9 @@ def test_arrays_written_in_several_blocks_take_the_full_codec(codec):
     # fastavro writes one block; Avro allows several (here 2 + 1 items, with the block byte size).
     body = io.BytesIO()
     fastavro.schemaless_writer(body, codec.schema, features(0, []))
-    head = body.getvalue()[:-1]  # drop the empty array's end marker
+    head = body.getvalue()[:-2]  # drop the empty array's end marker and the empty map of fields
     floats = np.array([1.0, 2.0, 3.0], dtype="<f4").tobytes()
-    blocks = write_long(-2) + write_long(8) + floats[:8] + write_long(1) + floats[8:] + b"\x00"
+    blocks = write_long(-2) + write_long(8) + floats[:8] + write_long(1) + floats[8:] + b"\x00" + b"\x00"
     batch = FeatureDecoder(codec, 3).decode([codec.header + head + blocks])
     assert batch.errors == []
     np.testing.assert_array_equal(batch.matrix, [[1.0, 2.0, 3.0]])

@@ -107,10 +107,10 @@ def test_version_records_written_before_regression_sets_decode_without_one():
     from streams.paths import SCHEMAS_DIR
 
     earlier = Codec(json.loads((SCHEMAS_DIR / "previous" / "model_version.1.avsc").read_text()))
-    sample = {k: v for k, v in SAMPLES["model_version"].items() if k != "traffic"}
+    sample = {k: v for k, v in SAMPLES["model_version"].items() if k not in ("traffic", "feature_types")}
     old = sample | {"lineage": {k: v for k, v in sample["lineage"].items() if k != "regression_set"}}
     decoded = Codec.load("model_version").decode(earlier.encode(old))
-    assert decoded == old | {"lineage": old["lineage"] | {"regression_set": None}, "traffic": 0.0}
+    assert decoded == old | {"lineage": old["lineage"] | {"regression_set": None}, "traffic": 0.0, "feature_types": []}
 
 
 def test_version_records_written_before_canaries_decode_with_no_traffic():
@@ -119,5 +119,17 @@ def test_version_records_written_before_canaries_decode_with_no_traffic():
     from streams.paths import SCHEMAS_DIR
 
     earlier = Codec(json.loads((SCHEMAS_DIR / "previous" / "model_version.2.avsc").read_text()))
-    old = {k: v for k, v in SAMPLES["model_version"].items() if k != "traffic"} | {"status": "shadow"}
-    assert Codec.load("model_version").decode(earlier.encode(old)) == old | {"traffic": 0.0}
+    old = {k: v for k, v in SAMPLES["model_version"].items() if k not in ("traffic", "feature_types")}
+    assert Codec.load("model_version").decode(earlier.encode(old)) == old | {"traffic": 0.0, "feature_types": []}
+
+
+def test_records_written_before_typed_inputs_decode_as_dense_ones():
+    import json
+
+    from streams.paths import SCHEMAS_DIR
+
+    for name, added in (("model_version.3", {"feature_types": []}), ("features.1", {"fields": {}})):
+        earlier = Codec(json.loads((SCHEMAS_DIR / "previous" / f"{name}.avsc").read_text()))
+        current = name.split(".")[0]
+        old = {k: v for k, v in SAMPLES[current].items() if k not in added}
+        assert Codec.load(current).decode(earlier.encode(old)) == old | added
