@@ -219,3 +219,36 @@ def test_with_canary_steps_a_candidate_that_passes_the_gate_serves_the_first_sha
     [canary] = decision.records
     assert not decision.promoted and (canary.version, canary.status, canary.traffic) == (2, Status.CANARY, 0.1)
     assert canary.reason.startswith("canary at 10%: gate passed")
+
+
+def test_a_pipeline_version_with_typed_inputs_is_retrained_as_the_same_pipeline_and_a_model_file_is_not(tmp_path):
+    import json
+
+    from models import bootstrap_version
+    from models.pipelines import PipelineConfig, spec_of
+    from streams.codec.typed import Vectoriser, parse_inputs
+    from tests.helpers import PENGUIN_CLASSES, PENGUIN_NAMES, PENGUIN_TYPES, penguin_pipeline, penguins
+
+    rows, species = penguins()
+    vectorise = Vectoriser(parse_inputs(PENGUIN_NAMES, PENGUIN_TYPES))
+    x = np.asarray([vectorise.row(fields) for fields in rows], dtype=np.float32)
+    y = np.asarray([PENGUIN_CLASSES.index(s) for s in species])
+    store = ArtifactStore(tmp_path, inline_limit=1 << 20)
+    spec = json.dumps(spec_of(penguin_pipeline(), PENGUIN_NAMES))
+    no_gentoo = y != 2  # the first version never saw a Gentoo
+    first = bootstrap_version(x[no_gentoo], y[no_gentoo], model_name="p", feature_names=PENGUIN_NAMES,
+                              feature_types=PENGUIN_TYPES, classes=PENGUIN_CLASSES, store=store,
+                              config=PipelineConfig(spec))  # fmt: skip
+    registry = Registry()
+    registry.apply(replace(first, status=Status.SERVING))
+    order = np.random.default_rng(0).permutation(len(y))
+    recent = Window(x[order], [species[i] for i in order], RANGES)
+    decision = trainer(store, min_events=100).retrain(registry, "p", recent, "drift")
+    candidate = decision.candidate
+    assert decision.promoted and candidate.lineage["hyperparameters"]["family"] == "sklearn"
+    assert candidate.lineage["hyperparameters"]["pipeline"] == spec  # the same steps, fitted anew
+    assert candidate.feature_types == PENGUIN_TYPES and candidate.metrics["holdout_accuracy"] > 0.95
+    opaque = replace(candidate, version=3, lineage=candidate.lineage | {"hyperparameters": {"family": "file"}})
+    registry.apply(replace(opaque, status=Status.SERVING, event_id="v3"))
+    with pytest.raises(Refused, match="without its training code"):
+        trainer(store, min_events=100).retrain(registry, "p", recent, "drift")
