@@ -16,7 +16,17 @@ from streams.kafka.clients import read_to_end, send_all
 from streams.kafka.topics import create_topics
 from streams.kafka.versions import load_registry, publish_versions
 from streams.settings import InferenceSettings
-from tests.helpers import FEATURES, features_record, nan_model, poisoned, rows, small_model, tampered, version_of
+from tests.helpers import (
+    FEATURES,
+    N_FEATURES,
+    features_record,
+    nan_model,
+    poisoned,
+    rows,
+    small_model,
+    tampered,
+    version_of,
+)
 from tests.workers import decoded, wait_for, wait_records, worker
 
 MODEL = {"LOOPLINE_INFERENCE_MODEL_NAME": "m", "LOOPLINE_INFERENCE_MAX_WAIT_MS": "20"}
@@ -30,10 +40,15 @@ def setup(kafka, tmp_path):
     return kafka, store, tmp_path
 
 
-def send_features(kafka, count, seed=0, start_time=1_795_000_000_000):
+def send_features(kafka, count, seed=0, start_time=1_795_000_000_000, named=False):
+    """``count`` feature events (with ``named``, their values also as named fields ``x0``...); their ids."""
     sent = [(str(uuid.uuid4()), values) for values in rows(count, seed)]
-    send_all(kafka, kafka.topic("features"),
-             [(eid, features_record(v, eid, start_time + i)) for i, (eid, v) in enumerate(sent)])  # fmt: skip
+    records = []
+    for i, (eid, values) in enumerate(sent):
+        fields = {f"x{j}": float(v) for j, v in enumerate(values)} if named else {}
+        records.append((eid, FEATURES.encode({"event_id": eid, "event_time": start_time + i, "entity_id": "e",
+                                              "values": values.tolist(), "fields": fields})))  # fmt: skip
+    send_all(kafka, kafka.topic("features"), records)
     return [eid for eid, _ in sent]
 
 
@@ -72,16 +87,16 @@ def test_malformed_events_are_dead_lettered_and_the_rest_served(setup):
     assert all(d["source_topic"] == kafka.topic("features") and d["agent"] == "inference" for d in letters)
 
 
-def test_a_swap_under_load_predicts_every_event_once_and_changes_version_at_a_batch_boundary(setup):
+def test_a_swap_under_load_to_another_input_predicts_every_event_once_and_changes_version_at_a_batch_boundary(setup):
     kafka, store, tmp = setup
-    publish_versions(kafka, [version_of(small_model(0), 1, store)])
+    publish_versions(kafka, [version_of(small_model(0), 1, store)])  # a dense vector
     sent: list[str] = []
     stop = threading.Event()
 
     def produce():
         chunk = 0
         while not stop.is_set():
-            sent.extend(send_features(kafka, 40, seed=chunk, start_time=1_795_000_000_000 + chunk * 100))
+            sent.extend(send_features(kafka, 40, seed=chunk, start_time=1_795_000_000_000 + chunk * 100, named=True))
             chunk += 1
             time.sleep(0.03)
 
@@ -90,13 +105,18 @@ def test_a_swap_under_load_predicts_every_event_once_and_changes_version_at_a_ba
         producer.start()
         try:
             wait_for(lambda: len(read_to_end(kafka, kafka.topic("predictions"))) > 400, what="v1 predictions")
-            publish_versions(kafka, [version_of(small_model(1), 2, store)])
+            named = replace(version_of(small_model(1), 2, store), feature_types=["float"] * N_FEATURES)
+            publish_versions(kafka, [named])  # named fields: another input contract, no restart
             wait_for(lambda: any(p["model_version"] == 2 for p in served(kafka)), what="v2 predictions")
             time.sleep(1)
         finally:
             stop.set()
             producer.join()
         wait_records(kafka, "predictions", "prediction", len(sent))
+        dense = send_features(kafka, 3, seed=7)  # without fields: they don't fit version 2
+        letters = wait_records(kafka, "dead-letters", "dead_letter", 3)
+    assert sorted(d["key"].decode() for d in letters) == sorted(dense) and {d["reason"] for d in letters} == {
+        "missing-field"}  # fmt: skip
     predictions = served(kafka)
     assert sorted(p["event_id"] for p in predictions) == sorted(sent)  # each event exactly once
     assert not any(p["shadow"] for p in predictions)
@@ -115,7 +135,8 @@ def _versions_by_partition(kafka, version_of_event):
     by_partition = defaultdict(list)
     for message in read_to_end(kafka, kafka.topic("features")):
         event_id = FEATURES.decode(message.value())["event_id"]
-        by_partition[message.partition()].append((message.offset(), version_of_event[event_id]))
+        if event_id in version_of_event:  # not the events that became dead letters
+            by_partition[message.partition()].append((message.offset(), version_of_event[event_id]))
     return {p: [v for _, v in sorted(items)] for p, items in by_partition.items()}
 
 
