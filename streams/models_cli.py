@@ -107,6 +107,7 @@ def cmd_register(args: argparse.Namespace, kafka: KafkaSettings, registry: Regis
         artifact_format=artifact_format,
         sha256="",
         feature_names=args.features.split(","),
+        feature_types=args.types.split(",") if args.types else [],
         classes=args.classes.split(","),
         lineage=lineage,
         reason=f"registered from {args.file.name}",
@@ -238,6 +239,8 @@ def add_models_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) 
     p.add_argument("file", type=Path)
     p.add_argument("--features", required=True, help="feature names in input order, comma-separated")
     p.add_argument("--classes", required=True, help="class names in score order, comma-separated")
+    p.add_argument("--types", default="", help="typed inputs: a type per feature (float, int, category; ? when "
+                   "optional), comma-separated; the model then takes the events' named fields")  # fmt: skip
     p.add_argument("--hidden", default="", help="hidden widths of a .pt state dict, e.g. 64,32")
     p.add_argument("--outputs", default="probabilities", choices=["probabilities", "logits"],
                    help="what the model's scores are; logits get a softmax when loaded")  # fmt: skip

@@ -118,6 +118,13 @@ def test_a_version_with_other_features_never_serves_and_rollback_returns_to_one_
                        "--status", "serving")  # fmt: skip
     assert code == 2 and "feature-mismatch" in err
     assert statuses(kafka) == {1: Status.SERVING, 2: Status.RETIRED}
+    typed = ("--model", "m", "--features", "a,b,c,d,e,f", "--classes", "no,yes", "--status", "serving", "--types")
+    code, _, err = cli("register", str(model), *typed, "float,text,float,float,float,float")
+    assert code == 2 and err.startswith("loopline: feature-types: version 3: feature 'b' has type 'text'")
+    code, _, err = cli("register", str(model), *typed, "float,float?,int,float,float,float")
+    assert code == 2 and "non-finite-output" in err  # the model can't take the missing value it declares
+    assert cli("register", str(model), *typed, "float,float,int,float,float,float")[0] == 0  # named: any fields
+    assert load_registry(kafka).serving("m").feature_types == ["float", "float", "int", "float", "float", "float"]
 
 
 def test_refused_registrations_leave_no_file_and_rollback_skips_a_broken_version(cli, kafka, tmp_path, monkeypatch):

@@ -4,9 +4,11 @@ This is the one validation path: the inference worker (at start and on every new
 CLI (register, bootstrap, promote, rollback), the trainer's gate and the rollback guard all go
 through :func:`admit`, so they agree on which versions may serve. A version passes when its
 artifact is where artifacts may be, within the size cap and matches its sha256; its features are
-the model's feature contract (:meth:`models.Registry.contract`); the backend loads it with the
-declared widths; and a probe batch gives one probability distribution per row (a version that
-declares ``logits`` has the softmax applied by the loader).
+the model's feature contract (:meth:`models.Registry.contract`; a version with typed inputs names
+its own, of known types); the backend loads it with the declared widths; and a probe batch gives
+one probability distribution per row (a version that declares ``logits`` has the softmax applied
+by the loader; a typed version's probe rows have category codes and, for optional inputs, missing
+values).
 """
 
 from __future__ import annotations
@@ -52,7 +54,7 @@ class ModelRejected(Exception):
     """A version failed a check and must not serve.
 
     Attributes:
-        reason: short cause: ``artifact``, ``feature-mismatch``, ``load``, ``probe``,
+        reason: short cause: ``artifact``, ``feature-mismatch``, ``feature-types``, ``load``, ``probe``,
             ``output-shape``, ``non-finite-output``, ``not-probabilities`` or ``regression`` (a promotion
             that fails its model's regression set).
     """
