@@ -164,9 +164,14 @@ class Guard:
         self.codec = Codec.load("outcome")
 
     def _current(self, now: bool = False) -> Registry:
-        """The registry the ramp counts under, read again every ``REGISTRY_EVERY_S`` (or ``now``)."""
+        """The registry the ramp counts under, read again every ``REGISTRY_EVERY_S`` (or ``now``); the last
+        one read while the broker does not answer."""
         if self.settings.canary_shares and (now or time.monotonic() - self.read_at >= REGISTRY_EVERY_S):
-            self.registry, self.read_at = load_registry(self.kafka), time.monotonic()
+            self.read_at = time.monotonic()
+            try:
+                self.registry = load_registry(self.kafka)
+            except Exception as exc:  # the guard must keep watching
+                log.warning("can't read model-versions, the canary steps are counted as last read: %s", exc)
         return self.registry
 
     def process(self, records: list[SourceRecord]) -> Produced:
