@@ -111,9 +111,9 @@ def training_config(version: ModelVersion, seed: int, family: str) -> Config:
 
 
 def families_for(version: ModelVersion, configured: list[str]) -> list[str]:
-    """The families a retrain of ``version`` chooses from: the configured ones (its own first) when it is
-    of one of them and takes a dense vector; else its own alone (a pipeline, a plug-in not configured,
-    or typed inputs, which only the version's own family is known to take).
+    """The families a retrain of ``version`` chooses from: its own alone when it is a scikit-learn pipeline
+    (whose steps are the version's) or takes typed inputs (which only its own family is known to take);
+    else the configured ones, its own first.
 
     Raises:
         Refused: ``version`` was registered from a file, without code that could train it again.
@@ -123,7 +123,7 @@ def families_for(version: ModelVersion, configured: list[str]) -> list[str]:
         raise Refused("no-training-code", f"version {version.version} of {version.model_name!r} was registered "
                       "from a model file, without its training code: register it as a scikit-learn pipeline "
                       "or with a plug-in family to have it retrained")  # fmt: skip
-    if version.feature_types or own not in configured:
+    if own == PIPELINE or version.feature_types:
         return [own]
     return sorted(configured, key=lambda family: family != own)
 

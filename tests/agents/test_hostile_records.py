@@ -34,8 +34,8 @@ def _string(text: str) -> bytes:
 def near(event_id: str, size: int) -> bytes:
     """A framed features record of at most ``size`` bytes (4 less at worst): one float block far too long."""
     head = FEATURES.header + _string(event_id) + write_long(1_795_000_000_000) + _string("e")
-    count = (size - len(head) - 6) // 4  # 5 bytes of block count at most, 1 of end marker
-    return head + write_long(count) + bytes(4 * count) + b"\x00"
+    count = (size - len(head) - 7) // 4  # 5 bytes of block count at most, 1 of end marker, 1 of empty fields
+    return head + write_long(count) + bytes(4 * count) + b"\x00" + b"\x00"
 
 
 def test_records_near_the_limit_are_dead_lettered_and_the_worker_serves_every_valid_event_once(kafka, tmp_path):
