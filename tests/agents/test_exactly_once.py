@@ -17,7 +17,7 @@ import pytest
 from confluent_kafka import TopicPartition
 
 from models import ArtifactStore
-from streams.kafka.broker import Broker
+from streams.kafka.broker import Broker, free_port
 from streams.kafka.clients import make_sender, read_to_end, send_all
 from streams.kafka.loop import next_offsets
 from streams.kafka.output import KafkaOutput
@@ -192,10 +192,14 @@ def test_a_zombie_cannot_commit_the_batch_it_held_while_its_partitions_moved(mod
     assert read_to_end(kafka, kafka.topic("drift-events")) == []  # nothing of the zombie's batch is visible
 
 
-def kafka_start(data_dir, *args):
-    """``loopline kafka start`` as a user runs it (a process of its own, so the broker outlives it)."""
-    done = subprocess.run([sys.executable, "-m", "streams.cli", "kafka", "start", "--data-dir", str(data_dir), *args],
+def kafka_cli(data_dir, *args):
+    """``loopline kafka ARGS`` as a user runs it (a process of its own, so the broker outlives it)."""
+    return subprocess.run([sys.executable, "-m", "streams.cli", "kafka", *args, "--data-dir", str(data_dir)],
                           capture_output=True, text=True, timeout=180)  # fmt: skip
+
+
+def kafka_start(data_dir, *args):
+    done = kafka_cli(data_dir, "start", *args)
     assert done.returncode == 0, done.stderr
 
 
@@ -204,6 +208,7 @@ def test_a_broker_killed_mid_stream_and_restarted_loses_and_doubles_nothing(tmp_
     kafka_start(data_dir, "--port", "0")
     broker = Broker(BrokerSettings(data_dir=data_dir))
     servers = broker.bootstrap_servers
+    squatter = None
     try:
         kafka = KafkaSettings(bootstrap_servers=servers, topic_prefix=f"t{uuid.uuid4().hex[:12]}.", partitions=2)
         create_topics(kafka)
@@ -213,11 +218,21 @@ def test_a_broker_killed_mid_stream_and_restarted_loses_and_doubles_nothing(tmp_
             wait_for(lambda: w.metric("loopline_events_in_total") >= 500, what="the worker to serve")
             os.kill(int((data_dir / "kafka.pid").read_text()), signal.SIGKILL)
             wait_for(lambda: not broker.status().running, what="the broker to die")
-            kafka_start(data_dir)
+            # The stale pid file now names an unrelated live process, as after pid reuse: not the broker.
+            squatter = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(600)"])
+            (data_dir / "kafka.pid").write_text(str(squatter.pid))
+            assert kafka_cli(data_dir, "status").returncode == 1
+            kafka_start(data_dir)  # its recorded port (made with --port 0), held by the worker's TIME_WAIT sockets
+            assert squatter.poll() is None
             second = set(Paced(kafka, 2000, rate=2000).join())
             exactly_once(kafka, "predictions", "prediction", first | second, timeout_s=180)
             assert w.proc.poll() is None  # the same worker, never restarted
         lines = [line for line in w.log.read_text().splitlines() if "kafka client" in line or "trying again" in line]
         assert len(lines) < 100, f"{len(lines)} lines about the outage"
+        refused = kafka_cli(data_dir, "start", "--port", str(free_port()))
+        assert refused.returncode == 2 and f"was created on port {servers.rsplit(':', 1)[1]}" in refused.stderr
     finally:
         broker.stop()
+        if squatter is not None:
+            squatter.kill()
+            squatter.wait()

@@ -1,17 +1,12 @@
 import json
 import os
-import signal
 import socket
-import subprocess
-import sys
-import time
 import uuid
-from pathlib import Path
 
 import pytest
 
-from streams.kafka.broker import Broker, BrokerError, _pid_alive, _port_in_use, free_port
-from streams.kafka.clients import make_sender, read_to_end, read_topic, send_all
+from streams.kafka.broker import Broker, BrokerError, _port_in_use, free_port
+from streams.kafka.clients import read_topic, send_all
 from streams.kafka.topics import create_topics
 from streams.settings import BrokerSettings, KafkaSettings
 
@@ -43,53 +38,6 @@ def test_a_stop_and_start_keeps_produced_records(tmp_path):
     finally:
         local.stop()
     assert local.stop() is False
-
-
-def _loopline_kafka(*args: str) -> subprocess.CompletedProcess[str]:
-    """``loopline kafka ARGS`` as its own process, as users run it (the broker outlives it)."""
-    env = {k: v for k, v in os.environ.items() if k != "LOOPLINE_BROKER_PORT"}
-    cmd = [sys.executable, "-m", "streams.cli", "kafka", *args]
-    return subprocess.run(cmd, capture_output=True, text=True, env=env, cwd=Path(__file__).parents[2], timeout=180)
-
-
-def test_a_sigkilled_broker_restarts_on_its_port_with_its_data(tmp_path):
-    data_dir = tmp_path / "kafka"
-    squatter = None
-    try:
-        created = _loopline_kafka("start", "--port", "0", "--data-dir", str(data_dir))
-        assert created.returncode == 0, created.stderr
-        port = json.loads((data_dir / "broker.json").read_text())["port"]
-        servers = f"127.0.0.1:{port}"
-        assert servers in created.stdout
-        kafka = KafkaSettings(bootstrap_servers=servers, topic_prefix=f"t{uuid.uuid4().hex[:12]}.", partitions=1)
-        create_topics(kafka)
-        producer = make_sender(kafka)  # stays connected through the kill, so the broker's port sees TIME_WAIT
-        send_all(kafka, kafka.topic("labels"), [(b"k", b"kept across a crash")], producer=producer)
-
-        pid = int((data_dir / "kafka.pid").read_text())
-        os.kill(pid, signal.SIGKILL)
-        deadline = time.monotonic() + 30
-        while _pid_alive(pid) and time.monotonic() < deadline:
-            time.sleep(0.05)
-        assert not _pid_alive(pid)
-        # The stale pid file now names an unrelated live process, as after pid reuse: not the broker.
-        squatter = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(600)"])
-        (data_dir / "kafka.pid").write_text(str(squatter.pid))
-        assert _loopline_kafka("status", "--data-dir", str(data_dir)).returncode == 1
-
-        restarted = _loopline_kafka("start", "--data-dir", str(data_dir))  # no port: the recorded one
-        assert restarted.returncode == 0, restarted.stderr
-        assert servers in restarted.stdout
-        assert squatter.poll() is None
-        assert set(create_topics(kafka).values()) == {"exists"}
-        assert [m.value() for m in read_to_end(kafka, kafka.topic("labels"))] == [b"kept across a crash"]
-        refused = _loopline_kafka("start", "--port", str(free_port()), "--data-dir", str(data_dir))
-        assert refused.returncode == 2 and f"was created on port {port}" in refused.stderr
-    finally:
-        Broker(BrokerSettings(data_dir=data_dir)).stop()
-        if squatter is not None:
-            squatter.kill()
-            squatter.wait()
 
 
 def test_only_a_listener_makes_a_port_in_use():
