@@ -284,13 +284,17 @@ class Registry:
 
         Raises:
             RegistryError: nothing serves (a canary serves beside a serving version), the version
-                serves already, or ``traffic`` is not between 0 and 1.
+                serves already or takes another input than the serving one (a batch is decoded
+                once), or ``traffic`` is not between 0 and 1.
         """
         target = self.get(model_name, version)
         serving = self.serving(model_name)
         if serving is None or serving.version == version:
             raise RegistryError(f"version {version} of {model_name!r} can't be a canary: "
                                 + ("it serves" if serving else "nothing serves beside it"))  # fmt: skip
+        if version not in self.same_input(serving):
+            raise RegistryError(f"version {version} of {model_name!r} can't be a canary: it takes another input "
+                                f"than version {serving.version}, which serves")  # fmt: skip
         records = [target.with_status(Status.CANARY, reason, traffic)]
         earlier = self.canary(model_name)
         if earlier is not None and earlier.version != version:

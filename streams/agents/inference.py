@@ -208,6 +208,10 @@ class VersionFollower:
         MODEL_SWAPS.labels(version.model_name, role).inc()
         SERVING_VERSION.labels(version.model_name, role).set(version.version)
         share = f" serving {version.traffic:.1%} of the entities" if role == "canary" else ""
+        serving = self.staged["serving"]
+        if role != "serving" and serving is not None and version.version not in self.registry.same_input(serving):
+            log.warning("%s version %d of %s takes another input than serving version %d: it runs once they take "
+                        "the same", role, version.version, version.model_name, serving.version)  # fmt: skip
         if role == "canary":
             CANARY_TRAFFIC.labels(version.model_name).set(version.traffic)
         log.info("version %d of %s loaded on %s/%s, swapping in as %s%s at the next batch", version.version,

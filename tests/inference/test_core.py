@@ -246,3 +246,12 @@ def test_rows_the_canary_fails_on_are_served_by_the_serving_version_and_a_broken
     core.stage("canary", failing(load(canary_of(models[1], 3, store, 0.5))))  # fails on every batch
     out = core.process(batch)
     assert out.dead_letters == [] and out.served_by == {1: 200} and out.canary_dropped and core.canary is None
+
+
+def test_a_canary_or_shadow_of_another_input_is_left_out_until_the_inputs_agree(models, store):
+    core = core_with(load(version_of(models[0], 1, store)))
+    typed = replace(version_of(models[1], 2, store, Status.SHADOW), feature_types=["float"] * 6)
+    core.stage("shadow", load(typed, shadow=True))
+    core.stage("canary", load(replace(typed, status=Status.CANARY, traffic=0.5)))
+    out = core.process(entity_records(100, 100))
+    assert out.served_by == {1: 100} and out.shadow_predictions == [] and out.canary_version is None

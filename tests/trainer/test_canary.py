@@ -89,6 +89,9 @@ def test_the_registry_keeps_one_canary_per_model_beside_a_serving_version():
     assert [(r.version, r.status, r.traffic) for r in records] == [(2, Status.REJECTED, 0.0), (3, Status.CANARY, 0.1)]
     with pytest.raises(RegistryError, match="it serves"):
         registry.start_canary("m", 1, 0.1, "the serving one")
+    registry.apply(replace(base, version=4, status=Status.CANDIDATE, feature_types=["float"] * 3, event_id="v4"))
+    with pytest.raises(RegistryError, match="another input"):
+        registry.start_canary("m", 4, 0.1, "named fields")
     with pytest.raises(RegistryError, match="between 0 and 1"):
         base.with_status(Status.CANARY, "all", traffic=1.0)
     served = registry.promote("m", 2, "done")[-1]
