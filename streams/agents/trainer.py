@@ -49,6 +49,9 @@ log = logging.getLogger("loopline.trainer")
 
 Request = tuple[SourceRecord, dict[str, Any]]
 
+TRAININGS_PER_REQUEST = 2
+"""A training whose registry moved meanwhile (another version came to serve) is done once more on the
+registry as it is; a second move makes its candidate a rejection that names the change."""
 REGISTRY_EVERY_S = 1.0
 """How often the guard reads model-versions again to learn which canary step runs."""
 
@@ -96,13 +99,20 @@ class Requests:
         try:
             since = data_start((r for _, r in requests), self.kafka.topic(Topic.OUTCOMES))
             window, registry = self._read_window(model, since)
-            decision = self.trainer.retrain(registry, model, window, why)
-            with self.publishing:
-                change = moved(registry, load_registry(self.kafka), model)
-                if change:
-                    decision = decision.stale(change)
-                    log.warning("%s v%d: %s", model, decision.candidate.version, decision.reason)
-                publish_versions(self.kafka, decision.records, self.producer)
+            for attempt in range(TRAININGS_PER_REQUEST):
+                decision = self.trainer.retrain(registry, model, window, why)
+                with self.publishing:
+                    now = load_registry(self.kafka)
+                    change = moved(registry, now, model)
+                    again = attempt < TRAININGS_PER_REQUEST - 1 and _same_input(registry, now, model)
+                    if not change or not again:
+                        if change:
+                            decision = decision.stale(change)
+                            log.warning("%s v%d: %s", model, decision.candidate.version, decision.reason)
+                        publish_versions(self.kafka, decision.records, self.producer)
+                        break
+                log.info("%s: the registry moved during the training (%s); training again on it", model, change)
+                registry = now
         except Refused as exc:
             RETRAINS.labels(model, "refused").inc()
             log.warning("retrain of %s refused: %s", model, exc)
@@ -246,6 +256,14 @@ def _judge_staged(kafka: KafkaSettings, verdict: StagingVerdict, steps: list[flo
     publish_versions(kafka, records)
     STAGING_VERDICTS.labels(staged.model_name, "promoted" if verdict.passed else "rejected").inc()
     log.warning("%s v%d: %s", staged.model_name, staged.version, records[-1].reason)
+
+
+def _same_input(before: Registry, after: Registry, model: str) -> bool:
+    """Whether ``model``'s serving version takes the same input in both: a window read for one fits the other."""
+    then, now = before.serving(model), after.serving(model)
+    if then is None or now is None:
+        return False
+    return (now.feature_names, now.feature_types) == (then.feature_names, then.feature_types)
 
 
 def _judge_step(kafka: KafkaSettings, verdict: RampVerdict) -> None:
