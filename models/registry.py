@@ -123,6 +123,11 @@ class ModelVersion:
         """Kafka key on the compacted topic: one record per model and version survives."""
         return f"{self.model_name}:{self.version}"
 
+    def takes_input_of(self, other: ModelVersion) -> bool:
+        """Whether this version takes ``other``'s input: the same feature names and types (rows decoded or
+        outcomes written for one fit the other)."""
+        return (self.feature_names, self.feature_types) == (other.feature_names, other.feature_types)
+
     def with_status(self, status: Status, reason: str, traffic: float = 0.0) -> ModelVersion:
         """The same version with a new status (a canary's with its ``traffic``), as a new record."""
         if (status == Status.CANARY) != (0.0 < traffic < 1.0):
@@ -257,8 +262,7 @@ class Registry:
     def same_input(self, version: ModelVersion) -> set[int]:
         """The versions of ``version``'s model that take the same input (feature names and types): their
         outcomes' values are rows ``version`` can learn from."""
-        return {v.version for v in self.versions(version.model_name)
-                if (v.feature_names, v.feature_types) == (version.feature_names, version.feature_types)}  # fmt: skip
+        return {v.version for v in self.versions(version.model_name) if v.takes_input_of(version)}
 
     def fallbacks(self, model_name: str, below: int | None = None) -> list[ModelVersion]:
         """Retired versions of ``model_name`` (versions that served), newest first; only those below
@@ -292,7 +296,7 @@ class Registry:
         if serving is None or serving.version == version:
             raise RegistryError(f"version {version} of {model_name!r} can't be a canary: "
                                 + ("it serves" if serving else "nothing serves beside it"))  # fmt: skip
-        if version not in self.same_input(serving):
+        if not target.takes_input_of(serving):
             raise RegistryError(f"version {version} of {model_name!r} can't be a canary: it takes another input "
                                 f"than version {serving.version}, which serves")  # fmt: skip
         records = [target.with_status(Status.CANARY, reason, traffic)]

@@ -209,7 +209,7 @@ class VersionFollower:
         SERVING_VERSION.labels(version.model_name, role).set(version.version)
         share = f" serving {version.traffic:.1%} of the entities" if role == "canary" else ""
         serving = self.staged["serving"]
-        if role != "serving" and serving is not None and version.version not in self.registry.same_input(serving):
+        if role != "serving" and serving is not None and not version.takes_input_of(serving):
             log.warning("%s version %d of %s takes another input than serving version %d: it runs once they take "
                         "the same", role, version.version, version.model_name, serving.version)  # fmt: skip
         if role == "canary":

@@ -104,7 +104,9 @@ class Requests:
                 with self.publishing:
                     now = load_registry(self.kafka)
                     change = moved(registry, now, model)
-                    again = attempt < TRAININGS_PER_REQUEST - 1 and _same_input(registry, now, model)
+                    then, serving = registry.serving(model), now.serving(model)
+                    kept = then is not None and serving is not None and serving.takes_input_of(then)  # the window fits
+                    again = attempt < TRAININGS_PER_REQUEST - 1 and kept
                     if not change or not again:
                         if change:
                             decision = decision.stale(change)
@@ -256,14 +258,6 @@ def _judge_staged(kafka: KafkaSettings, verdict: StagingVerdict, steps: list[flo
     publish_versions(kafka, records)
     STAGING_VERDICTS.labels(staged.model_name, "promoted" if verdict.passed else "rejected").inc()
     log.warning("%s v%d: %s", staged.model_name, staged.version, records[-1].reason)
-
-
-def _same_input(before: Registry, after: Registry, model: str) -> bool:
-    """Whether ``model``'s serving version takes the same input in both: a window read for one fits the other."""
-    then, now = before.serving(model), after.serving(model)
-    if then is None or now is None:
-        return False
-    return (now.feature_names, now.feature_types) == (then.feature_names, then.feature_types)
 
 
 def _judge_step(kafka: KafkaSettings, verdict: RampVerdict) -> None:

@@ -128,13 +128,6 @@ def _broken(model: LoadedModel) -> bool:
     return False
 
 
-def same_input(model: LoadedModel, serving: LoadedModel) -> bool:
-    """Whether ``model`` takes the serving version's input, so that it can score the rows decoded for it (a
-    canary or shadow of another input is left out until one of the two changes)."""
-    ours, theirs = model.version, serving.version
-    return (ours.feature_names, ours.feature_types) == (theirs.feature_names, theirs.feature_types)
-
-
 def where(model: LoadedModel) -> str:
     """``<version>/<device>``: which version served, and on what."""
     return f"{model.version.version}/{model.backend.info.device}"
@@ -205,7 +198,9 @@ class InferenceCore:
                           f"version {serving.version.version} and its fallbacks failed on this row: {failure}")  # fmt: skip
         rows = np.sort(np.concatenate(served)) if served else np.zeros(0, dtype=np.int64)
         out.latencies_s = (now - batch.event_times[rows]) / 1000.0
-        if self.shadow is not None and len(rows) and same_input(self.shadow, serving):
+        # A shadow or canary of another input than the serving version's can't score the rows decoded for
+        # it: it is left out until one of the two changes.
+        if self.shadow is not None and len(rows) and self.shadow.version.takes_input_of(serving.version):
             self._shadow(out, self.shadow, rows, batch, records, now)
         return self._checked(out, records)
 
@@ -216,7 +211,9 @@ class InferenceCore:
         serving_chain = [self.serving, *self.fallbacks]
         rows, error, canary_failed = np.arange(len(batch)), "", np.zeros(0, dtype=np.int64)
         parts: list[Scored] = []
-        canary = self.canary if self.canary is not None and same_input(self.canary, self.serving) else None
+        canary = self.canary
+        if canary is not None and not canary.version.takes_input_of(self.serving.version):
+            canary = None
         if canary is not None:
             out.canary_version = canary.version.version
             share = canary_rows(canary.version.model_name, batch.entity_ids, batch.event_ids, canary.version.traffic)
