@@ -58,12 +58,16 @@ class FeatureDecoder:
     def __init__(self, codec: Codec, width: int, inputs: list[Input] | None = None) -> None:
         self.codec = codec
         self.width = width
-        self.inputs = inputs or None
         self.typed = Vectoriser(inputs) if inputs else None
         # A vector of `width` floats written as one block (count, 4*width bytes, end marker 0), then an
         # empty map of fields (0).
         self._block_head = write_long(width)
         self._tail_size = len(self._block_head) + 4 * width + 2
+
+    @property
+    def inputs(self) -> list[Input] | None:
+        """The model's typed inputs; None for a dense vector."""
+        return self.typed.inputs if self.typed is not None else None
 
     def _fast(self, data: bytes) -> tuple[str, int, str, bytes] | None:
         """The fields of a valid record in the current schema and one-block layout, else None."""

@@ -27,7 +27,7 @@ from typing import Any
 
 from streams.codec.errors import CodecError
 
-__all__ = ["TYPES", "Input", "Vectoriser", "category_code", "parse_inputs"]
+__all__ = ["TYPES", "Input", "Vectoriser", "category_code", "numeric_columns", "parse_inputs"]
 
 TYPES = ("float", "int", "category")
 
@@ -61,6 +61,12 @@ def parse_inputs(names: Sequence[str], types: Sequence[str]) -> list[Input]:
             raise ValueError(f"feature {name!r} has type {declared!r}, not one of {', '.join(TYPES)} (? when optional)")
         inputs.append(Input(name, kind, declared.endswith("?")))
     return inputs
+
+
+def numeric_columns(types: Sequence[str], width: int) -> list[int]:
+    """The columns of a model's rows that hold numbers: every one of a dense vector (no ``types``), the
+    non-category ones of typed inputs (a category's code is a hash: its mean says nothing)."""
+    return [column for column in range(width) if not types or types[column].removesuffix("?") != "category"]
 
 
 def category_code(value: str) -> float:

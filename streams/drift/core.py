@@ -52,6 +52,7 @@ import numpy as np
 from models import ModelVersion
 from streams.codec import Codec, CodecError
 from streams.codec.checks import clamp_time
+from streams.codec.typed import numeric_columns
 from streams.deadletters import DeadLetters
 from streams.drift.monitor import BlockMonitor, Changes, Detection, ErrorMonitor, dump_head, load_head
 from streams.drift.recovery import Recovery, check, opened
@@ -365,7 +366,7 @@ class DriftCore:
         if watch.errors is None:
             watch.errors = self._error_monitor()
         version = self.lookup(*key)
-        columns = monitored_columns(version.feature_names, version.feature_types)
+        columns = numeric_columns(version.feature_types, len(version.feature_names))
         if watch.features is None:
             watch.features = self._block_monitor(
                 [version.feature_names[c] for c in columns], s.covariate_detector, s.covariate_params
@@ -518,9 +519,3 @@ def _loaded(part: PartitionState, prefix: bytes, monitor: Monitor, items: dict[b
         return monitor
     part.stale.add(prefix)
     return None
-
-
-def monitored_columns(names: Sequence[str], types: Sequence[str]) -> list[int]:
-    """The feature columns whose means are watched for covariate drift: all of a dense vector, the numbers
-    of typed inputs (a category's code is a hash, and its mean says nothing)."""
-    return [i for i in range(len(names)) if not types or not types[i].startswith("category")]

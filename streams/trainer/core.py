@@ -38,6 +38,7 @@ from models.plugins import PluginConfig, provider
 from models.registry import empty_lineage
 from models.runtime.device import resolve_device
 from models.versions import package_versions
+from streams.codec.typed import numeric_columns
 from streams.inference.loader import LoadedModel, ModelRejected, admit, serving_or_fallback
 from streams.quality import LOG_LOSS_FLOOR
 from streams.settings import InferenceSettings, RegistrySettings, TrainerSettings
@@ -243,11 +244,11 @@ class Trainer:
         reference = x[first:split].astype(np.float64)
         metrics = {"train_start_row": float(first), "train_rows": float(split - first),
                    "holdout_rows": float(holdout)} | validation  # fmt: skip
-        for column, name in enumerate(serving.feature_names):
+        for column in numeric_columns(serving.feature_types, len(serving.feature_names)):
             values = reference[:, column][~np.isnan(reference[:, column])]  # a typed input's missing values
-            if len(values) and not (serving.feature_types and serving.feature_types[column].startswith("category")):
-                metrics[f"reference_mean.{name}"] = float(values.mean())
-                metrics[f"reference_std.{name}"] = float(values.std())
+            if len(values):
+                metrics[f"reference_mean.{serving.feature_names[column]}"] = float(values.mean())
+                metrics[f"reference_std.{serving.feature_names[column]}"] = float(values.std())
         lineage = empty_lineage() | {
             "parent_version": serving.version,
             "data": window.ranges,
