@@ -209,6 +209,11 @@ class Registry:
         self._order[key] = self._applied
         return None
 
+    @property
+    def revision(self) -> int:
+        """How many records were folded: anything looked up in the registry holds while it stays the same."""
+        return self._applied
+
     def models(self) -> list[str]:
         """Names of every model with at least one version."""
         return sorted({name for name, _ in self._latest})

@@ -61,20 +61,24 @@ class Ramp:
     def __init__(self, settings: TrainerSettings) -> None:
         self.settings = settings
         self.steps: dict[str, _Step] = {}
+        self.read: tuple[Registry, int, dict[str, tuple[int, float, int] | None]] = (Registry(), 0, {})
+        """The registry last counted under, its revision, and the step it names per model (each looked up
+        once per revision, not per outcome)."""
 
     def add(self, outcome: dict[str, Any], registry: Registry) -> RampVerdict | None:
         """Count one labeled outcome under the step ``registry`` names; a verdict when it completes the step."""
-        model = outcome["model_name"]
-        canary, serving = registry.canary(model), registry.serving(model)
-        if outcome["shadow"] or canary is None or serving is None or not self.settings.canary_shares:
+        if outcome["shadow"] or not self.settings.canary_shares:
             return None
-        key = (canary.version, canary.traffic, serving.version)
+        model = outcome["model_name"]
+        key = self._step_of(registry, model)
+        if key is None:
+            return None
         step = self.steps.get(model)
         if step is None or step.key != key:
             step = self.steps[model] = _Step(key)
         if step.judged:
             return None
-        arm = {canary.version: step.canary, serving.version: step.serving}.get(outcome["model_version"])
+        arm = {key[0]: step.canary, key[2]: step.serving}.get(outcome["model_version"])
         if arm is None:
             return None
         arm.append(bool(outcome["correct"]))
@@ -83,6 +87,17 @@ class Ramp:
             return None
         step.judged = True
         return self._judge(model, step)
+
+    def _step_of(self, registry: Registry, model: str) -> tuple[int, float, int] | None:
+        """(canary version, its share, serving version) of ``model`` in ``registry``; None without a canary."""
+        if self.read[0] is not registry or self.read[1] != registry.revision:
+            self.read = (registry, registry.revision, {})
+        steps = self.read[2]
+        if model not in steps:
+            canary, serving = registry.canary(model), registry.serving(model)
+            steps[model] = None if canary is None or serving is None else (canary.version, canary.traffic,
+                                                                            serving.version)  # fmt: skip
+        return steps[model]
 
     def _judge(self, model: str, step: _Step) -> RampVerdict:
         s = self.settings
