@@ -10,8 +10,9 @@ standard errors of the difference (two independent arms: the entities differ). A
 the canary to the next share, the last one to serving; a failed step rejects it, with the figures.
 
 The counts live in memory, per step: the registry as last read says which step runs (a step
-changed by hand, a rollback of the serving version or a new canary starts the counts again), and a
-worker that restarts counts the step again from its committed offsets.
+changed by hand, a rollback of the serving version or a new canary starts the counts again), an
+outcome read twice (a batch read again after an aborted commit) counts once, and a worker that
+restarts counts the step again from its committed offsets.
 """
 
 from __future__ import annotations
@@ -44,6 +45,8 @@ class _Step:
     """(canary version, its share, serving version): the step being counted."""
     canary: list[bool] = field(default_factory=list)
     serving: list[bool] = field(default_factory=list)
+    seen: set[str] = field(default_factory=set)
+    """Event ids counted: an outcome read again (a batch read twice after an aborted commit) counts once."""
     judged: bool = False
 
 
@@ -79,8 +82,9 @@ class Ramp:
         if step.judged:
             return None
         arm = {key[0]: step.canary, key[2]: step.serving}.get(outcome["model_version"])
-        if arm is None:
+        if arm is None or outcome["event_id"] in step.seen:
             return None
+        step.seen.add(outcome["event_id"])
         arm.append(bool(outcome["correct"]))
         needed = self.settings.canary_outcomes
         if len(step.canary) < needed or len(step.serving) < needed:

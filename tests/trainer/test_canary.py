@@ -72,6 +72,14 @@ def test_shadow_outcomes_other_versions_and_a_ramp_that_is_off_count_nothing():
     assert step(off, registry, [True] * 10, [False] * 10) == []
 
 
+def test_an_outcome_read_twice_counts_once():
+    registry, ramp = registry_with_canary(), Ramp(SETTINGS)
+    assert step(ramp, registry, [True] * 150, [True] * 150) == []
+    assert step(ramp, registry, [True] * 150, [True] * 150) == []  # the same events again: a batch read twice
+    [verdict] = step(ramp, registry, [True] * 200, [True] * 200)
+    assert "on 200 outcomes" in verdict.figures
+
+
 def test_a_step_changed_meanwhile_starts_the_counts_again():
     registry, ramp = registry_with_canary(), Ramp(SETTINGS)
     assert step(ramp, registry, [True] * 150, [True] * 150) == []
