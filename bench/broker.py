@@ -92,7 +92,7 @@ def _string(text: str) -> bytes:
 class FeatureRecords:
     """Framed feature records of ``WIDTH`` floats, built from parts so that the event time can be set as they are sent.
 
-    A record is ``head`` (framing, event_id) + event time + ``tail`` (entity_id, values): the same
+    A record is ``head`` (framing, event_id) + event time + ``tail`` (entity_id, values, no fields): the same
     bytes as ``Codec.load("features").encode`` (checked on the first record).
     """
 
@@ -103,7 +103,7 @@ class FeatureRecords:
         self.keys = [event_id.encode() for event_id in self.ids]
         self.heads = [codec.header + _string(event_id) for event_id in self.ids]
         block = write_long(WIDTH)
-        self.tails = [_string(f"u{i}") + block + values[i].tobytes() + b"\x00" for i in range(count)]
+        self.tails = [_string(f"u{i}") + block + values[i].tobytes() + b"\x00\x00" for i in range(count)]
         expected = codec.encode({"event_id": self.ids[0], "event_time": 1_795_000_000_000, "entity_id": "u0",
                                  "values": values[0].tolist()})  # fmt: skip
         assert self.value(0, 1_795_000_000_000) == expected, "the hand-built feature record differs from the codec's"
@@ -332,8 +332,8 @@ class Bench:
     # rows
 
     def throughput(self, pipeline: str, guarantee: str, batch: int, inputs: dict[Topic, list[KeyValue]],
-                   output: Topic | None, one_to_one: bool) -> Result:  # fmt: skip
-        """Drain ``inputs`` (produced first) through one worker of ``pipeline``."""
+                   output: Topic | None, one_to_one: bool, label: str = "") -> Result:  # fmt: skip
+        """Drain ``inputs`` (produced first) through one worker of ``pipeline`` (``label``: a run that is not a row)."""
         case = self.case("-".join(re.findall(r"[a-z0-9]+", pipeline)), guarantee)
         if "relay" not in pipeline:
             self.publish_model(case)
@@ -363,7 +363,7 @@ class Bench:
                 result.rate = result.stamp_rate
         self.drop(case)
         shown = f"{rate:,.0f} records/s over {seconds:.2f} s, {result.outputs} outputs"
-        print(f"  {pipeline}, {guarantee}, max batch {batch}: {shown}", file=sys.stderr, flush=True)
+        print(f"  {label or pipeline}, {guarantee}, max batch {batch}: {shown}", file=sys.stderr, flush=True)
         return result
 
     def latency(self, rate: float, seconds: float) -> Result:
@@ -590,6 +590,9 @@ def main() -> None:
     try:
         now = int(time.time() * 1000)
         features = FeatureRecords(args.events).records(now)
+        for guarantee in GUARANTEES:  # a new broker runs at a third of its speed until the JVM has warmed up
+            bench.throughput("plain relay", guarantee, 1024, {Topic.FEATURES: features}, None, one_to_one=True,
+                             label="warm-up")  # fmt: skip
         for guarantee in GUARANTEES:
             pipelines = ["plain relay", TUNED_RELAY, "loopline relay"] if guarantee == EXACTLY_ONCE else \
                 ["plain relay", "loopline relay"]  # fmt: skip

@@ -59,10 +59,14 @@ class KafkaSettings(BaseSettings):
     client_id: str = "loopline"
     """Client id reported to the brokers."""
     guarantee: Literal["exactly-once", "at-least-once"] = "exactly-once"
-    """exactly-once: each batch's outputs and its input offsets are committed in one Kafka
+    """exactly-once: a batch's outputs and its input offsets are committed in one Kafka
     transaction, and every loopline consumer reads committed records only. at-least-once, for
     brokers without transactions: offsets are committed once the outputs are acknowledged, and a
     crash or rebalance may repeat a batch's outputs."""
+    commit_interval_ms: int = Field(default=100, ge=0)
+    """While a worker works through a backlog (its batches come full), one commit takes the
+    batches of up to this long; a batch that comes short (the worker has caught up) is committed
+    at once. 0: every batch is committed on its own."""
     worker_id: str | None = None
     """A stable name of this worker process (e.g. its pod name): its transactional id, so that a
     restarted worker aborts at once what its predecessor left open. By default a random one, whose

@@ -20,6 +20,9 @@ class OnnxBackend:
     def __init__(self, data: bytes, device: str) -> None:
         options = ort.SessionOptions()
         options.log_severity_level = 3
+        # Idle threads sleep instead of spinning: a worker shares its cores with its Kafka clients
+        # (and, on small machines, the broker), which spinning threads starve.
+        options.add_session_config_entry("session.intra_op.allow_spinning", "0")
         providers = ["CUDAExecutionProvider", "CPUExecutionProvider"] if device == "cuda" else ["CPUExecutionProvider"]
         try:
             self.session = ort.InferenceSession(data, options, providers=providers)

@@ -16,6 +16,15 @@ of wiring; this loop does the rest, the same for every agent:
    restored;
 5. count the batch in the metrics.
 
+**Backlogs.** A batch that comes full (the worker is behind) is sent into the open transaction
+and not committed yet: the transaction takes the batches of up to ``commit_interval_s`` and is
+committed with a batch that comes short (the worker caught up), when that time is up, before the
+worker waits (its core is not ready, nothing came), before its partitions are handed back, and at
+a stop. A transaction pays a few broker round trips and the wait for the previous one's commit
+markers, which a batch of records alone would pay each time. The core sees the state changes of
+the transaction's earlier batches. When such a transaction is aborted, its batches are read
+again and committed one by one, so that a record that can't be sent is found in its own batch.
+
 Where the core did not say which input an unsendable record came from, the loop finds it: it
 reads the batch again in halves, down to the one record, which is then dead-lettered.
 
@@ -40,6 +49,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
@@ -62,6 +72,7 @@ __all__ = [
     "BatchLoop",
     "Output",
     "Source",
+    "Span",
     "Track",
     "kafka_loop",
     "next_offsets",
@@ -90,7 +101,7 @@ class Source(Protocol):
     on_assign: Assign | None
     on_revoke: Revoke | None
 
-    def take(self, max_records: int, max_wait_s: float) -> list[SourceRecord]: ...
+    def take(self, max_records: int, max_wait_s: float, first_wait_s: float | None = None) -> list[SourceRecord]: ...
 
     def rewind(self) -> None: ...
 
@@ -106,7 +117,10 @@ class Output(Protocol):
         offsets: list[TopicPartition],
         stop: threading.Event,
         changes: dict[int, Changes] | None = None,
+        close: bool = True,
     ) -> bool: ...
+
+    def abandon(self, stop: threading.Event) -> None: ...
 
     def mark(self, offsets: list[TopicPartition], stop: threading.Event) -> None: ...
 
@@ -121,6 +135,21 @@ def next_offsets(records: Sequence[SourceRecord]) -> dict[Partition, tuple[int, 
         if record.offset >= ends.get(tp, -1):
             ends[tp] = record.offset + 1
     return {tp: (offset, "") for tp, offset in ends.items()}
+
+
+@dataclass
+class Span:
+    """The batches sent into the open transaction, not committed yet."""
+
+    started: float
+    offsets: dict[Partition, TopicPartition] = field(default_factory=dict)
+    """Per input partition, where the transaction commits it (with the loop's metadata)."""
+    batches: list[tuple[int, Produced, bool]] = field(default_factory=list)
+    """Each batch's input records, output, and whether the core made it."""
+
+    @property
+    def inputs(self) -> int:
+        return sum(count for count, _, _ in self.batches)
 
 
 @dataclass
@@ -182,6 +211,8 @@ class BatchLoop:
             takes them one at a time (0: no crash counting).
         state: the core's state, whose changes each batch commits to its changelog; restored
             before the core hears of new partitions, closed after it heard of revoked ones.
+        commit_interval_s: longest time a transaction takes full batches before it is committed
+            (0: every batch is committed on its own).
     """
 
     def __init__(
@@ -198,6 +229,7 @@ class BatchLoop:
         max_record_bytes: int = 16 * 1024 * 1024 - RECORD_OVERHEAD_BYTES,
         max_crashes: int = 3,
         state: State | None = None,
+        commit_interval_s: float = 0.0,
     ) -> None:
         self.agent, self.source, self.output, self.process = agent, source, output, process
         self.max_batch, self.max_wait_s, self.ready, self.observe = max_batch, max_wait_s, ready, observe
@@ -208,20 +240,30 @@ class BatchLoop:
         self.core_commits = False  # whether the core says where to commit (then the loop never does alone)
         self.narrow: int | None = None  # batch size while looking for an unsendable record's input
         self.narrow_left = 0
+        self.commit_interval_s = commit_interval_s
+        self.span: Span | None = None
+        self.single_left = 0  # records of an aborted transaction still to commit batch by batch
+        self.stop = threading.Event()
+        self._span_lost = False  # the open transaction could not be committed before a rebalance
         self._rewinding = False
         self.core_assign, self.core_revoke = source.on_assign, source.on_revoke
         source.on_assign, source.on_revoke = self._assigned, self._revoked
 
     def run(self, stop: threading.Event) -> None:
         """Batches until ``stop`` is set; then the source and output are closed."""
+        self.stop = stop
         try:
             while not stop.is_set():
                 if not self.ready():
+                    self.close_span(stop)
                     stop.wait(0.05)
                     continue
                 records = self.take()
                 if records:
                     self.step(records, stop)
+                else:
+                    self.close_span(stop)
+            self.close_span(stop)
         except Stopped:
             log.info("%s stopped with a batch uncommitted; it will be read again", self.agent)
         finally:
@@ -230,7 +272,16 @@ class BatchLoop:
 
     def take(self) -> list[SourceRecord]:
         """The next micro-batch (smaller while an unsendable record's input is looked for)."""
-        return self.source.take(min(self.max_batch, self.narrow or self.max_batch), self.max_wait_s)
+        open_span = self.span is not None  # then an empty take is not waited long: it commits the span
+        records = self.source.take(self._size(), self.max_wait_s, self.max_wait_s if open_span else None)
+        if self._span_lost:  # what the batches read since the last commit did is undone: read them again
+            self._span_lost = False
+            self._rewind()
+            return []
+        return records
+
+    def _size(self) -> int:
+        return min(self.max_batch, self.narrow or self.max_batch)
 
     def step(self, records: list[SourceRecord], stop: threading.Event) -> bool:
         """Process and commit one batch; False when a commit was aborted and the rest is to be read again.
@@ -238,9 +289,12 @@ class BatchLoop:
         Known poison pills are dead-lettered instead of processed, and records under suspicion of
         killing the worker are processed one at a time; the rest goes to the core together.
         """
-        self._touch(records, stop)
-        if not any(track.pills or track.careful for track in self.tracks.values()):
-            return self._commit(records, [], stop)  # the usual case: no suspects
+        if not self._touch(records, stop):
+            return False
+        if not any(track.pills or track.careful for track in self.tracks.values()):  # the usual case: no suspects
+            return self._commit(records, [], stop, close=len(records) < self._size())
+        if not self.close_span(stop):
+            return False
         chunk: list[SourceRecord] = []
         pills: list[SourceRecord] = []
         for record in records:
@@ -259,11 +313,17 @@ class BatchLoop:
         return self._commit(chunk, pills, stop) if chunk or pills else True
 
     def _commit(
-        self, chunk: list[SourceRecord], pills: list[SourceRecord], stop: threading.Event, alone: bool = False
+        self,
+        chunk: list[SourceRecord],
+        pills: list[SourceRecord],
+        stop: threading.Event,
+        alone: bool = False,
+        close: bool = True,
     ) -> bool:
         """Process ``chunk``, dead-letter ``pills``, commit; ``alone``: ``chunk`` is one record committed as
         the one in flight, whose partition's commit must say that it is no longer (even where the core
-        commits nothing now, as the join while it catches up: then at the offset committed before)."""
+        commits nothing now, as the join while it catches up: then at the offset committed before).
+        ``close=False``: the batch came full, and may stay in the open transaction (see the module doc)."""
         out, made = self._process(chunk) if chunk else (Produced(), False)
         for pill in pills:
             track = self.tracks[(pill.topic, pill.partition)]
@@ -284,36 +344,72 @@ class BatchLoop:
         if too_large and not self._replace(out, too_large, inputs, "too-large"):
             return self._narrow(inputs)
         after = self._after(offsets, inputs)
-        partitions = [
-            TopicPartition(t, p, offset, metadata=after[(t, p)].metadata()) for (t, p), (offset, _) in offsets.items()
-        ]
+        span = self.span or Span(time.monotonic())
+        ends = dict(span.offsets)
+        ends.update({(t, p): TopicPartition(t, p, offset, metadata=after[(t, p)].metadata())
+                     for (t, p), (offset, _) in offsets.items()})  # fmt: skip
+        close = (close or self.narrow is not None or self.single_left > 0
+                 or time.monotonic() - span.started >= self.commit_interval_s)  # fmt: skip
         changes = self.state.changes() if self.state is not None else None
         while True:
             try:
-                committed = self.output.commit(out.records, partitions, stop, changes)
+                committed = self.output.commit(out.records, list(ends.values()), stop, changes, close=close)
                 break
             except Refused as refused:
                 log.warning("%s: %d outputs refused (%s)", self.agent, len(refused.records), refused.records[0][2])
+                if span.batches:  # the transaction's earlier batches went with it
+                    self._rewind(len(inputs))
+                    return False
                 if not self._replace(out, refused.records, inputs, "send-refused"):
                     return self._narrow(inputs)
         if not committed:
-            self._rewind()
+            self._rewind(len(inputs))
             return False
+        self.tracks.update(after)
+        span.offsets = ends
+        span.batches.append((len(inputs), out, made))
+        self.span = span
+        if close:
+            self._committed()
+        return True
+
+    def close_span(self, stop: threading.Event) -> bool:
+        """Commit the batches sent into the open transaction, if any; False when it was aborted, and they are
+        to be read again."""
+        if self.span is None or self._commit_span(stop):
+            return True
+        self._rewind()
+        return False
+
+    def _commit_span(self, stop: threading.Event) -> bool:
+        assert self.span is not None
+        try:
+            committed = self.output.commit({}, list(self.span.offsets.values()), stop, close=True)
+        except Refused:  # a record's delivery failed: its batch is found when they are read again one by one
+            committed = False
+        if committed:
+            self._committed()
+        return committed
+
+    def _committed(self) -> None:
+        """The open transaction was committed: its state changes into the stores, its batches counted."""
+        span, self.span = self.span, None
+        assert span is not None
         if self.state is not None:
             self.state.committed()
             self._report_state()
-        self.tracks.update(after)
-        if self.narrow is not None:
-            self.narrow_left -= len(inputs)
-            if self.narrow_left <= 0:
-                self.narrow = None
-        EVENTS_IN.labels(self.agent).inc(len(inputs))
-        BATCH_SIZE.labels(self.agent).observe(len(inputs))
-        for reason, count in Counter(out.dead_reasons).items():
-            DEAD_LETTERS.labels(self.agent, reason).inc(count)
-        if self.observe is not None and made:
-            self.observe(out)
-        return True
+        for count, out, made in span.batches:
+            if self.narrow is not None:
+                self.narrow_left -= count
+                if self.narrow_left <= 0:
+                    self.narrow = None
+            self.single_left = max(0, self.single_left - count)
+            EVENTS_IN.labels(self.agent).inc(count)
+            BATCH_SIZE.labels(self.agent).observe(count)
+            for reason, dead in Counter(out.dead_reasons).items():
+                DEAD_LETTERS.labels(self.agent, reason).inc(dead)
+            if self.observe is not None and made:
+                self.observe(out)
 
     def _report_state(self) -> None:
         assert self.state is not None
@@ -330,7 +426,7 @@ class BatchLoop:
         except Exception as exc:  # a bug must not lose the batch or stop the worker: dead-letter it with the cause
             log.exception("%s: a batch of %d records failed", self.agent, len(records))
             if self.state is not None:
-                self.state.discard()  # what the core wrote of the batch before it failed
+                self.state.discard(batch_only=True)  # what the core wrote of the batch before it failed
             out = Produced()
             for record in records:
                 self.dead.add(out, record, "internal-error", repr(exc))
@@ -373,13 +469,20 @@ class BatchLoop:
     def _narrow(self, inputs: list[SourceRecord]) -> bool:
         """Read the batch again in halves: an unsendable record's input is found in the one-record batch."""
         self.narrow = max(1, len(inputs) // 2)
-        self.narrow_left = len(inputs)
+        self.narrow_left = len(inputs) + (self.span.inputs if self.span is not None else 0)
         log.warning("%s: an output of a batch of %d can't be sent and names no input; reading %d at a time",
                     self.agent, len(inputs), self.narrow)  # fmt: skip
-        self._rewind()
+        self._rewind(len(inputs))
         return False
 
-    def _rewind(self) -> None:
+    def _rewind(self, inputs: int = 0) -> None:
+        """Undo what was sent since the last commit and read it again from the committed offsets; ``inputs``:
+        records of the running batch. Where the transaction held earlier batches, they are all read
+        again batch by batch."""
+        if self.span is not None:
+            self.single_left = self.span.inputs + inputs
+            self.span = None
+        self.output.abandon(self.stop)
         if self.state is not None:
             self.state.discard()
         self._rewinding = True
@@ -412,8 +515,9 @@ class BatchLoop:
             after[tp] = track
         return after
 
-    def _touch(self, records: list[SourceRecord], stop: threading.Event) -> None:
-        """Count this worker's life on the partitions it processes for the first time (see the module doc)."""
+    def _touch(self, records: list[SourceRecord], stop: threading.Event) -> bool:
+        """Count this worker's life on the partitions it processes for the first time (see the module doc);
+        False when the open transaction, committed first, was aborted."""
         first: dict[Partition, SourceRecord] = {}
         for record in records:
             tp = (record.topic, record.partition)
@@ -421,7 +525,9 @@ class BatchLoop:
             if tp not in self.touched and tp not in first:
                 first[tp] = record
         if not first or not self.max_crashes:
-            return
+            return True
+        if not self.close_span(stop):
+            return False
         marks = []
         for tp, record in first.items():
             track = self.tracks[tp]
@@ -435,6 +541,7 @@ class BatchLoop:
             marks.append(self._position(record, track))
             self.touched.add(tp)
         self.output.mark(marks, stop)
+        return True
 
     def _position(self, record: SourceRecord, track: Track, at: int | None = None) -> TopicPartition:
         """The partition's commit as it stands (or the record's offset, before any), with the loop's fields."""
@@ -451,8 +558,15 @@ class BatchLoop:
             self.core_assign({tp: (offset, tracks[tp].meta) for tp, (offset, _) in committed.items()})
 
     def _revoked(self, partitions: list[Partition], lost: bool) -> None:
-        """Partitions handed back (a rebalance, a stop): this life ended cleanly on them, so it takes
-        back its count where no commit has cleared it yet; only lives that end abruptly count."""
+        """Partitions handed back (a rebalance, a stop): the open transaction is committed first (else what
+        it sent is read again after the rebalance); this life ended cleanly on them, so it takes back
+        its count where no commit has cleared it yet; only lives that end abruptly count."""
+        if self.span is not None and not self._rewinding and not self._commit_span(self.stop):
+            self.single_left, self.span = self.span.inputs, None
+            self.output.abandon(self.stop)
+            if self.state is not None:
+                self.state.discard()
+            self._span_lost = True
         if not self._rewinding:  # a rewind reads the same partitions again in the same life
             undo = []
             for tp in partitions:
@@ -491,4 +605,5 @@ def kafka_loop(
     return BatchLoop(
         agent, source, output, process, max_batch, max_wait_s, ready, observe,
         max_record_bytes=kafka.max_message_bytes - RECORD_OVERHEAD_BYTES, max_crashes=kafka.max_crashes, state=state,
+        commit_interval_s=kafka.commit_interval_ms / 1000,
     )  # fmt: skip

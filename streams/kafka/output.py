@@ -1,10 +1,12 @@
-"""A batch's outputs and its input offsets, committed together (exactly-once) or in turn (at-least-once).
+"""Batches' outputs and their input offsets, committed together (exactly-once) or in turn (at-least-once).
 
-Exactly-once: one Kafka transaction per batch holds its outputs and its input offsets, sent with
-the consumer's group metadata, so the broker refuses the commit of a worker that lost its
-partitions meanwhile (a zombie); readers with ``isolation.level=read_committed`` see a batch's
-outputs only once its offsets are committed, and an aborted batch never. At-least-once: the
-outputs are flushed, then the offsets committed; a crash in between repeats the batch's outputs.
+Exactly-once: one Kafka transaction holds the outputs of one or more batches and the input
+offsets after them, sent with the consumer's group metadata, so the broker refuses the commit of
+a worker that lost its partitions meanwhile (a zombie); readers with
+``isolation.level=read_committed`` see the outputs only once their offsets are committed, and an
+aborted transaction's never. At-least-once: the outputs are flushed, then the offsets committed;
+a crash in between repeats the outputs. ``commit(..., close=False)`` sends a batch into the open
+transaction (or, at-least-once, hands its records to librdkafka) and commits nothing yet.
 
 Records are produced with no Python callback or future per record: librdkafka reports failed
 deliveries only (``delivery.report.only.error``), and the transaction's commit (or the flush)
@@ -81,6 +83,7 @@ class KafkaOutput:
         self.transactional_id = f"{kafka.topic_prefix}{name}-{kafka.worker_id or uuid.uuid4().hex[:12]}"
         self.names = {topic: kafka.topic(topic) for topic in Topic}
         self.failures: list[tuple[KafkaError, Message]] = []
+        self.open = False  # whether a transaction is open
         self.producer = self._producer()
 
     def _producer(self) -> Producer:
@@ -104,6 +107,7 @@ class KafkaOutput:
         producer = Producer(confluent_config(self.kafka, extra))
         if self.transactional:
             until_answered(lambda: producer.init_transactions(30), "starting transactions", None)
+        self.open = False
         return producer
 
     def _failed(self, error: KafkaError | None, message: Message) -> None:
@@ -116,27 +120,33 @@ class KafkaOutput:
         offsets: list[TopicPartition],
         stop: threading.Event,
         changes: dict[int, Changes] | None = None,
+        close: bool = True,
     ) -> bool:
-        """Send ``records`` and the state ``changes`` (partition → key → value, None: deleted) and commit
-        ``offsets``; False when the batch was not committed.
+        """Send ``records`` and the state ``changes`` (partition → key → value, None: deleted) and, with
+        ``close``, commit them, with what earlier calls sent, at ``offsets`` (every input partition
+        of those calls); False when nothing of it was committed.
 
-        After False, nothing of the batch is visible to committed readers (exactly-once) and its
-        input must be read again from the committed offsets.
+        After False, nothing of the calls since the last commit is visible to committed readers
+        (exactly-once) and their input must be read again from the committed offsets.
 
         Raises:
             Stopped: ``stop`` was set while the broker did not answer.
-            Refused: records that can never be sent; nothing was committed (at-least-once: the
-                other records may have been delivered, and are sent again with the next try).
+            Refused: records of this call that can never be sent, or any failed delivery when
+                ``close``; nothing was committed (at-least-once: the other records may have been
+                delivered, and are sent again with the next try).
         """
         if self.transactional:
-            return self._transaction(records, offsets, stop, changes or {})
+            return self._transaction(records, offsets, stop, changes or {}, close)
         refused = self._produce(records, changes or {})
+        if not close and not refused:
+            return True
         self._wait_delivered(stop)
         refused += self._refused(records)
         if refused:
+            self.failures.clear()
             raise Refused(refused)
         if self.failures:
-            log.warning("%d outputs were not delivered (%s); the batch is read again", len(self.failures),
+            log.warning("%d outputs were not delivered (%s); their input is read again", len(self.failures),
                         self.failures[0][0].str())  # fmt: skip
             self.failures.clear()
             return False
@@ -152,26 +162,41 @@ class KafkaOutput:
         offsets: list[TopicPartition],
         stop: threading.Event,
         changes: dict[int, Changes],
+        close: bool,
     ) -> bool:
         producer = self.producer
         try:
-            producer.begin_transaction()
+            sent = False
+            if not self.open:
+                producer.begin_transaction()
+                self.open = True
+                if offsets:
+                    # Before the records: the broker refuses a transaction while it still writes
+                    # the previous one's markers; librdkafka retries the offsets after
+                    # retry.backoff.ms, but the records' partitions only after a fixed 20 ms.
+                    self._send_offsets(offsets, stop)
+                    sent = True
             refused = self._produce(records, changes)
+            if not refused and not close:
+                return True
             if not refused:
-                if offsets:  # right after the records, as librdkafka expects it (also while the broker is away)
-                    group = self.source.consumer.consumer_group_metadata()
-                    until_answered(
-                        lambda: _bounded(lambda: producer.send_offsets_to_transaction(offsets, group, CALL_S)),
-                        "sending offsets",
-                        stop,
-                    )
+                if offsets and not sent:
+                    self._send_offsets(offsets, stop)
                 self._wait_delivered(stop)
                 refused = self._refused(records)
             if refused:
-                log.warning("batch aborted: %d records refused (%s)", len(refused), refused[0][2])
+                log.warning("transaction aborted: %d records refused (%s)", len(refused), refused[0][2])
                 self._abort(stop)
+                self.failures.clear()
                 raise Refused(refused)
+            if self.failures:  # records of an earlier call: the loop reads them again
+                log.warning("transaction aborted: %d records not delivered (%s)", len(self.failures),
+                            self.failures[0][0].str())  # fmt: skip
+                self._abort(stop)
+                self.failures.clear()
+                return False
             until_answered(lambda: _bounded(lambda: producer.commit_transaction(CALL_S)), "committing", stop)
+            self.open = False
             return True
         except Unanswered:
             log.error("the producer did not answer in %.0fs; starting a new one, which aborts its transaction",
@@ -182,14 +207,23 @@ class KafkaOutput:
         except KafkaException as exc:
             error = exc.args[0]
             if not error.fatal():
-                log.warning("batch aborted (%s); its input is read again", error.str())
+                log.warning("transaction aborted (%s); its input is read again", error.str())
                 self._abort(stop)
             else:
                 self._renew(error)
             refused = self._refused(records)
+            self.failures.clear()
             if refused:
                 raise Refused(refused) from exc
             return False
+
+    def _send_offsets(self, offsets: list[TopicPartition], stop: threading.Event) -> None:
+        group = self.source.consumer.consumer_group_metadata()
+        until_answered(
+            lambda: _bounded(lambda: self.producer.send_offsets_to_transaction(offsets, group, CALL_S)),
+            "sending offsets",
+            stop,
+        )
 
     def mark(self, offsets: list[TopicPartition], stop: threading.Event) -> None:
         """Commit ``offsets`` with their metadata now, outside any transaction (the loop's crash count).
@@ -220,6 +254,7 @@ class KafkaOutput:
     def _abort(self, stop: threading.Event) -> None:
         try:
             until_answered(lambda: self.producer.abort_transaction(30), "aborting", stop)
+            self.open = False
         except KafkaException as exc:
             self._renew(exc.args[0])
 
@@ -263,27 +298,37 @@ class KafkaOutput:
         return refused
 
     def _refused(self, records: dict[Topic, list[KeyValue]]) -> list[tuple[Topic, int, str]]:
-        """The records whose delivery failed for what they are (:data:`RECORD_ERRORS`); failures cleared."""
-        failed = [(error, message) for error, message in self.failures if error.code() in RECORD_ERRORS]
-        self.failures.clear()
-        if not failed:
+        """The records of ``records`` whose delivery failed for what they are (:data:`RECORD_ERRORS`);
+        the other failures stay in :attr:`failures`."""
+        if not self.failures:
             return []
         topics = {name: topic for topic, name in self.names.items()}
         where: dict[tuple[Topic, bytes | None, bytes | None], int] = {
             (topic, key, value): index for topic, pairs in records.items() for index, (key, value) in enumerate(pairs)
         }
-        refused = []
-        for error, message in failed:
+        refused, rest = [], []
+        for error, message in self.failures:
             topic = topics.get(message.topic() or "")
-            index = where.get((topic, message.key(), message.value())) if topic is not None else None
+            index = None
+            if topic is not None and error.code() in RECORD_ERRORS:
+                index = where.get((topic, message.key(), message.value()))
             if topic is not None and index is not None:
                 refused.append((topic, index, error.str()))
+            else:
+                rest.append((error, message))
+        self.failures = rest
         return refused
+
+    def abandon(self, stop: threading.Event) -> None:
+        """Abort the open transaction, if one is: nothing sent since the last commit is committed."""
+        if self.transactional and self.open:
+            self._abort(stop)
+        self.failures.clear()
 
     def close(self) -> None:
         """Abort a transaction left open by a stop and let the producer go."""
-        if self.transactional:
-            with contextlib.suppress(KafkaException):  # none was open
+        if self.transactional and self.open:
+            with contextlib.suppress(KafkaException):  # the broker is away: it aborts the transaction itself
                 self.producer.abort_transaction(5)
         self.producer.flush(5)
 

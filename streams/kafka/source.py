@@ -1,7 +1,10 @@
 """Micro-batches from a consumer group, on librdkafka, reading committed records only.
 
 ``take`` waits for a first record, then fills the batch with what librdkafka has fetched, up to
-``max_records`` or ``max_wait_s`` after that first record. Partitions are assigned by range, so a
+``max_records`` or ``max_wait_s`` after that first record came. A first record that was already
+waiting when ``take`` was called came while the worker was busy with the previous batch: the wait
+is shortened by the time spent there, so that under load a record waits for one batch, not for
+one batch and then ``max_wait_s`` more. Partitions are assigned by range, so a
 worker gets the same partition numbers of every topic it reads: co-partitioned topics (keyed
 alike, with as many partitions) meet in one worker. Rebalance callbacks run inside ``take``, that
 is between two batches, never while a batch's transaction is open.
@@ -28,6 +31,7 @@ log = logging.getLogger(__name__)
 
 Partition = tuple[str, int]
 FIRST_RECORD_WAIT_S = 0.2  # how long one take() waits for a first record; the loop then checks for a stop
+WAITING_S = 0.001  # a first record polled faster than this was waiting already
 
 
 def to_source(message: Message) -> SourceRecord:
@@ -78,16 +82,22 @@ class KafkaSource:
         )
         self.consumer.subscribe(list(topics), on_assign=self._assigned, on_revoke=self._revoked, on_lost=self._lost)
         self._lag_reported = 0.0
+        self._returned = time.monotonic()  # when the last take returned
 
-    def take(self, max_records: int, max_wait_s: float) -> list[SourceRecord]:
-        """The next micro-batch; empty when no record came within a short wait."""
+    def take(self, max_records: int, max_wait_s: float, first_wait_s: float | None = None) -> list[SourceRecord]:
+        """The next micro-batch; empty when no record came within ``first_wait_s`` (a short wait by default)."""
         self.rebalanced = False
-        first = self.consumer.poll(FIRST_RECORD_WAIT_S)
+        called = time.monotonic()
+        first = self.consumer.poll(FIRST_RECORD_WAIT_S if first_wait_s is None else first_wait_s)
         if first is None:
+            self._returned = time.monotonic()
             return []
         messages = [first]
         if max_records > 1:
+            if time.monotonic() - called < WAITING_S:  # it came while the previous batch was processed
+                max_wait_s = max(0.0, max_wait_s - (called - self._returned))
             messages += self.consumer.consume(max_records - 1, max_wait_s)
+        self._returned = time.monotonic()
         new = tuple.__new__  # SourceRecord's own constructor costs a third more per record
         records = []
         for message in messages:

@@ -46,7 +46,7 @@ class MemorySource:
     def partitions(self) -> list[Partition]:
         return sorted({(r.topic, r.partition) for r in self.records})
 
-    def take(self, max_records: int, max_wait_s: float) -> list[SourceRecord]:
+    def take(self, max_records: int, max_wait_s: float, first_wait_s: float | None = None) -> list[SourceRecord]:
         if not self.assigned:
             self.assigned = True
             if self.on_assign is not None:
@@ -79,6 +79,9 @@ class MemorySource:
 class MemoryOutput:
     """Keeps what each commit sent; the commits numbered in ``abort`` (from 0) are aborted instead.
 
+    A call with ``close=False`` is kept in an open transaction, which the next closing call
+    commits at that call's offsets, and an aborted or refused call drops.
+
     Args:
         refuse: says why a record (topic, key, value) can never be sent, or None when it can: a
             commit holding such records commits nothing and raises :class:`Refused`.
@@ -99,6 +102,8 @@ class MemoryOutput:
         self.records: dict[Topic, list[KeyValue]] = {}
         self.changelog = changelog if changelog is not None else MemoryChangelog()
         self.closed = False
+        self.sent: list[tuple[dict[Topic, list[KeyValue]], dict[int, Changes]]] = []  # the open transaction
+        self.transactions = 0  # committed
 
     def commit(
         self,
@@ -106,9 +111,11 @@ class MemoryOutput:
         offsets: list[TopicPartition],
         stop: threading.Event,
         changes: dict[int, Changes] | None = None,
+        close: bool = True,
     ) -> bool:
         attempt, self.attempts = self.attempts, self.attempts + 1
         if attempt in self.abort:
+            self.sent = []
             return False
         if self.refuse is not None:
             refused = [
@@ -118,13 +125,24 @@ class MemoryOutput:
                 if (error := self.refuse(topic, key, value)) is not None
             ]
             if refused:
+                self.sent = []
                 raise Refused(refused)
+        self.sent.append((records, changes or {}))
+        if not close:
+            return True
         self.mark(offsets, stop)
-        for topic, pairs in records.items():
-            self.records.setdefault(topic, []).extend(pairs)
-        for partition, keyed in (changes or {}).items():
-            self.changelog.log.setdefault(partition, []).extend(keyed.items())
+        for sent, changed in self.sent:
+            for topic, pairs in sent.items():
+                self.records.setdefault(topic, []).extend(pairs)
+            for partition, keyed in changed.items():
+                self.changelog.log.setdefault(partition, []).extend(keyed.items())
+        self.sent = []
+        self.transactions += 1
         return True
+
+    def abandon(self, stop: threading.Event) -> None:
+        """Abort the open transaction."""
+        self.sent = []
 
     def mark(self, offsets: list[TopicPartition], stop: threading.Event) -> None:
         """Commit ``offsets`` (with their metadata) alone."""

@@ -78,16 +78,17 @@ class State:
         self.stores: dict[int, Store] = {}
         self.overlay: dict[int, Changes] = {}
         self.pending: dict[int, Changes] = {}
-        """The changes handed to the loop by :meth:`changes`, written to the stores once committed."""
+        """The changes handed to the loop by :meth:`changes` (of one or more batches of the open
+        transaction), read like the store's and written to it once committed."""
         self.unlogged: dict[int, set[bytes]] = {}
         """Keys written to the stores only: derived data a core rebuilds itself after a restore."""
 
     # --- the core's side -------------------------------------------------------------------
 
     def get(self, partition: int, key: bytes) -> bytes | None:
-        overlay = self.overlay.get(partition)
-        if overlay is not None and key in overlay:
-            return overlay[key]
+        for written in (self.overlay.get(partition), self.pending.get(partition)):
+            if written is not None and key in written:
+                return written[key]
         return self.stores[partition].get(key)
 
     def put(self, partition: int, key: bytes, value: bytes, logged: bool = True) -> None:
@@ -112,7 +113,7 @@ class State:
         Read it lazily and stop early (the join's expiry reads the oldest deadlines only); writing
         while iterating is allowed, the iteration goes on over what it had when it began.
         """
-        overlay = self.overlay.get(partition, {})
+        overlay = {**self.pending.get(partition, {}), **self.overlay.get(partition, {})}
         written = sorted((k, v) for k, v in overlay.items() if start <= k < end)
         stored = ((k, v) for k, v in self.stores[partition].range(start, end) if k not in overlay)
         for key, value in heapq.merge(stored, written, key=lambda item: item[0]):
@@ -131,27 +132,31 @@ class State:
 
     def changes(self) -> dict[int, Changes]:
         """The running batch's changes per partition, to be logged with the batch (the unlogged keys
-        left out); kept until :meth:`committed` or :meth:`discard`."""
-        for partition, changes in self.overlay.items():
-            if changes:
-                self.pending.setdefault(partition, {}).update(changes)
-        self.overlay = {}
+        left out); kept, with those of the transaction's earlier batches, until :meth:`committed`
+        or :meth:`discard`."""
         logged = {}
-        for partition, changes in self.pending.items():
+        for partition, changes in self.overlay.items():
+            if not changes:
+                continue
+            self.pending.setdefault(partition, {}).update(changes)
             local = self.unlogged.get(partition)
             logged[partition] = {k: v for k, v in changes.items() if k not in local} if local else changes
+        self.overlay = {}
         return {partition: changes for partition, changes in logged.items() if changes}
 
     def committed(self) -> None:
-        """The changes handed out were committed with their batch: into the stores with them."""
+        """The changes handed out were committed with their transaction: into the stores with them."""
         for partition, changes in self.pending.items():
             if partition in self.stores:
                 self.stores[partition].write(changes)
         self.pending, self.unlogged = {}, {}
 
-    def discard(self) -> None:
-        """The changes of the batch are not committed: forget them."""
-        self.overlay, self.pending, self.unlogged = {}, {}, {}
+    def discard(self, batch_only: bool = False) -> None:
+        """The changes of the transaction are not committed: forget them (``batch_only``: the running
+        batch's only, those of its earlier batches stay)."""
+        self.overlay = {}
+        if not batch_only:
+            self.pending, self.unlogged = {}, {}
 
     def assign(self, partitions: Iterable[int]) -> None:
         """Open and restore the stores of ``partitions`` (those held already stay as they are)."""

@@ -1,5 +1,5 @@
-"""The batch loop with the in-memory source and output: commits, aborted commits, failures, readiness,
-outputs too large or refused, and records that kill the worker."""
+"""The batch loop with the in-memory source and output: commits, transactions of several batches,
+aborted commits, failures, readiness, outputs too large or refused, and records that kill the worker."""
 
 import contextlib
 import random
@@ -21,6 +21,7 @@ from tests.join.test_core import CLASSES, T0, TOPICS, Stream
 
 NEVER = threading.Event()
 LETTERS = Codec.load("dead_letter")
+SPANS = pytest.mark.parametrize("interval", [0.0, 60.0], ids=["a transaction per batch", "full batches share one"])
 
 
 def records(count, partitions=2):
@@ -36,10 +37,13 @@ def relay(batch):
 
 
 def drain(loop, source, limit=1000):
+    """As ``BatchLoop.run`` until the source has nothing more: an empty take commits the open transaction."""
     for _ in range(limit):
         batch = loop.take()
         if not batch:
-            return
+            if loop.close_span(NEVER):
+                return
+            continue
         loop.step(batch, NEVER)
     raise AssertionError("the source never drained")
 
@@ -116,6 +120,47 @@ def test_run_takes_nothing_until_ready_and_closes_both_ends_on_stop():
     assert source.closed and output.closed
 
 
+def test_full_batches_share_one_transaction_committed_with_the_batch_that_comes_short():
+    source = MemorySource(records(10))
+    output = MemoryOutput(source)
+    drain(BatchLoop("relay", source, output, relay, max_batch=4, max_wait_s=0, commit_interval_s=60), source)
+    assert output.to(Topic.PREDICTIONS) == [(f"k{i}".encode(), f"v{i}".encode()) for i in range(10)]
+    assert {tp: offset for tp, (offset, _) in source.committed.items()} == {("in", 0): 5, ("in", 1): 5}
+    assert (output.attempts, output.transactions) == (3, 1)
+
+
+def test_a_transaction_past_its_interval_is_committed_with_the_next_batch():
+    source = MemorySource(records(12))
+    output = MemoryOutput(source)
+    loop = BatchLoop("relay", source, output, relay, max_batch=2, max_wait_s=0, commit_interval_s=60)
+    loop.step(loop.take(), NEVER)
+    assert loop.span is not None and output.transactions == 0
+    loop.span.started -= 60
+    loop.step(loop.take(), NEVER)
+    assert loop.span is None and output.transactions == 1 and source.committed[("in", 1)][0] == 2
+
+
+def test_an_aborted_transaction_of_several_batches_is_read_again_batch_by_batch():
+    source = MemorySource(records(10))
+    output = MemoryOutput(source, abort=[2])  # the third batch, which closes the transaction
+    drain(BatchLoop("relay", source, output, relay, max_batch=4, max_wait_s=0, commit_interval_s=60), source)
+    assert output.to(Topic.PREDICTIONS) == [(f"k{i}".encode(), f"v{i}".encode()) for i in range(10)]
+    assert (output.attempts, output.transactions) == (6, 3)
+
+
+def test_the_transaction_is_committed_before_partitions_are_handed_back():
+    source = MemorySource(records(12))
+    output = MemoryOutput(source)
+    heard = []
+    source.on_revoke = lambda partitions, lost: heard.append(output.transactions)
+    loop = BatchLoop("relay", source, output, relay, max_batch=4, max_wait_s=0, commit_interval_s=60)
+    loop.step(loop.take(), NEVER)
+    assert output.transactions == 0
+    source.on_revoke(source.partitions, False)  # a rebalance, inside the next take
+    assert heard == [1] and loop.span is None
+    assert {tp: offset for tp, (offset, _) in source.committed.items()} == {("in", 0): 2, ("in", 1): 2}
+
+
 def test_next_offsets_is_one_after_the_last_record_of_each_partition():
     assert next_offsets(records(5)) == {("in", 0): (3, ""), ("in", 1): (2, "")}
 
@@ -129,20 +174,22 @@ def join_loop(source, output, max_batch, process=None, **kwargs):
     return BatchLoop("join", source, output, work, max_batch=max_batch, max_wait_s=0, state=state, **kwargs)
 
 
-def test_the_join_sends_one_outcome_per_event_through_aborted_commits():
+@SPANS
+def test_the_join_sends_one_outcome_per_event_through_aborted_commits(interval):
     stream = Stream()
     events = [f"e{i}" for i in range(60)]
     parts = [record for event_id in events for record in stream.event(event_id)]
     random.Random(3).shuffle(parts)
     source = MemorySource(sorted(parts, key=lambda r: r.offset))
     output = MemoryOutput(source, abort=[2, 5, 6, 9])
-    drain(join_loop(source, output, max_batch=7), source)
+    drain(join_loop(source, output, max_batch=7, commit_interval_s=interval), source)
     outcomes = [Codec.load("outcome").decode(value)["event_id"] for _, value in output.to(Topic.OUTCOMES)]
     assert sorted(outcomes) == sorted(events)
     assert output.changelog.log  # the entries that waited across batches were logged
 
 
-def test_a_restarted_join_restores_its_state_and_sends_each_outcome_once():
+@SPANS
+def test_a_restarted_join_restores_its_state_and_sends_each_outcome_once(interval):
     stream = Stream()
     events = [f"e{i}" for i in range(40)]
     parts = sorted((r for e in events for r in stream.event(e)), key=lambda r: r.offset)
@@ -152,7 +199,7 @@ def test_a_restarted_join_restores_its_state_and_sends_each_outcome_once():
     for cut in (25, 50, 80, len(records)):  # each life ends (abruptly) after the first ``cut`` records
         source = MemorySource(records[:cut], committed=committed)
         output = MemoryOutput(source, changelog=changelog)
-        drain(join_loop(source, output, max_batch=6), source)
+        drain(join_loop(source, output, max_batch=6, commit_interval_s=interval), source)
         committed = source.committed
         outcomes += [Codec.load("outcome").decode(v)["event_id"] for _, v in output.to(Topic.OUTCOMES)]
     assert sorted(outcomes) == sorted(events)
@@ -165,8 +212,9 @@ def relay_with_sources(batch):
     return out
 
 
+@SPANS
 @pytest.mark.parametrize("core", [relay_with_sources, relay], ids=["the core names the input", "it does not"])
-def test_an_output_over_the_limit_is_replaced_by_a_dead_letter_of_its_input_and_the_rest_is_sent_once(core):
+def test_an_output_over_the_limit_is_replaced_by_a_dead_letter_of_its_input_and_the_rest_is_sent_once(core, interval):
     big = {3, 11}
     batch = [
         SourceRecord(f"k{i}".encode(), (b"x" * 5000 if i in big else f"v{i}".encode()), "in", i % 2, i // 2, i)
@@ -174,7 +222,9 @@ def test_an_output_over_the_limit_is_replaced_by_a_dead_letter_of_its_input_and_
     ]
     source = MemorySource(batch)
     output = MemoryOutput(source)
-    drain(BatchLoop("relay", source, output, core, max_batch=8, max_wait_s=0, max_record_bytes=4096), source)
+    loop = BatchLoop("relay", source, output, core, max_batch=4, max_wait_s=0, max_record_bytes=4096,
+                     commit_interval_s=interval)  # fmt: skip
+    drain(loop, source)
     assert sorted(k for k, _ in output.to(Topic.PREDICTIONS)) == sorted(
         f"k{i}".encode() for i in range(16) if i not in big
     )
@@ -185,11 +235,12 @@ def test_an_output_over_the_limit_is_replaced_by_a_dead_letter_of_its_input_and_
     assert {tp: offset for tp, (offset, _) in source.committed.items()} == {("in", 0): 8, ("in", 1): 8}
 
 
-def test_records_the_broker_refuses_are_dead_lettered_and_the_rest_committed():
+@SPANS
+def test_records_the_broker_refuses_are_dead_lettered_and_the_rest_committed(interval):
     source = MemorySource(records(12))
     refuse = lambda topic, key, value: "Broker: Message size too large" if value in (b"v4", b"v9") else None  # noqa: E731
     output = MemoryOutput(source, refuse=refuse)
-    drain(BatchLoop("relay", source, output, relay, max_batch=6, max_wait_s=0), source)
+    drain(BatchLoop("relay", source, output, relay, max_batch=3, max_wait_s=0, commit_interval_s=interval), source)
     assert sorted(v for _, v in output.to(Topic.PREDICTIONS)) == sorted(
         f"v{i}".encode() for i in range(12) if i not in (4, 9)
     )
