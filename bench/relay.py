@@ -1,14 +1,16 @@
 """The ceiling of bench/broker.py: a relay on plain confluent-kafka, with no loopline code at all.
 
     python bench/relay.py BOOTSTRAP INPUT_TOPIC OUTPUT_TOPIC GROUP [--max-batch 1024]
-        [--max-wait-ms 5] [--transactional] [--retry-backoff-ms MS]
+        [--max-wait-ms 5] [--transactional] [--retry-backoff-ms MS] [--commit-interval-ms MS]
 
 It copies every record of INPUT_TOPIC to OUTPUT_TOPIC unchanged (same key and value), one batch
 at a time: ``consume(num_messages=max_batch)``, one ``produce`` per record, then
 
 * plain: ``flush`` and a synchronous offset commit (idempotent producer, acks=all);
 * transactional: ``begin_transaction``, the produces, ``send_offsets_to_transaction`` and
-  ``commit_transaction`` per batch (exactly-once, like loopline's default).
+  ``commit_transaction`` per batch (exactly-once); with ``--commit-interval-ms``, a transaction
+  takes full batches for up to that long and is committed with the first short one (the commit
+  policy of loopline's loop).
 
 It reads with ``isolation.level=read_committed`` and runs until SIGTERM or SIGINT. The producer
 has the same librdkafka settings as loopline's batch loop (acks=all, idempotence, linger.ms=1,
@@ -22,6 +24,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import signal
+import time
 import uuid
 
 from confluent_kafka import Consumer, KafkaException, Message, Producer, TopicPartition
@@ -47,6 +50,7 @@ def main() -> None:
     parser.add_argument("--max-wait-ms", type=float, default=5.0)
     parser.add_argument("--transactional", action="store_true")
     parser.add_argument("--retry-backoff-ms", type=int, default=5, help="librdkafka's retry.backoff.ms")
+    parser.add_argument("--commit-interval-ms", type=float, default=0.0, help="longest transaction of full batches")
     args = parser.parse_args()
 
     stopping = []
@@ -68,15 +72,22 @@ def main() -> None:
     if args.transactional:
         producer.init_transactions(30)
     consumer.subscribe([args.input])
-    wait_s = args.max_wait_ms / 1000
+    wait_s, interval_s = args.max_wait_ms / 1000, args.commit_interval_ms / 1000
+    opened: float | None = None  # when the open transaction began
+    offsets: list[Message] = []  # the last record of each batch in it
     try:
         while not stopping:
             messages = consumer.consume(num_messages=args.max_batch, timeout=wait_s)
             messages = [m for m in messages if m.error() is None]
             if not messages:
+                if opened is not None:
+                    producer.send_offsets_to_transaction(ends(offsets), consumer.consumer_group_metadata(), 30)
+                    producer.commit_transaction(30)
+                    opened, offsets = None, []
                 continue
-            if args.transactional:
+            if args.transactional and opened is None:
                 producer.begin_transaction()
+                opened = time.monotonic()
             for message in messages:
                 while True:
                     try:
@@ -84,9 +95,12 @@ def main() -> None:
                         break
                     except BufferError:
                         producer.poll(0.05)
-            if args.transactional:
-                producer.send_offsets_to_transaction(ends(messages), consumer.consumer_group_metadata(), 30)
-                producer.commit_transaction(30)
+            if opened is not None:
+                offsets += messages
+                if len(messages) < args.max_batch or time.monotonic() - opened >= interval_s:
+                    producer.send_offsets_to_transaction(ends(offsets), consumer.consumer_group_metadata(), 30)
+                    producer.commit_transaction(30)
+                    opened, offsets = None, []
             else:
                 if producer.flush(30):
                     raise KafkaException("outputs not delivered in 30 s")
