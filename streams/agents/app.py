@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import gc
 import logging
 import tempfile
 import threading
@@ -21,6 +22,8 @@ log = logging.getLogger(__name__)
 
 Body = Callable[[threading.Event], None]
 """What a worker runs: a blocking function that returns once its stop event is set."""
+GC_THRESHOLDS = (50_000, 20, 20)
+"""The cycle collector's generation thresholds in a worker (Python's are 700, 10, 10)."""
 
 
 class TaskBoot(BootStrategy):
@@ -78,4 +81,11 @@ def run(app: faust.App, loglevel: str = "info") -> None:
     # Faust's terminal spinner sets the root logger to DEBUG so that it can spin on every record:
     # every debug line of every library would then be formatted (a quarter of a relay's CPU).
     worker.spinner = None
+    # A batch allocates a few tracked objects per record (records, decoded dicts), so with the
+    # default thresholds the collector runs every 700 of them and keeps rescanning what the worker
+    # holds for good (modules, the app, its clients): a fifth of the drift core's time per outcome
+    # (docs/benchmarks.md). What exists now is left out of collections; the young generation is
+    # collected every 50,000 allocations.
+    gc.freeze()
+    gc.set_threshold(*GC_THRESHOLDS)
     worker.execute_from_commandline()
