@@ -34,9 +34,10 @@ counted; for the one-to-one pipelines the rate from the first to the last output
 timestamp (the output topics use LogAppendTime) is printed beside it as a check.
 
 Latency: inference at max batch 1024, max wait 5 ms, exactly-once, offered a steady half of the
-rate that row drained (5 ms ticks) for ``--latency-seconds``: the event time written in each feature
+rate that row drained (2 ms ticks) for ``--latency-seconds``: the event time written in each feature
 record (stamped as it is produced) to the broker timestamp of its committed prediction, read with
-read_committed; and, beside it, to the moment a read_committed reader in this script received it.
+read_committed; and, beside it, to the moment a read_committed reader received it. The load and
+that reader each run in a process of their own, apart from this script's offset polling.
 
 Prints markdown tables; docs/benchmarks.md keeps a run's results.
 """
@@ -45,6 +46,7 @@ from __future__ import annotations
 
 import argparse
 import math
+import multiprocessing
 import os
 import platform
 import re
@@ -53,11 +55,12 @@ import signal
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from multiprocessing.queues import Queue
+from multiprocessing.synchronize import Event
 from pathlib import Path
 
 import numpy as np
@@ -384,24 +387,35 @@ class Bench:
         produce(case, case.topic(Topic.FEATURES), warmup.records(int(time.time() * 1000)))
         partitions = [TopicPartition(case.topic(Topic.FEATURES), p) for p in range(case.partitions)]
         progress = Progress(case, group, partitions)
-        reader = VisibleReader(case, case.topic(Topic.PREDICTIONS))
+        # The reader and the load each run in a process of their own: in this one they would hold
+        # each other up on the interpreter lock, and the latencies would be theirs.
+        spawn = multiprocessing.get_context("spawn")
+        ready, stopping, seen, sent_queue = spawn.Event(), spawn.Event(), spawn.Queue(), spawn.Queue()
+        reader = spawn.Process(target=read_visible, args=(case, case.topic(Topic.PREDICTIONS), ready, stopping, seen))
+        reader.start()
         worker = Worker(command, env, self.work / f"{case.topic_prefix}log")
         try:
             drain_rate(progress, len(warmup), worker, self.args.row_timeout)  # the worker is up and warm
+            ready.wait(60)
             start_ms = int(time.time() * 1000)
-            sent = pace(case, rate, seconds)
+            load = spawn.Process(target=paced, args=(case, rate, seconds, sent_queue))
+            load.start()
+            sent = sent_queue.get(timeout=seconds + 120)
+            load.join()
             drain_rate(progress, len(warmup) + sent, worker, self.args.row_timeout)
         finally:
             worker.stop()
             progress.close()
-            reader.stop()
+            stopping.set()
+        pairs = seen.get(timeout=120)
+        reader.join()
         messages = read_to_end(case, case.topic(Topic.PREDICTIONS), timeout_s=60)
         latencies = []
         for message in messages:
             event_time = prediction_event_time(message.value() or b"")
             if event_time >= start_ms:
                 latencies.append(message.timestamp()[1] - event_time)
-        visible = [arrived - event_time for event_time, arrived in reader.seen if event_time >= start_ms]
+        visible = [arrived - event_time for event_time, arrived in pairs if event_time >= start_ms]
         self.drop(case)
         if len(latencies) != sent:
             raise RuntimeError(f"{sent} paced events sent, {len(latencies)} predictions read")
@@ -413,29 +427,24 @@ class Bench:
         return Result("inference", EXACTLY_ONCE, 1024, sent, math.nan, len(messages), extra=extra)
 
 
-class VisibleReader:
-    """Reads a topic with read_committed in a thread, noting (event time, arrival ms) of each prediction."""
+def read_visible(kafka: KafkaSettings, topic: str, ready: Event, stopping: Event, seen: Queue) -> None:
+    """Read ``topic`` with read_committed until ``stopping``; put (event time, arrival ms) of each prediction."""
+    consumer = Consumer(confluent_config(kafka, {"group.id": f"bench-{uuid.uuid4().hex}",
+                        "auto.offset.reset": "earliest", "enable.auto.commit": False,
+                        "isolation.level": "read_committed", "fetch.wait.max.ms": 10}))  # fmt: skip
+    consumer.subscribe([topic])
+    pairs: list[tuple[int, int]] = []
+    while not stopping.is_set():
+        messages = consumer.consume(num_messages=1000, timeout=0.1)
+        ready.set()
+        now = int(time.time() * 1000)
+        pairs += [(prediction_event_time(m.value() or b""), now) for m in messages if m.error() is None]
+    consumer.close()
+    seen.put(pairs)
 
-    def __init__(self, kafka: KafkaSettings, topic: str) -> None:
-        self.seen: list[tuple[int, int]] = []
-        self.consumer = Consumer(confluent_config(kafka, {"group.id": f"bench-{uuid.uuid4().hex}",
-                                 "auto.offset.reset": "earliest", "enable.auto.commit": False,
-                                 "isolation.level": "read_committed", "fetch.wait.max.ms": 10}))  # fmt: skip
-        self.consumer.subscribe([topic])
-        self.stopping = threading.Event()
-        self.thread = threading.Thread(target=self._run, daemon=True)
-        self.thread.start()
 
-    def _run(self) -> None:
-        while not self.stopping.is_set():
-            messages = self.consumer.consume(num_messages=1000, timeout=0.1)
-            now = int(time.time() * 1000)
-            self.seen += [(prediction_event_time(m.value() or b""), now) for m in messages if m.error() is None]
-
-    def stop(self) -> None:
-        self.stopping.set()
-        self.thread.join()
-        self.consumer.close()
+def paced(kafka: KafkaSettings, rate: float, seconds: float, sent: Queue) -> None:
+    sent.put(pace(kafka, rate, seconds))
 
 
 def produce(kafka: KafkaSettings, topic: str, records: Sequence[KeyValue]) -> None:
@@ -455,16 +464,17 @@ def produce(kafka: KafkaSettings, topic: str, records: Sequence[KeyValue]) -> No
 
 
 def pace(kafka: KafkaSettings, rate: float, seconds: float) -> int:
-    """Send features at ``rate`` events/s for ``seconds`` in 5 ms ticks, each stamped with its send time; return the count."""
+    """Send features at ``rate`` events/s for ``seconds`` in 2 ms ticks, each stamped as it is handed to the
+    producer; return the count."""
     records = FeatureRecords(int(rate * seconds) + 1, seed=6)
     topic = kafka.topic(Topic.FEATURES)
-    producer = Producer(confluent_config(kafka, {"acks": "all", "enable.idempotence": True, "linger.ms": 0,
+    producer = Producer(confluent_config(kafka, {"acks": "all", "enable.idempotence": True, "linger.ms": 1,
                                                  "partitioner": "murmur2_random"}))  # fmt: skip
-    tick, sent, start = 0.005, 0, time.monotonic()
+    tick, sent, start = 0.002, 0, time.monotonic()
     while (elapsed := time.monotonic() - start) < seconds:
         due = min(int(rate * elapsed), len(records))
-        stamp = write_long(int(time.time() * 1000))
         for i in range(sent, due):
+            stamp = write_long(int(time.time() * 1000))
             producer.produce(topic, records.heads[i] + stamp + records.tails[i], records.keys[i])
         sent = due
         producer.poll(0)

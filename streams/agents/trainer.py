@@ -226,7 +226,8 @@ def build_trainer_app(
 ) -> faust.App:
     """The Faust app of a trainer worker: the request loop and the rollback guard (its windows in a state store)."""
     requests = Requests(kafka, settings, registry)
-    train = kafka_loop(kafka, "trainer", [Topic.RETRAIN_REQUESTS], requests.handle, 100, 0.5)
+    # A batch of requests may take minutes of training: longer than a transaction may stay open.
+    train = kafka_loop(kafka, "trainer", [Topic.RETRAIN_REQUESTS], requests.handle, 100, 0.5, spans=False)
     watch = Guard(kafka, settings, requests.trainer.store, requests.publishing)
     state = kafka_state(kafka, state_settings, "guard", Topic.GUARD_CHANGELOG, group="trainer-guard")
     mirror = Mirror(state, watch.watch, watch.process)

@@ -16,9 +16,10 @@ of wiring; this loop does the rest, the same for every agent:
    restored;
 5. count the batch in the metrics.
 
-**Backlogs.** A batch that comes full (the worker is behind) is sent into the open transaction
-and not committed yet: the transaction takes the batches of up to ``commit_interval_s`` and is
-committed with a batch that comes short (the worker caught up), when that time is up, before the
+**Backlogs.** A batch that comes full while another full one waits (the worker is behind) is sent
+into the open transaction and not committed yet: the transaction takes the batches of up to
+``commit_interval_s`` and is committed with a batch after which less waits (the worker caught
+up), when that time is up, before the
 worker waits (its core is not ready, nothing came), before its partitions are handed back, and at
 a stop. A transaction pays a few broker round trips and the wait for the previous one's commit
 markers, which a batch of records alone would pay each time. The core sees the state changes of
@@ -104,6 +105,8 @@ class Source(Protocol):
     def take(self, max_records: int, max_wait_s: float, first_wait_s: float | None = None) -> list[SourceRecord]: ...
 
     def rewind(self) -> None: ...
+
+    def backlog(self) -> int: ...
 
     def close(self) -> None: ...
 
@@ -292,7 +295,8 @@ class BatchLoop:
         if not self._touch(records, stop):
             return False
         if not any(track.pills or track.careful for track in self.tracks.values()):  # the usual case: no suspects
-            return self._commit(records, [], stop, close=len(records) < self._size())
+            behind = len(records) == self._size() and self.source.backlog() >= self._size()
+            return self._commit(records, [], stop, close=not behind)
         if not self.close_span(stop):
             return False
         chunk: list[SourceRecord] = []
@@ -323,7 +327,7 @@ class BatchLoop:
         """Process ``chunk``, dead-letter ``pills``, commit; ``alone``: ``chunk`` is one record committed as
         the one in flight, whose partition's commit must say that it is no longer (even where the core
         commits nothing now, as the join while it catches up: then at the offset committed before).
-        ``close=False``: the batch came full, and may stay in the open transaction (see the module doc)."""
+        ``close=False``: the worker is behind, and the batch may stay in the open transaction (see the module doc)."""
         out, made = self._process(chunk) if chunk else (Produced(), False)
         for pill in pills:
             track = self.tracks[(pill.topic, pill.partition)]
@@ -596,14 +600,17 @@ def kafka_loop(
     ready: Callable[[], bool] = lambda: True,
     observe: Callable[[Produced], None] | None = None,
     state: State | None = None,
+    spans: bool = True,
 ) -> BatchLoop:
     """A :class:`BatchLoop` on Kafka: ``topics`` read in the group ``<prefix><group or agent>``; ``state``
-    logged to its changelog (see :func:`streams.state.changelog.kafka_state`)."""
+    logged to its changelog (see :func:`streams.state.changelog.kafka_state`); ``spans=False``: every
+    batch is committed on its own (for a core whose batch may take longer than a transaction may
+    stay open)."""
     name = group or agent
     source = KafkaSource(kafka, [kafka.topic(t) for t in topics], f"{kafka.topic_prefix}{name}", on_assign, on_revoke)
     output = KafkaOutput(kafka, source, name, state.changelog.topic if state is not None else None)
     return BatchLoop(
         agent, source, output, process, max_batch, max_wait_s, ready, observe,
         max_record_bytes=kafka.max_message_bytes - RECORD_OVERHEAD_BYTES, max_crashes=kafka.max_crashes, state=state,
-        commit_interval_s=kafka.commit_interval_ms / 1000,
+        commit_interval_s=kafka.commit_interval_ms / 1000 if spans else 0.0,
     )  # fmt: skip

@@ -161,20 +161,31 @@ class KafkaSource:
     def _lost(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
         self._revoked(consumer, partitions, lost=True)
 
+    def backlog(self) -> int:
+        """Records not taken yet of the assigned partitions, as of the last fetch (uncommitted
+        records of a transactional writer included)."""
+        return sum(self._lags().values())
+
+    def _lags(self) -> dict[TopicPartition, int]:
+        lags = {}
+        try:
+            for tp in self.consumer.position(self.consumer.assignment()):
+                _, high = self.consumer.get_watermark_offsets(tp, cached=True)
+                if high >= 0 and tp.offset >= 0:
+                    lags[tp] = max(0, high - tp.offset)
+        except KafkaException as exc:
+            if exc.args[0].code() != KafkaError._STATE:
+                raise
+        return lags
+
     def _report_lag(self) -> None:
         """Set the lag gauge of every assigned partition, at most once a second."""
         now = time.monotonic()
         if now - self._lag_reported < 1.0:
             return
         self._lag_reported = now
-        try:
-            for tp in self.consumer.position(self.consumer.assignment()):
-                _, high = self.consumer.get_watermark_offsets(tp, cached=True)
-                if high >= 0 and tp.offset >= 0:
-                    CONSUMER_LAG.labels(self.group_id, tp.topic, str(tp.partition)).set(max(0, high - tp.offset))
-        except KafkaException as exc:
-            if exc.args[0].code() != KafkaError._STATE:
-                raise
+        for tp, lag in self._lags().items():
+            CONSUMER_LAG.labels(self.group_id, tp.topic, str(tp.partition)).set(lag)
 
 
 def _names(partitions: list[TopicPartition]) -> str:

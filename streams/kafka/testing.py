@@ -67,6 +67,10 @@ class MemorySource:
         if self.on_assign is not None:
             self.on_assign({tp: self.committed.get(tp, (-1, "")) for tp in self.partitions})
 
+    def backlog(self) -> int:
+        """Records not taken yet."""
+        return sum(r.offset >= self.position.get((r.topic, r.partition), 0) for r in self.records)
+
     @property
     def drained(self) -> bool:
         """Whether every record was taken."""

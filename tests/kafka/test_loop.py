@@ -120,13 +120,13 @@ def test_run_takes_nothing_until_ready_and_closes_both_ends_on_stop():
     assert source.closed and output.closed
 
 
-def test_full_batches_share_one_transaction_committed_with_the_batch_that_comes_short():
-    source = MemorySource(records(10))
+def test_batches_share_one_transaction_while_a_full_batch_waits_behind_them():
+    source = MemorySource(records(14))
     output = MemoryOutput(source)
     drain(BatchLoop("relay", source, output, relay, max_batch=4, max_wait_s=0, commit_interval_s=60), source)
-    assert output.to(Topic.PREDICTIONS) == [(f"k{i}".encode(), f"v{i}".encode()) for i in range(10)]
-    assert {tp: offset for tp, (offset, _) in source.committed.items()} == {("in", 0): 5, ("in", 1): 5}
-    assert (output.attempts, output.transactions) == (3, 1)
+    assert output.to(Topic.PREDICTIONS) == [(f"k{i}".encode(), f"v{i}".encode()) for i in range(14)]
+    assert {tp: offset for tp, (offset, _) in source.committed.items()} == {("in", 0): 7, ("in", 1): 7}
+    assert (output.attempts, output.transactions) == (4, 2)  # 4 + 4 + 4 (2 left behind them), then 2
 
 
 def test_a_transaction_past_its_interval_is_committed_with_the_next_batch():
@@ -141,10 +141,10 @@ def test_a_transaction_past_its_interval_is_committed_with_the_next_batch():
 
 
 def test_an_aborted_transaction_of_several_batches_is_read_again_batch_by_batch():
-    source = MemorySource(records(10))
+    source = MemorySource(records(12))
     output = MemoryOutput(source, abort=[2])  # the third batch, which closes the transaction
     drain(BatchLoop("relay", source, output, relay, max_batch=4, max_wait_s=0, commit_interval_s=60), source)
-    assert output.to(Topic.PREDICTIONS) == [(f"k{i}".encode(), f"v{i}".encode()) for i in range(10)]
+    assert output.to(Topic.PREDICTIONS) == [(f"k{i}".encode(), f"v{i}".encode()) for i in range(12)]
     assert (output.attempts, output.transactions) == (6, 3)
 
 

@@ -40,6 +40,23 @@ def test_writes_are_read_back_in_the_batch_and_stored_once_committed(open_store)
     assert list(state.items(0)) == [(b"a", b"1"), (b"b", b"2")]
 
 
+def test_batches_of_one_transaction_see_each_other_and_each_logs_only_its_own_changes(open_store):
+    state = State("t", open_store, MemoryChangelog())
+    state.assign([0])
+    state.put(0, b"a", b"1")
+    state.put(0, b"b", b"1")
+    assert state.changes() == {0: {b"a": b"1", b"b": b"1"}}  # the first batch, sent, not committed
+    assert state.get(0, b"a") == b"1" and list(state.items(0)) == [(b"a", b"1"), (b"b", b"1")]
+    state.delete(0, b"a")
+    state.put(0, b"c", b"2")
+    assert state.changes() == {0: {b"a": None, b"c": b"2"}}  # the second batch's own changes
+    state.put(0, b"d", b"3")
+    state.discard(batch_only=True)  # the third batch's core failed: its writes go, the others stay
+    assert list(state.items(0)) == [(b"b", b"1"), (b"c", b"2")] and state.stores[0].get(b"b") is None
+    state.committed()
+    assert list(state.stores[0].range(b"", b"z")) == [(b"b", b"1"), (b"c", b"2")]
+
+
 def test_a_new_owner_restores_the_committed_state_from_the_changelog(open_store, tmp_path):
     changelog = MemoryChangelog()
     first = State("t", open_store, changelog)
