@@ -543,6 +543,7 @@ def print_tables(results: list[Result], args: argparse.Namespace) -> None:
 
 def targets(results: list[Result], find: Callable[..., Result | None]) -> None:
     plain, inference = find(SPAN_RELAY, EXACTLY_ONCE), find("inference", EXACTLY_ONCE, 1024)
+    per_batch = find("plain relay", EXACTLY_ONCE)
     join, drift = find("join", EXACTLY_ONCE), find("drift", EXACTLY_ONCE)
     latency = next((r for r in results if r.extra), None)
     rows: list[tuple[str, str, bool | None]] = []
@@ -552,12 +553,15 @@ def targets(results: list[Result], find: Callable[..., Result | None]) -> None:
         rows.append((f"inference ≥ 0.7 x plain relay, exactly-once (max batch 1024; both with transactions of up to "
                      f"{COMMIT_INTERVAL_MS} ms)",
                      f"{inference.rate / plain.rate:.2f}", inference.rate >= 0.7 * plain.rate))  # fmt: skip
+        if per_batch:
+            rows.append(("inference ≥ 0.7 x plain relay, exactly-once (max batch 1024; the relay with a transaction "
+                         "per batch)", f"{inference.rate / per_batch.rate:.2f}", inference.rate >= 0.7 * per_batch.rate))  # fmt: skip
         rows.append(("inference ≥ 104,000 events/s, exactly-once (best max batch)",
                      f"{best.rate:,.0f} (max batch {best.max_batch})", best.rate >= 104_000))  # fmt: skip
     if join:
         rows.append(("join events/s, exactly-once", f"{join.rate / 3:,.0f}", None))
     if drift:
-        rows.append(("drift outcomes/s, exactly-once", f"{drift.rate:,.0f}", None))
+        rows.append(("drift ≥ 50,000 outcomes/s, exactly-once", f"{drift.rate:,.0f}", drift.rate >= 50_000))
     if latency:
         p99 = latency.extra["p99"]
         rows.append(("p99 ≤ 50 ms at half capacity", f"{p99:.0f} ms", p99 <= 50))
