@@ -83,7 +83,7 @@ def run(app: faust.App, loglevel: str = "info") -> None:
     worker.spinner = None
     # A batch allocates a few tracked objects per record (records, decoded dicts), so with the
     # default thresholds the collector runs every 700 of them and keeps rescanning what the worker
-    # holds for good (modules, the app, its clients): a fifth of the drift core's time per outcome
+    # holds for good (modules, the app, its clients): two fifths of the drift worker's throughput
     # (docs/benchmarks.md). What exists now is left out of collections; the young generation is
     # collected every 50,000 allocations.
     gc.freeze()

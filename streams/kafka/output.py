@@ -131,9 +131,9 @@ class KafkaOutput:
 
         Raises:
             Stopped: ``stop`` was set while the broker did not answer.
-            Refused: records of this call that can never be sent, or any failed delivery when
-                ``close``; nothing was committed (at-least-once: the other records may have been
-                delivered, and are sent again with the next try).
+            Refused: records of this call that can never be sent; nothing was committed
+                (at-least-once: the other records may have been delivered, and are sent again
+                with the next try). A failed delivery of an earlier call's record returns False.
         """
         if self.transactional:
             return self._transaction(records, offsets, stop, changes or {}, close)
