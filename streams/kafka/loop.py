@@ -18,11 +18,10 @@ of wiring; this loop does the rest, the same for every agent:
 
 **Backlogs.** A batch that comes full while another full one waits (the worker is behind) is sent
 into the open transaction and not committed yet: the transaction takes the batches of up to
-``commit_interval_s`` and is committed with a batch after which less waits (the worker caught
-up), when that time is up, before the
-worker waits (its core is not ready, nothing came), before its partitions are handed back, and at
-a stop. A transaction pays a few broker round trips and the wait for the previous one's commit
-markers, which a batch of records alone would pay each time. The core sees the state changes of
+``commit_interval_s``. It is committed with a batch after which less waits (the worker caught
+up), when that time is up, before the worker waits (its core is not ready, nothing came),
+before its partitions are handed back, and at a stop. A transaction costs a few broker round
+trips and the wait for the previous one's commit markers, whatever its size. The core sees the state changes of
 the transaction's earlier batches. When such a transaction is aborted, its batches are read
 again and committed one by one, so that a record that can't be sent is found in its own batch.
 
