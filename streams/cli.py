@@ -132,6 +132,12 @@ def cmd_worker(args: argparse.Namespace) -> int:
     )
 
     kafka, metrics = KafkaSettings(), MetricsSettings()
+    if kafka.commit_interval_ms >= kafka.transaction_timeout_ms:
+        raise ConfigError(
+            f"LOOPLINE_KAFKA_COMMIT_INTERVAL_MS ({kafka.commit_interval_ms}) must be shorter than "
+            f"LOOPLINE_KAFKA_TRANSACTION_TIMEOUT_MS ({kafka.transaction_timeout_ms}): the broker would abort "
+            "every transaction that lasts that long"
+        )
     store: ClickHouseSettings | None = None
     build: Callable[[], faust.App]
     if args.agent == "inference":

@@ -66,8 +66,8 @@ class KafkaSettings(BaseSettings):
     commit_interval_ms: int = Field(default=100, ge=0)
     """While a worker works through a backlog (a full batch taken, another full one waiting), one
     commit takes the batches of up to this long; once less waits (the worker has caught up), the
-    batch is committed at once. 0: every batch is committed on its own (always so for the trainer's requests, whose
-    trainings may outlast a transaction)."""
+    batch is committed at once. 0: every batch is committed on its own (always so for the trainer's
+    requests, whose trainings may outlast a transaction). Shorter than transaction_timeout_ms."""
     worker_id: str | None = None
     """A stable name of this worker process (e.g. its pod name): its transactional id, so that a
     restarted worker aborts at once what its predecessor left open. By default a random one, whose

@@ -71,6 +71,14 @@ def test_a_trainer_may_not_wait_longer_than_its_group_lets_it(isolated, capsys):
     assert "LOOPLINE_TRAINER_WAIT_MINUTES (5) must be shorter than LOOPLINE_KAFKA_MAX_POLL_INTERVAL_MS" in line
 
 
+def test_a_transaction_may_not_be_held_open_longer_than_the_broker_lets_it(isolated, capsys):
+    isolated.setenv("LOOPLINE_KAFKA_COMMIT_INTERVAL_MS", "10000")  # the transaction timeout is 10 s
+    line = one_line(main(["worker", "drift"]), capsys.readouterr().err)
+    assert (
+        "LOOPLINE_KAFKA_COMMIT_INTERVAL_MS (10000) must be shorter than LOOPLINE_KAFKA_TRANSACTION_TIMEOUT_MS" in line
+    )
+
+
 @pytest.mark.parametrize(("argv", "variable", "value", "why"), BAD_SETTINGS)
 def test_a_bad_setting_is_one_line_naming_the_variable(isolated, capsys, argv, variable, value, why):
     isolated.setenv(variable, value)
