@@ -52,6 +52,7 @@ import numpy as np
 from models import ModelVersion
 from streams.codec import Codec, CodecError
 from streams.codec.checks import clamp_time
+from streams.codec.outcomes import OutcomeReader
 from streams.codec.typed import numeric_columns
 from streams.deadletters import DeadLetters
 from streams.drift.monitor import BlockMonitor, Changes, Detection, ErrorMonitor, dump_head, load_head
@@ -184,7 +185,7 @@ class DriftCore:
         self, settings: DriftSettings, outcomes_topic: str, lookup: Callable[[str, int], ModelVersion]
     ) -> None:
         self.settings, self.outcomes_topic, self.lookup = settings, outcomes_topic, lookup
-        self.outcome_codec = Codec.load("outcome")
+        self.outcomes = OutcomeReader(Codec.load("outcome"))
         self.prediction_codec = Codec.load("prediction")
         self.drift_codec = Codec.load("drift_event")
         self.request_codec = Codec.load("retrain_request")
@@ -202,7 +203,7 @@ class DriftCore:
             if part is None:
                 part = self.partitions[record.partition] = PartitionState()
             try:
-                decoded = (self.outcome_codec if is_outcome else self.prediction_codec).decode(record.value)
+                decoded = self.outcomes.read(record.value) if is_outcome else self.prediction_codec.decode(record.value)
                 key = (decoded["model_name"], decoded["model_version"])
                 if decoded["shadow"]:
                     self.lookup(*key)  # shadow versions only feed the quality windows
