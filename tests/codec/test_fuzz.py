@@ -18,18 +18,21 @@ CODECS = {name: Codec.load(name) for name in ("features", "label", "model_versio
 VALID = {name: codec.encode(SAMPLES[name]) for name, codec in CODECS.items()}
 
 
-def inputs(name):
-    """Bytes for the ``name`` decoder: random, behind its header, or a valid record mutated."""
-    header = CODECS[name].header
-    valid = VALID[name]
-    mutated = st.tuples(
+def mutated(valid):
+    """``valid`` with one byte flipped, cut there or inserted anywhere."""
+    return st.tuples(
         st.integers(0, len(valid) - 1), st.integers(0, 255), st.sampled_from(["flip", "cut", "insert"])
     ).map(
         lambda m: valid[: m[0]] + bytes([m[1]]) + valid[m[0] + 1 :] if m[2] == "flip"
         else valid[: m[0]] if m[2] == "cut"
         else valid[: m[0]] + bytes([m[1]]) + valid[m[0] :]
     )  # fmt: skip
-    return st.one_of(st.binary(max_size=200), st.binary(max_size=200).map(lambda b: header + b), mutated)
+
+
+def inputs(name):
+    """Bytes for the ``name`` decoder: random, behind its header, or a valid record mutated."""
+    header = CODECS[name].header
+    return st.one_of(st.binary(max_size=200), st.binary(max_size=200).map(lambda b: header + b), mutated(VALID[name]))
 
 
 def row_or_codec_error(decode, data):

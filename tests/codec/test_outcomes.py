@@ -7,6 +7,7 @@ from hypothesis import strategies as st
 from streams.codec import Codec, CodecError
 from streams.codec.outcomes import OutcomeReader
 from streams.codec.varint import write_long
+from tests.codec.test_fuzz import mutated
 from tests.samples import SAMPLES
 
 CODEC = Codec.load("outcome")
@@ -36,16 +37,6 @@ def test_a_valid_record_is_read_from_its_bytes_as_the_codec_reads_it(outcome):
     data = CODEC.encode(outcome)
     fast = READER._fast(data)
     assert fast is not None and fast == fields(CODEC.decode(data))
-
-
-def mutated(valid):
-    return st.tuples(
-        st.integers(0, len(valid) - 1), st.integers(0, 255), st.sampled_from(["flip", "cut", "insert"])
-    ).map(
-        lambda m: valid[: m[0]] + bytes([m[1]]) + valid[m[0] + 1 :] if m[2] == "flip"
-        else valid[: m[0]] if m[2] == "cut"
-        else valid[: m[0]] + bytes([m[1]]) + valid[m[0] :]
-    )  # fmt: skip
 
 
 @FUZZ
