@@ -239,7 +239,9 @@ class Broker:
     def _java(self, classpath: str, main: str, *args: str) -> list[str]:
         java = _require("java", JAVA_HINT)
         return [
-            java, f"-Xmx{self.settings.heap}", "-Xms128m", "-XX:+UseG1GC",
+            # ZGC collects concurrently: on a machine whose cores the broker shares with its clients,
+            # G1's stop-the-world pauses were seen at up to 255 ms, each one stalling every client.
+            java, f"-Xmx{self.settings.heap}", "-Xms128m", "-XX:+UseZGC",
             "-Djava.awt.headless=true",
             f"-Dlog4j.configuration=file:{KAFKA_DIR / 'log4j.properties'}",
             "-cp", classpath, main, *args,
