@@ -400,7 +400,8 @@ class Bench:
         try:
             drain_rate(progress, len(warmup), worker, self.args.row_timeout)  # the worker is up and warm
             ready.wait(60)
-            others = {"broker": self.broker_pid, "worker": worker.proc.pid, "reader": reader.pid or 0}
+            assert reader.pid is not None
+            others = {"broker": self.broker_pid, "worker": worker.proc.pid, "reader": reader.pid}
             load = spawn.Process(target=paced, args=(case, rate, seconds, others, sent_queue))
             load.start()
             start_ms, sent, cpu = sent_queue.get(timeout=seconds + 120)
