@@ -21,7 +21,8 @@ def fold(*records):
 
 
 def test_the_latest_record_of_a_version_wins():
-    registry = fold(version(1), version(1).with_status(Status.SERVING, "go"))
+    first = version(1)  # one record's created_time: two would differ when a millisecond passes between them
+    registry = fold(first, first.with_status(Status.SERVING, "go"))
     assert registry.serving("fraud").version == 1
     assert [v.status for v in registry.versions("fraud")] == [Status.SERVING]
 
