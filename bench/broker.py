@@ -384,7 +384,8 @@ class Bench:
         """``pipeline`` (inference or a plain relay) at max batch 1024, exactly-once, offered ``rate`` events/s for
         ``seconds``."""
         case = self.case("latency", EXACTLY_ONCE)
-        self.publish_model(case)
+        if "relay" not in pipeline:
+            self.publish_model(case)
         command, env, group = self.command(pipeline, case, 1024)
         warmup = FeatureRecords(1000, seed=5)
         produce(case, case.topic(Topic.FEATURES), warmup.records(int(time.time() * 1000)))
