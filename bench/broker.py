@@ -71,7 +71,7 @@ from confluent_kafka.admin import AdminClient, AlterConfigOpType, ConfigEntry, C
 from inference import bench_model
 
 from models import ArtifactFormat, ArtifactStore, ModelVersion
-from streams.codec import Codec, PredictionEncoder
+from streams.codec import Codec, FeatureDecoder, PredictionEncoder
 from streams.codec.varint import read_long, write_long
 from streams.kafka.broker import Broker, free_port
 from streams.kafka.clients import read_to_end
@@ -134,12 +134,11 @@ class FeatureRecords:
 def join_inputs(count: int, now: int) -> dict[Topic, list[KeyValue]]:
     """The features, serving predictions and labels of ``count`` events (the join's whole input)."""
     features = FeatureRecords(count, seed=2)
-    event_times = np.full(count, now, dtype=np.int64)
+    batch = FeatureDecoder(Codec.load("features"), WIDTH).decode([value for _, value in features.records(now)])
     scores = np.random.default_rng(3).random((count, 2)).astype(np.float32)
     scores /= scores.sum(axis=1, keepdims=True)
     encoder = PredictionEncoder(Codec.load("prediction"), "bench", 1, ["no", "yes"], shadow=False)
-    predictions = encoder.encode(features.ids, event_times, [f"u{i}" for i in range(count)], scores, now + 5,
-                                 np.zeros(count, dtype=np.float32), 0.1)  # fmt: skip
+    predictions = encoder.encode(batch, np.arange(count), scores, now + 5, np.zeros(count, dtype=np.float32), 0.1)
     labels = Codec.load("label")
     return {
         Topic.FEATURES: features.records(now),

@@ -70,8 +70,7 @@ def main() -> None:
         ours_dec = best_rate(lambda b=batch: decoder.decode(b), size, args.seconds)
         raw_dec = best_rate(lambda b=batch: fastavro_decode(b), size, args.seconds)
         ours_enc = best_rate(
-            lambda s=size: encoder.encode(full.event_ids[:s], full.event_times[:s], full.entity_ids[:s],
-                                          scores[:s], 1_795_000_000_500, waits[:s], 0.5),
+            lambda s=size: encoder.encode(full, np.arange(s), scores[:s], 1_795_000_000_500, waits[:s], 0.5),
             size, args.seconds,
         )  # fmt: skip
         raw_enc = best_rate(lambda s=size: fastavro_encode(s), size, args.seconds)

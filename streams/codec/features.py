@@ -1,28 +1,34 @@
 """Batch decoding of feature events into one float32 matrix: the inference hot path.
 
-Records written with the current features schema take a fast path that reads the three leading
-fields and slices the float block straight out of the message (a dense vector, no named fields);
-anything else (other writer versions, arrays written in several blocks) goes through the full
-codec. A model with typed inputs (:mod:`streams.codec.typed`) takes every record through the full
-codec and its fields through the :class:`~streams.codec.typed.Vectoriser`; a missing optional value
-is NaN there, for the artifact to impute. Every record either
-becomes one matrix row or one :class:`CodecError`, never both and never neither; a record whose
-event_id or event_time fails :mod:`streams.codec.checks` leaves the fast path, and the full codec
-names the reason (``invalid-id``, ``invalid-time``).
+Records written with the current features schema in its one-block layout (a dense vector, no
+named fields) are read by one compiled pass over the whole batch
+(:func:`streams.codec.compiled.scan_features`); anything else (other writer versions, arrays
+written in several blocks, non-ASCII ids) goes through the full codec. A model with typed inputs
+(:mod:`streams.codec.typed`) takes every record through the full codec and its fields through the
+:class:`~streams.codec.typed.Vectoriser`; a missing optional value is NaN there, for the artifact
+to impute. Every record either becomes one matrix row or one :class:`CodecError`, never both and
+never neither; a record whose event_id or event_time fails :mod:`streams.codec.checks` is left to
+the full codec, which names the reason (``invalid-id``, ``invalid-time``).
+
+The ids stay bytes: a batch keeps its records' bytes (``text``) and where each row's event_id and
+entity_id lie in them (``spans``), which the prediction encoder copies from; the ids as strings
+are made only when asked for.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from functools import cached_property
 
 import numpy as np
 
 from streams.codec.checks import MAX_ID_BYTES, MAX_TIME_MS, MIN_TIME_MS
+from streams.codec.compiled import scan_features
 from streams.codec.errors import CodecError
-from streams.codec.framing import HEADER_SIZE, Codec
+from streams.codec.framing import Codec
 from streams.codec.typed import Input, Vectoriser
-from streams.codec.varint import read_long, write_long
+from streams.codec.varint import write_long
 
 __all__ = ["FeatureBatch", "FeatureDecoder"]
 
@@ -33,17 +39,40 @@ class FeatureBatch:
 
     matrix: np.ndarray
     """float32 array of shape (rows, width)."""
-    event_ids: list[str]
-    entity_ids: list[str]
+    text: bytes
+    """Bytes holding every row's event_id and entity_id (UTF-8)."""
+    spans: np.ndarray
+    """int64 array of shape (rows, 4): where each row's event_id (start, end) and entity_id (start,
+    end) lie in ``text``."""
     event_times: np.ndarray
     """int64 event times in epoch milliseconds, one per row."""
-    index: list[int]
-    """Position in the input of each row."""
+    index: np.ndarray
+    """int64 position in the input of each row."""
     errors: list[tuple[int, CodecError]] = field(default_factory=list)
     """(position in the input, error) of each record that is not a row."""
 
     def __len__(self) -> int:
-        return len(self.event_ids)
+        return len(self.event_times)
+
+    def ids(self, rows: np.ndarray | None = None) -> list[bytes]:
+        """The event_ids (UTF-8) of ``rows`` (all rows by default): the Kafka keys of their outputs."""
+        spans = self.spans if rows is None else self.spans[rows]
+        text = self.text
+        return [text[start:stop] for start, stop in spans[:, :2].tolist()]
+
+    @cached_property
+    def event_ids(self) -> list[str]:
+        return [event_id.decode() for event_id in self.ids()]
+
+    @cached_property
+    def entity_ids(self) -> list[str]:
+        text = self.text
+        return [text[start:stop].decode() for start, stop in self.spans[:, 2:].tolist()]
+
+    def take(self, keep: np.ndarray) -> FeatureBatch:
+        """The rows where the boolean mask ``keep`` is set (the errors unchanged)."""
+        return FeatureBatch(self.matrix[keep], self.text, self.spans[keep], self.event_times[keep],
+                            self.index[keep], list(self.errors))  # fmt: skip
 
 
 class FeatureDecoder:
@@ -59,38 +88,13 @@ class FeatureDecoder:
         self.codec = codec
         self.width = width
         self.typed = Vectoriser(inputs) if inputs else None
-        # A vector of `width` floats written as one block (count, 4*width bytes, end marker 0), then an
-        # empty map of fields (0).
-        self._block_head = write_long(width)
-        self._tail_size = len(self._block_head) + 4 * width + 2
+        self._header = np.frombuffer(codec.header, dtype=np.uint8)
+        self._block_head = np.frombuffer(write_long(width), dtype=np.uint8)  # a one-block vector's item count
 
     @property
     def inputs(self) -> list[Input] | None:
         """The model's typed inputs; None for a dense vector."""
         return self.typed.inputs if self.typed is not None else None
-
-    def _fast(self, data: bytes) -> tuple[str, int, str, bytes] | None:
-        """The fields of a valid record in the current schema and one-block layout, else None."""
-        if data[:HEADER_SIZE] != self.codec.header:
-            return None
-        try:
-            size, pos = read_long(data, HEADER_SIZE)
-            event_id = data[pos : pos + size]
-            event_time, pos = read_long(data, pos + size)
-            size2, pos = read_long(data, pos)
-            entity_id = data[pos : pos + size2]
-            pos += size2
-        except IndexError:
-            return None
-        if not 0 < size <= MAX_ID_BYTES or size2 < 0 or not MIN_TIME_MS <= event_time <= MAX_TIME_MS:
-            return None
-        head_end = pos + len(self._block_head)
-        if len(data) - pos != self._tail_size or data[pos:head_end] != self._block_head or data[-2:] != b"\0\0":
-            return None
-        try:
-            return event_id.decode(), event_time, entity_id.decode(), data[head_end:-2]
-        except UnicodeDecodeError:
-            return None
 
     def _slow(self, data: bytes) -> tuple[str, int, str, bytes]:
         record = self.codec.decode(data)
@@ -110,45 +114,50 @@ class FeatureDecoder:
         NaN or infinity (reason ``non-finite``); for typed inputs, when a field is missing or of the
         wrong type (missing optional values are NaN).
         """
-        event_ids: list[str] = []
-        entity_ids: list[str] = []
-        times: list[int] = []
-        blocks: list[bytes] = []
-        index: list[int] = []
+        count = len(messages)
+        text = b"".join(messages)
+        bounds = np.zeros(count + 1, dtype=np.int64)
+        np.cumsum(np.fromiter(map(len, messages), dtype=np.int64, count=count), out=bounds[1:])
+        rows = np.empty((count, 4 * self.width), dtype=np.uint8)  # filled where a record is taken
+        spans = np.empty((count, 4), dtype=np.int64)
+        times = np.empty(count, dtype=np.int64)
+        if self.typed is None:
+            taken = scan_features(np.frombuffer(text, dtype=np.uint8), bounds, self._header, self._block_head,
+                                  self.width, MAX_ID_BYTES, MIN_TIME_MS, MAX_TIME_MS, rows, spans, times)  # fmt: skip
+        else:
+            taken = np.zeros(count, dtype=bool)
         errors: list[tuple[int, CodecError]] = []
-        for i, data in enumerate(messages):
-            fields = self._fast(data) if self.typed is None else None
-            if fields is None:
-                try:
-                    fields = self._slow(data)
-                except CodecError as exc:
-                    errors.append((i, exc))
-                    continue
-            event_ids.append(fields[0])
-            times.append(fields[1])
-            entity_ids.append(fields[2])
-            blocks.append(fields[3])
-            index.append(i)
-        matrix = np.frombuffer(b"".join(blocks), dtype="<f4").reshape(len(blocks), self.width)
-        batch = FeatureBatch(matrix, event_ids, entity_ids, np.array(times, dtype=np.int64), index, errors)
-        finite = np.isfinite(matrix).all(axis=1) if self.typed is None else np.ones(len(matrix), dtype=bool)
-        if not finite.all():
-            batch = _drop_rows(batch, finite)
+        ids: list[bytes] = []  # the ids of the records the full codec decodes, after the records' bytes
+        end = len(text)
+        for i in np.flatnonzero(~taken).tolist():
+            try:
+                event_id, event_time, entity_id, floats = self._slow(messages[i])
+            except CodecError as exc:
+                errors.append((i, exc))
+                continue
+            event_raw, entity_raw = event_id.encode(), entity_id.encode()
+            spans[i] = (end, end + len(event_raw), end + len(event_raw), end + len(event_raw) + len(entity_raw))
+            end = spans[i, 3]
+            ids += (event_raw, entity_raw)
+            times[i] = event_time
+            rows[i] = np.frombuffer(floats, dtype=np.uint8)
+            taken[i] = True
+        matrix = rows.view("<f4")
+        batch = FeatureBatch(matrix, text + b"".join(ids) if ids else text, spans, times,
+                             np.arange(count, dtype=np.int64), errors)  # fmt: skip
+        if not taken.all():
+            batch = batch.take(taken)
+        if self.typed is None:
+            finite = np.isfinite(batch.matrix).all(axis=1)
+            if not finite.all():
+                batch = _drop_rows(batch, finite)
         batch.errors.sort(key=lambda item: item[0])
         return batch
 
 
 def _drop_rows(batch: FeatureBatch, keep: np.ndarray) -> FeatureBatch:
     """The batch without the rows where ``keep`` is False; those become ``non-finite`` errors."""
-    errors = list(batch.errors)
-    for row in np.flatnonzero(~keep):
-        errors.append((batch.index[row], CodecError("non-finite", "feature vector holds NaN or infinity")))
-    rows = np.flatnonzero(keep).tolist()
-    return FeatureBatch(
-        matrix=batch.matrix[keep],
-        event_ids=[batch.event_ids[r] for r in rows],
-        entity_ids=[batch.entity_ids[r] for r in rows],
-        event_times=batch.event_times[keep],
-        index=[batch.index[r] for r in rows],
-        errors=errors,
-    )
+    kept = batch.take(keep)
+    for row in np.flatnonzero(~keep).tolist():
+        kept.errors.append((int(batch.index[row]), CodecError("non-finite", "feature vector holds NaN or infinity")))
+    return kept

@@ -1,17 +1,21 @@
 """Bulk encoding of one batch of predictions, byte-identical to the ``Prediction`` codec's output.
 
 The fields that are the same for the whole batch (model, version, shadow flag, prediction time,
-batch inference time) are encoded once; per row only the ids, the event time, the score row and
-the class are written.
+batch inference time) are encoded once; one compiled pass
+(:func:`streams.codec.compiled.encode_predictions`) writes every row's ids (copied from the
+feature batch's bytes), event time, scores, class and queue wait.
 """
 
 from __future__ import annotations
 
+import itertools
 import struct
 from collections.abc import Sequence
 
 import numpy as np
 
+from streams.codec.compiled import encode_predictions
+from streams.codec.features import FeatureBatch
 from streams.codec.framing import Codec
 from streams.codec.varint import write_long
 
@@ -23,6 +27,10 @@ _FLOAT = struct.Struct("<f")
 def _string(value: str) -> bytes:
     raw = value.encode()
     return write_long(len(raw)) + raw
+
+
+def _bytes(data: bytes) -> np.ndarray:
+    return np.frombuffer(data, dtype=np.uint8)
 
 
 class PredictionEncoder:
@@ -37,60 +45,43 @@ class PredictionEncoder:
     """
 
     def __init__(self, codec: Codec, model_name: str, model_version: int, classes: Sequence[str], shadow: bool) -> None:
-        self.header = codec.header
         self.classes = list(classes)
         if not self.classes:
             raise ValueError("a model needs at least one class")
-        self._model = (
-            _string(model_name)
-            + write_long(model_version)
-            + (b"\x01" if shadow else b"\x00")
-            + write_long(len(self.classes))
-        )
-        self._class_tails = [b"\x00" + _string(name) for name in self.classes]
+        self._header = _bytes(codec.header)
+        model = _string(model_name) + write_long(model_version) + (b"\x01" if shadow else b"\x00")
+        self._model = _bytes(model + write_long(len(self.classes)))
+        tails = [b"\x00" + _string(name) for name in self.classes]  # the scores' end marker, the class
+        self._tails = _bytes(b"".join(tails))
+        self._tail_bounds = np.cumsum([0] + [len(tail) for tail in tails], dtype=np.int64)
 
     def encode(
         self,
-        event_ids: Sequence[str],
-        event_times: np.ndarray,
-        entity_ids: Sequence[str],
+        batch: FeatureBatch,
+        rows: np.ndarray,
         scores: np.ndarray,
         prediction_time: int,
         queue_wait_ms: np.ndarray,
         inference_ms: float,
     ) -> list[bytes]:
-        """One framed ``Prediction`` per row of ``scores`` (shape (rows, classes)).
+        """One framed ``Prediction`` for each of the ``batch`` rows ``rows``, with its row of ``scores``
+        (shape (rows, classes)) and of ``queue_wait_ms``.
 
         The predicted class is the arg-max of each score row.
         """
-        rows, width = scores.shape
+        count, width = scores.shape
         if width != len(self.classes):
             raise ValueError(f"scores have {width} columns, the model has {len(self.classes)} classes")
-        score_bytes = np.ascontiguousarray(scores, dtype="<f4").tobytes()
-        wait_bytes = np.ascontiguousarray(queue_wait_ms, dtype="<f4").tobytes()
-        winners = np.argmax(scores, axis=1).tolist() if rows else []
-        times = event_times.tolist()
-        predicted_at = write_long(prediction_time)
-        model = self._model
-        tails = self._class_tails
-        infer = _FLOAT.pack(inference_ms)
-        step = 4 * width
-        out = []
-        for i in range(rows):
-            out.append(
-                b"".join(
-                    (
-                        self.header,
-                        _string(event_ids[i]),
-                        write_long(times[i]),
-                        predicted_at,
-                        _string(entity_ids[i]),
-                        model,
-                        score_bytes[i * step : (i + 1) * step],
-                        tails[winners[i]],
-                        wait_bytes[4 * i : 4 * i + 4],
-                        infer,
-                    )
-                )
-            )
-        return out
+        if len(rows) != count or len(queue_wait_ms) != count:
+            raise ValueError(f"{len(rows)} rows, {count} score rows and {len(queue_wait_ms)} waits")
+        scores = np.ascontiguousarray(scores, dtype="<f4")
+        waits = np.ascontiguousarray(queue_wait_ms, dtype="<f4")
+        winners = np.argmax(scores, axis=1) if count else np.zeros(0, dtype=np.int64)
+        out, bounds = encode_predictions(
+            _bytes(batch.text), batch.spans[rows], batch.event_times[rows], prediction_time,
+            scores.view(np.uint8).reshape(count, 4 * width), winners, waits.view(np.uint8).reshape(count, 4),
+            self._header, self._model, self._tails, self._tail_bounds, _bytes(_FLOAT.pack(inference_ms)),
+        )  # fmt: skip
+        data = out.tobytes()
+        edges = bounds.tolist()
+        return [data[start:stop] for start, stop in itertools.pairwise(edges)]

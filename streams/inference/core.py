@@ -266,12 +266,7 @@ class InferenceCore:
             self.dead.add(out, records[batch.index[rows[position]]], reason,
                           f"the model's scores {scores[position].tolist()} are not a probability distribution")  # fmt: skip
         kept = rows[valid]
-        sources = [batch.index[r] for r in kept]
-        waits = np.array([now - records[i].timestamp_ms for i in sources], dtype=np.float32)
-        out.extend(Topic.PREDICTIONS, self._encode(
-            model, [batch.event_ids[r] for r in kept], batch.event_times[kept], [batch.entity_ids[r] for r in kept],
-            scores[valid], now, waits, out.inference_s,
-        ))  # fmt: skip
+        out.extend(Topic.PREDICTIONS, self._encode(model, batch, kept, scores[valid], now, records, out.inference_s))
         version = model.version.version
         out.served_by[version] = out.served_by.get(version, 0) + len(kept)
         return kept
@@ -289,12 +284,8 @@ class InferenceCore:
             return
         out.shadow_inference_s = time.perf_counter() - start
         ok = are_probabilities(scores)
-        kept = rows[ok]
-        waits = np.array([now - records[batch.index[r]].timestamp_ms for r in kept], dtype=np.float32)
-        out.extend(Topic.SHADOW_PREDICTIONS, self._encode(
-            shadow, [batch.event_ids[r] for r in kept], batch.event_times[kept], [batch.entity_ids[r] for r in kept],
-            scores[ok], now, waits, out.shadow_inference_s,
-        ))  # fmt: skip
+        out.extend(Topic.SHADOW_PREDICTIONS,
+                   self._encode(shadow, batch, rows[ok], scores[ok], now, records, out.shadow_inference_s))  # fmt: skip
 
     @staticmethod
     def _checked(out: BatchOutput, records: Sequence[SourceRecord]) -> BatchOutput:
@@ -303,15 +294,11 @@ class InferenceCore:
         return out
 
     @staticmethod
-    def _encode(
-        model: LoadedModel,
-        event_ids: list[str],
-        event_times: np.ndarray,
-        entity_ids: list[str],
-        scores: np.ndarray,
-        now: int,
-        waits: np.ndarray,
-        inference_s: float,
-    ) -> list[KeyValue]:
-        values = model.encoder.encode(event_ids, event_times, entity_ids, scores, now, waits, inference_s * 1000)
-        return [(event_id.encode(), value) for event_id, value in zip(event_ids, values, strict=True)]
+    def _encode(model: LoadedModel, batch: FeatureBatch, rows: np.ndarray, scores: np.ndarray, now: int,
+                records: Sequence[SourceRecord], inference_s: float) -> list[KeyValue]:  # fmt: skip
+        """The predictions of ``model`` for the batch rows ``rows``, keyed by event_id; each row's queue wait
+        is from its record's Kafka timestamp to ``now``."""
+        stamps = np.fromiter((records[i].timestamp_ms for i in batch.index[rows].tolist()), dtype=np.float64,
+                             count=len(rows))  # fmt: skip
+        values = model.encoder.encode(batch, rows, scores, now, now - stamps, inference_s * 1000)
+        return list(zip(batch.ids(rows), values, strict=True))

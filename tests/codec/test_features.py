@@ -6,6 +6,8 @@ import numpy as np
 import pytest
 
 from streams.codec import Codec, FeatureDecoder, load_schema
+from streams.codec.checks import MAX_ID_BYTES, MAX_TIME_MS, MIN_TIME_MS
+from streams.codec.compiled import scan_features
 from streams.codec.varint import read_long, write_long
 
 
@@ -38,7 +40,7 @@ def test_a_batch_becomes_one_float32_matrix_in_input_order(codec):
     assert batch.event_ids == [f"event-{i}" for i in range(50)]
     assert batch.entity_ids == [f"e{i % 3}" for i in range(50)]
     assert batch.event_times.tolist() == [1_795_000_000_000 + i for i in range(50)]
-    assert batch.index == list(range(50)) and batch.errors == []
+    assert batch.index.tolist() == list(range(50)) and batch.errors == []
 
 
 def test_arrays_written_in_several_blocks_take_the_full_codec(codec):
@@ -51,6 +53,29 @@ def test_arrays_written_in_several_blocks_take_the_full_codec(codec):
     batch = FeatureDecoder(codec, 3).decode([codec.header + head + blocks])
     assert batch.errors == []
     np.testing.assert_array_equal(batch.matrix, [[1.0, 2.0, 3.0]])
+
+
+def test_the_compiled_scan_takes_the_current_layout_and_leaves_the_rest_to_the_codec(codec):
+    several_blocks = codec.header + codec.encode(features(0, []))[10:-2] + write_long(-1) + write_long(4) + \
+        np.array([1.0], dtype="<f4").tobytes() + write_long(1) + np.array([2.0], dtype="<f4").tobytes() + b"\0\0"  # fmt: skip
+    messages = [
+        codec.encode(features(0, [1.0, 2.0])),
+        codec.encode(features(1, [1.0, 2.0]) | {"event_id": "événement"}),
+        several_blocks,
+        codec.encode(features(2, [1.0, 2.0]) | {"event_time": 10_413_792_000_000}),
+        codec.encode(features(3, [1.0, 2.0, 3.0])),
+        b"garbage",
+    ]
+    decoder = FeatureDecoder(codec, 2)
+    count = len(messages)
+    bounds = np.cumsum([0] + [len(m) for m in messages], dtype=np.int64)
+    rows, spans, times = np.empty((count, 8), np.uint8), np.empty((count, 4), np.int64), np.empty(count, np.int64)
+    taken = scan_features(np.frombuffer(b"".join(messages), np.uint8), bounds, decoder._header, decoder._block_head, 2,
+                          MAX_ID_BYTES, MIN_TIME_MS, MAX_TIME_MS, rows, spans, times)  # fmt: skip
+    assert taken.tolist() == [True, False, False, False, False, False]
+    batch = decoder.decode(messages)
+    assert batch.event_ids == ["event-0", "événement", "event-0"]
+    assert [(i, e.reason) for i, e in batch.errors] == [(3, "invalid-time"), (4, "wrong-length"), (5, "corrupt")]
 
 
 def test_records_of_a_newer_writer_schema_decode():
@@ -78,7 +103,7 @@ def test_bad_records_are_reported_and_the_rest_of_the_batch_is_served(codec):
         good[3],
     ]
     batch = FeatureDecoder(codec, 2).decode(messages)
-    assert batch.index == [0, 3, 8]
+    assert batch.index.tolist() == [0, 3, 8]
     assert batch.event_ids == ["event-0", "event-1", "event-3"]
     np.testing.assert_array_equal(batch.matrix, [[0.0, 1.0], [1.0, 1.0], [3.0, 1.0]])
     assert [(i, e.reason) for i, e in batch.errors] == [
@@ -109,7 +134,7 @@ def test_an_empty_or_overlong_event_id_and_a_time_clickhouse_cant_store_are_not_
         features(5, [1.0, 2.0]) | {"event_time": 10_413_792_000_000},
     ]
     batch = FeatureDecoder(codec, 2).decode([codec.encode(r) for r in edge + bad])
-    assert batch.index == [0, 1]
+    assert batch.index.tolist() == [0, 1]
     assert [(i, e.reason) for i, e in batch.errors] == [
         (2, "invalid-id"), (3, "invalid-id"), (4, "invalid-time"), (5, "invalid-time")
     ]  # fmt: skip

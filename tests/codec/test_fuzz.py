@@ -59,10 +59,11 @@ def test_the_label_and_version_decoders_give_a_row_or_a_codec_error(name):
 @given(st.lists(inputs("features"), min_size=1, max_size=8))
 def test_the_feature_decoder_gives_each_record_a_row_or_a_codec_error(messages):
     batch = FeatureDecoder(CODECS["features"], WIDTH).decode(messages)
-    assert sorted(batch.index + [i for i, _ in batch.errors]) == list(range(len(messages)))
+    assert sorted(batch.index.tolist() + [i for i, _ in batch.errors]) == list(range(len(messages)))
     assert all(isinstance(error, CodecError) for _, error in batch.errors)
     assert batch.matrix.shape == (len(batch), WIDTH) and np.isfinite(batch.matrix).all()
-    for row, i in enumerate(batch.index):  # a row is what the full codec reads, checks included
+    for row, i in enumerate(batch.index.tolist()):  # a row is what the full codec reads, checks included
         record = row_or_codec_error(CODECS["features"].decode, messages[i])
         assert record is not None and batch.event_ids[row] == record["event_id"]
+        assert batch.entity_ids[row] == record["entity_id"] and batch.event_times[row] == record["event_time"]
         np.testing.assert_array_equal(batch.matrix[row], np.asarray(record["values"], dtype=np.float32))

@@ -47,7 +47,7 @@ def test_a_typed_decoder_serves_fields_and_dead_letters_what_does_not_fit():
         record(2, {}, values=[1.0, 2.0, 3.0, 4.0]),  # a dense event: the typed version can't take it
         record(3, {"amount": "a lot", "country": "DE"}),
     ])  # fmt: skip
-    assert batch.index == [0, 1] and [(i, e.reason) for i, e in batch.errors] == [
+    assert batch.index.tolist() == [0, 1] and [(i, e.reason) for i, e in batch.errors] == [
         (2, "missing-field"),
         (3, "wrong-type"),
     ]
