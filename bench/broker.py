@@ -25,7 +25,7 @@ A new broker runs at a fraction of its speed until its JVM has warmed up, so eac
 drains the backlog through the plain relay once per guarantee, untimed.
 
 Throughput: the backlog is produced before the worker starts: features of 32 floats (188 bytes
-framed), 100,000 by default and fewer for the rows of max batch 1 and 64 (``--small-backlogs``);
+framed), 300,000 by default and fewer for the rows of max batch 1 and 64 (``--small-backlogs``);
 for the join the features, predictions and labels of N events; for drift N outcomes. This script
 then reads the worker group's committed offsets every 5 ms: events/s = records committed between the first read that sees the
 first batch committed and the read that sees the whole backlog committed, over the time between
@@ -623,7 +623,7 @@ def local_bench(args: argparse.Namespace, name: str) -> tuple[Broker, Bench]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--relay-worker", action="store_true", help=argparse.SUPPRESS)
-    parser.add_argument("--events", type=int, default=100_000, help="backlog of features per row")
+    parser.add_argument("--events", type=int, default=300_000, help="backlog of features per row")
     parser.add_argument("--small-backlogs", default="1=250,64=10000",
                         help="smaller backlogs of the rows of small max batches (max batch=events, comma-separated)")  # fmt: skip
     parser.add_argument("--join-events", type=int, default=50_000, help="events (3 records each) of the join rows")

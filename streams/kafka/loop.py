@@ -48,6 +48,7 @@ docs/benchmarks.md for the figures. The loop runs in a thread of the Faust worke
 from __future__ import annotations
 
 import logging
+import operator
 import threading
 import time
 from collections import Counter
@@ -129,14 +130,24 @@ class Output(Protocol):
     def close(self) -> None: ...
 
 
+_PARTITION = operator.itemgetter(2, 3)  # a SourceRecord's (topic, partition)
+_OFFSET = operator.itemgetter(4)
+_KEY, _VALUE = operator.itemgetter(0), operator.itemgetter(1)
+
+
+def _longest(pairs: list[KeyValue], part: Callable[[KeyValue], bytes | None]) -> int:
+    return max(map(len, filter(None, map(part, pairs))), default=0)
+
+
+def last_records(records: Sequence[SourceRecord]) -> dict[Partition, SourceRecord]:
+    """The last record of each partition in ``records``, whose records of one partition come in offset order
+    (as the source gives them)."""
+    return dict(zip(map(_PARTITION, records), records, strict=True))
+
+
 def next_offsets(records: Sequence[SourceRecord]) -> dict[Partition, tuple[int, str]]:
     """Per input partition, the offset after the batch's last record of it (no metadata)."""
-    ends: dict[Partition, int] = {}
-    for record in records:
-        tp = (record.topic, record.partition)
-        if record.offset >= ends.get(tp, -1):
-            ends[tp] = record.offset + 1
-    return {tp: (offset, "") for tp, offset in ends.items()}
+    return {tp: (record.offset + 1, "") for tp, record in last_records(records).items()}
 
 
 @dataclass
@@ -333,7 +344,7 @@ class BatchLoop:
             if track.start is None or pill.offset >= track.start:  # else a worker before sent it
                 self.dead.add(out, pill, "poison-pill", f"a worker died processing this record alone, after "
                               f"{track.lives} lives in a row ended on its batch; it is not processed again")  # fmt: skip
-        inputs = chunk + pills
+        inputs = sorted(chunk + pills, key=_OFFSET) if pills else chunk  # a partition's records in offset order
         if out.offsets is not None:
             self.core_commits = True
             offsets = out.offsets
@@ -440,6 +451,7 @@ class BatchLoop:
         return [
             (topic, index, f"its {topic} record would be {size} bytes; the topics take at most {limit}")
             for topic, pairs in out.records.items()
+            if pairs and _longest(pairs, _KEY) + _longest(pairs, _VALUE) > limit  # else none is
             for index, size in enumerate(len(key or b"") + len(value) for key, value in pairs)
             if size > limit
         ]
@@ -502,12 +514,13 @@ class BatchLoop:
     def _after(self, offsets: dict[Partition, tuple[int, str]], inputs: list[SourceRecord]) -> dict[Partition, Track]:
         """The tracks once ``inputs`` are committed at ``offsets``; a commit that got further clears the life count."""
         after: dict[Partition, Track] = {}
-        for record in inputs:
-            tp = (record.topic, record.partition)
-            track = after.get(tp) or replace(self.tracks[tp], pills=set(self.tracks[tp].pills))
-            track.read = max(track.read or 0, record.offset + 1)
-            if track.careful and record.offset >= (track.start or 0):
-                track.careful -= 1
+        for tp, last in last_records(inputs).items():
+            track = replace(self.tracks[tp], pills=set(self.tracks[tp].pills))
+            track.read = max(track.read or 0, last.offset + 1)
+            if track.careful:
+                start = track.start or 0
+                done = sum(1 for r in inputs if (r.topic, r.partition) == tp and r.offset >= start)
+                track.careful = max(0, track.careful - done)
             after[tp] = track
         for tp, (offset, meta) in offsets.items():  # only a commit says the life got further
             track = after.get(tp) or replace(self._track(tp), pills=set(self._track(tp).pills))
@@ -521,14 +534,16 @@ class BatchLoop:
     def _touch(self, records: list[SourceRecord], stop: threading.Event) -> bool:
         """Count this worker's life on the partitions it processes for the first time (see the module doc);
         False when the open transaction, committed first, was aborted."""
+        partitions = dict.fromkeys(map(_PARTITION, records))
+        for tp in partitions:
+            self._track(tp)
+        if not self.max_crashes or self.touched.issuperset(partitions):  # the usual case: all counted already
+            return True
         first: dict[Partition, SourceRecord] = {}
         for record in records:
             tp = (record.topic, record.partition)
-            self._track(tp)
             if tp not in self.touched and tp not in first:
                 first[tp] = record
-        if not first or not self.max_crashes:
-            return True
         if not self.close_span(stop):
             return False
         marks = []
