@@ -136,8 +136,9 @@ class FeatureDecoder:
                 errors.append((i, exc))
                 continue
             event_raw, entity_raw = event_id.encode(), entity_id.encode()
-            spans[i] = (end, end + len(event_raw), end + len(event_raw), end + len(event_raw) + len(entity_raw))
-            end = spans[i, 3]
+            middle = end + len(event_raw)
+            spans[i] = (end, middle, middle, middle + len(entity_raw))
+            end = middle + len(entity_raw)
             ids += (event_raw, entity_raw)
             times[i] = event_time
             rows[i] = np.frombuffer(floats, dtype=np.uint8)
