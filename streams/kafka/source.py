@@ -64,7 +64,8 @@ class KafkaSource:
         self.on_assign, self.on_revoke = on_assign, on_revoke
         self.rebalanced = False
         # The partitions owned, as the rebalance callbacks said: consumer.assignment() asks librdkafka's
-        # group thread and waits for its answer (62 µs idle, far more on busy cores), too slow for every batch.
+        # group thread and waits for its answer (62 µs a call on a consumer draining a backlog here), too slow
+        # for every batch.
         self.owned: set[TopicPartition] = set()
         self.consumer = Consumer(
             confluent_config(
