@@ -134,14 +134,15 @@ class FeatureRecords:
 def join_inputs(count: int, now: int) -> dict[Topic, list[KeyValue]]:
     """The features, serving predictions and labels of ``count`` events (the join's whole input)."""
     features = FeatureRecords(count, seed=2)
-    batch = FeatureDecoder(Codec.load("features"), WIDTH).decode([value for _, value in features.records(now)])
+    feature_records = features.records(now)
+    batch = FeatureDecoder(Codec.load("features"), WIDTH).decode([value for _, value in feature_records])
     scores = np.random.default_rng(3).random((count, 2)).astype(np.float32)
     scores /= scores.sum(axis=1, keepdims=True)
     encoder = PredictionEncoder(Codec.load("prediction"), "bench", 1, ["no", "yes"], shadow=False)
     predictions = encoder.encode(batch, np.arange(count), scores, now + 5, np.zeros(count, dtype=np.float32), 0.1)
     labels = Codec.load("label")
     return {
-        Topic.FEATURES: features.records(now),
+        Topic.FEATURES: feature_records,
         Topic.PREDICTIONS: list(zip(features.keys, predictions, strict=True)),
         Topic.LABELS: [
             (key, labels.encode({"event_id": event_id, "event_time": now + 10, "label": "yes" if i % 3 else "no"}))
