@@ -7,8 +7,10 @@ State is one entry per event_id in the :class:`~streams.state.state.State` of th
 partition (the topics are co-partitioned, so an event's parts share a partition number): it holds
 the parts as they came until the outcome of every prediction it holds is sent, the serving one
 included, and is then deleted. An entry that waits longer than ``ttl_ms`` of record time (the
-largest record timestamp seen) after its first record expires, and so do the oldest ones beyond
-``max_pending``; a repeated part of a held entry is counted and ignored. A label that is not one of
+largest record timestamp seen) after its first record came expires, and so do the oldest ones beyond
+``max_pending``; a repeated part of a held entry is counted and ignored. A label whose entry leaves
+without an outcome is dead-lettered with what its event missed (``no-prediction``, ``no-features``)
+or ``evicted``: every label ends as an outcome or a dead letter. A label that is not one of
 the predicting version's classes is dead-lettered (``unknown-label``) instead of scored as wrong.
 An entry is deleted at the end of the batch that sent its last outcome: a shadow prediction that
 comes in a later batch than its event's serving outcome finds no entry any more, waits alone and
@@ -17,7 +19,9 @@ again whole is joined again: it is a new event).
 
 Record time is bounded by the wall clock: a record stamped more than ``max_skew_ms`` ahead of this
 worker's clock is dead-lettered (``future-timestamp``) and moves nothing, so no single record can
-expire the state at once. A record stamped far in the past is taken as it is (and expires).
+expire the state at once. A record stamped in the past (a replay, a producer's clock, a timestamp
+of 1 ms or below zero) waits from the record time at which it came, not from its stamp: its
+timestamp moves no clock and expires nothing early.
 
 The state of a partition, per key (see docs/architecture.md for sizing):
 
@@ -259,7 +263,8 @@ class JoinCore:
         self.now_ms = 0
 
     def assigned(self, committed: dict[tuple[str, int], tuple[int, str]]) -> None:
-        """Partitions given to this worker, their stores restored: rebuild each one's expiry index and count.
+        """Partitions given to this worker, their stores restored: rebuild each one's expiry index and count,
+        and take the record time up to when the newest restored entry came.
 
         Wired as the batch loop's ``on_assign``, which runs after the state restored the stores.
         """
@@ -268,7 +273,9 @@ class JoinCore:
             index: dict[bytes, bytes | None] = {key: None for key, _ in store.range(b"t", b"u")}
             count = 0
             for key, value in store.range(b"e", b"f"):
-                index[_index_key(_HEAD.unpack_from(value)[1], key[1:].decode())] = b""
+                deadline = _HEAD.unpack_from(value)[1]
+                index[_index_key(deadline, key[1:].decode())] = b""
+                self.now_ms = max(self.now_ms, deadline - self.ttl_ms)  # the clock when its newest entry came
                 count += 1
             store.write(index)
             self.counts[partition] = count
@@ -333,7 +340,7 @@ class JoinCore:
                           f"{self.max_entry_bytes} bytes of event {event_id!r}")  # fmt: skip
             return
         if entry is None:
-            entry = touched.create(partition, event_id, record.timestamp_ms + self.ttl_ms)
+            entry = touched.create(partition, event_id, self.now_ms + self.ttl_ms)  # now_ms >= its timestamp
         if record.topic == topics.features:
             duplicate = entry.features is not None
             entry.features = entry.features or record.value
@@ -436,7 +443,13 @@ class JoinCore:
         if not entry.sent:
             missing = "prediction" if entry.prediction is None and entry.shadow is None else \
                 "label" if entry.label is None else "features"  # fmt: skip
-            out.expired["evicted" if entry.deadline_ms >= self.now_ms else f"no-{missing}"] += 1
+            reason = "evicted" if entry.deadline_ms >= self.now_ms else f"no-{missing}"
+            out.expired[reason] += 1
+            if entry.label is not None:
+                why = (f"the join held more than {self.max_pending} events and this one was the oldest"
+                       if reason == "evicted" else f"no {missing} of event {event_id!r} came within "
+                       f"{self.ttl_ms} ms of record time")  # fmt: skip
+                self.dead.add(out, entry.label, reason, why)
         if entry.prediction is not None and entry.label is None:
             prediction = self.codecs[self.topics.predictions].decode(entry.prediction)
             model, version = prediction["model_name"], prediction["model_version"]

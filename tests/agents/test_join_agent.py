@@ -6,7 +6,7 @@ import pytest
 
 from models import ArtifactStore
 from streams.codec import Codec
-from streams.kafka.clients import read_to_end, send_all
+from streams.kafka.clients import make_sender, read_to_end, send_all
 from streams.kafka.topics import create_topics
 from streams.kafka.versions import publish_versions
 from streams.records import Topic
@@ -115,3 +115,23 @@ def test_a_worker_without_its_store_restores_the_state_from_the_changelog(setup)
         wait_for(lambda: second.metric("loopline_events_in_total") == 100, what="the labels")
         assert second.metric("loopline_state_restored_records_total") == len(logged)
     assert sorted(o["event_id"] for o in outcomes(kafka)) == sorted(ids)
+
+
+def test_labels_stamped_below_zero_at_1_ms_and_in_1971_join_the_events_that_come_after_them(setup):
+    kafka, tmp = setup
+    ids = ["e0", "e1", "e2"]
+    features, predictions, labels = parts(ids)
+    with worker("join", kafka, tmp) as join:
+        send(kafka, parts(["before"])[0])  # the join has read a record: its record time is T0
+        wait_for(lambda: join.metric("loopline_events_in_total") == 1, what="the first record")
+        sender = make_sender(kafka)
+        for (_, key, value), stamp in zip(labels, [-5, 1, 31_536_000_000], strict=True):
+            sender.produce(kafka.topic("labels"), value, key, timestamp=stamp)
+        assert sender.flush(30) == 0
+        stamps = sorted(m.timestamp()[1] for m in read_to_end(kafka, kafka.topic("labels")))
+        assert stamps == [-5, 1, 31_536_000_000]  # as the broker stores them
+        wait_for(lambda: join.metric("loopline_events_in_total") == 4, what="the labels, before their events")
+        send(kafka, features + predictions)
+        found = wait_records(kafka, "outcomes", "outcome", 3)
+    assert sorted(o["event_id"] for o in found) == ids
+    assert decoded(kafka, "dead-letters", "dead_letter") == []

@@ -180,15 +180,55 @@ def test_a_record_stamped_days_ahead_is_dead_lettered_and_moves_no_clock():
     assert sorted(o["event_id"] for o in outcomes(join.process(labels))) == sorted(f"w{i}" for i in range(200))
 
 
-def test_a_record_within_the_skew_moves_the_clock_and_one_far_in_the_past_expires_normally():
+def test_a_record_within_the_skew_moves_the_clock_and_one_far_in_the_past_waits_from_when_it_came():
     stream = Stream()
     join = core(ttl_ms=HOUR, now=T0 + 3 * HOUR)
     join.process([stream.record("f", "a", 0), stream.record("p", "a", 0)])
-    out = join.process([stream.record("l", "c", -30 * DAY)])  # a month late: taken as it is, so it expires at once
-    assert out.dead_letters == [] and out.expired == {"no-prediction": 1} and join.held() == ["a"]
+    out = join.process([stream.record("l", "c", -30 * DAY)])  # a month late: it waits like any other part
+    assert out.dead_letters == [] and out.expired == {} and join.held() == ["a", "c"] and join.now_ms == T0
     tick = join.process([stream.record("f", "tick", 3 * HOUR + 4 * 60_000)])  # four minutes ahead: within the skew
     assert join.now_ms == T0 + 3 * HOUR + 4 * 60_000
-    assert tick.expired == {"no-label": 1} and tick.dead_letters == []
+    assert tick.expired == {"no-label": 1, "no-prediction": 1}
+    assert [(d["reason"], d["source_offset"]) for d in dead(tick)] == [("no-prediction", 2)]  # the label, named
+
+
+@pytest.mark.parametrize("stamp", [-5, 1, 31_536_000_000, T0 - 30 * DAY])  # below zero, 1 ms, 1971, a month old
+@pytest.mark.parametrize("label_first", [True, False])
+def test_a_label_stamped_in_the_past_joins_its_event(stamp, label_first):
+    stream = Stream()
+    join = core(ttl_ms=HOUR)
+    join.process(stream.event("e0"))  # the join has read something: its record time is T0
+    served = [stream.record("f", "e1", 0), stream.record("p", "e1", 10)]
+    label = stream.record("l", "e1", 0)._replace(timestamp_ms=stamp)
+    first, second = ([label], served) if label_first else (served, [label])
+    outs = [join.process(first), join.process(second)]
+    assert [o["event_id"] for out in outs for o in outcomes(out)] == ["e1"]
+    assert all(out.dead_letters == [] and out.expired == {} for out in outs) and join.held() == []
+
+
+def test_every_label_ends_as_an_outcome_or_a_dead_letter_with_a_reason():
+    stream = Stream()
+    join = core(ttl_ms=HOUR, max_pending=3)
+    labels = [stream.record("l", f"e{i}", i) for i in range(4)]  # e0 is evicted by the fourth
+    evicted = join.process(labels)
+    assert [(d["reason"], d["source_offset"]) for d in dead(evicted)] == [("evicted", 0)]
+    join.process([stream.record("p", "e1", 5)])  # e1 gets a prediction but never its features
+    late = join.process([stream.record("f", "tick", 2 * HOUR)])
+    assert sorted((d["reason"], d["source_offset"]) for d in dead(late)) == [
+        ("no-features", 1), ("no-prediction", 2), ("no-prediction", 3)]  # fmt: skip
+    assert late.expired == {"no-features": 1, "no-prediction": 2}
+
+
+def test_a_restarted_worker_keeps_the_record_time_of_the_entries_it_restores():
+    stream = Stream()
+    first = Worker(ttl_ms=HOUR)
+    first.process([stream.record("f", "e1", HOUR), stream.record("p", "e1", HOUR)])
+    restarted = Worker(first.changelog, ttl_ms=HOUR)
+    restarted.state.assign([0])
+    restarted.core.assigned({("f", 0): (0, "")})
+    assert restarted.now_ms == T0 + HOUR
+    old = stream.record("l", "e1", 0)._replace(timestamp_ms=1)  # the first record after the restart is stamped 1 ms
+    assert [o["event_id"] for o in outcomes(restarted.process([old]))] == ["e1"]
 
 
 @pytest.mark.parametrize(("fields", "reason"), [
@@ -220,7 +260,8 @@ def test_a_label_after_the_ttl_finds_no_prediction():
     assert late.expired == {"no-label": 1}
     assert late.label_rates == {("m", 1): 0.0}
     assert join.held() == ["e1"]  # the late label waits for a prediction of its own
-    assert join.process([stream.record("f", "x", 2 * HOUR + 2)]).expired == {"no-prediction": 1}
+    expired = join.process([stream.record("f", "x", 2 * HOUR + 2)])
+    assert expired.expired == {"no-prediction": 1} and expired.dead_reasons == ["no-prediction"]
 
 
 def test_a_label_within_the_ttl_joins():
