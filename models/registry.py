@@ -5,8 +5,9 @@ one version of one model. :class:`Registry` folds those records into the current
 order; it does no I/O, so the CLI, the trainer and every inference worker share the same rules:
 
 - the serving version of a model is the one whose latest record says ``serving`` (the most recently
-  published, should two say so);
-- promoting a version publishes it as serving and the previous serving version as retired;
+  published, should two say so); what serves is the first of :meth:`Registry.serving_candidates`
+  that passes its checks (``streams.inference.loader``), for the workers and the CLI alike;
+- promoting a version publishes it as serving and every other version that says serving as retired;
 - a canary serves a share of the entities (its ``traffic``) instead of the serving version; one
   canary per model: starting another rejects the one before;
 - rolling back publishes an earlier version as serving and the current one as retired;
@@ -81,6 +82,7 @@ def empty_lineage() -> dict[str, Any]:
         "device": "",
         "duration_ms": 0,
         "regression_set": None,
+        "requests": [],
     }
 
 
@@ -243,6 +245,20 @@ class Registry:
         """The version that serves ``model_name`` now, if any."""
         return self._latest_with(model_name, Status.SERVING)
 
+    def serving_candidates(self, model_name: str) -> list[ModelVersion]:
+        """The versions that may serve ``model_name``, in the order a worker tries them: every version whose
+        latest record says serving, the most recently published first (another client may have published
+        several), then the retired ones, newest first (:meth:`fallbacks`). Empty when none says serving.
+
+        What serves is the first of them that passes its checks: an inference worker, the CLI and the
+        trainer take it through ``streams.inference.loader.serving_or_fallback``.
+        """
+        said = [(self._order[key], v) for key, v in self._latest.items()
+                if key[0] == model_name and v.status == Status.SERVING]  # fmt: skip
+        if not said:
+            return []
+        return [v for _, v in sorted(said, key=lambda item: -item[0])] + self.fallbacks(model_name)
+
     def shadow(self, model_name: str) -> ModelVersion | None:
         """The version that runs in shadow of the serving one, if any."""
         return self._latest_with(model_name, Status.SHADOW)
@@ -279,14 +295,17 @@ class Registry:
         """The number a new version of ``model_name`` gets."""
         return max((v.version for v in self.versions(model_name)), default=0) + 1
 
+    def _saying_serving(self, model_name: str, other_than: int) -> list[ModelVersion]:
+        """The versions of ``model_name`` but ``other_than`` whose latest record says serving, by version number."""
+        return [v for v in self.versions(model_name) if v.status == Status.SERVING and v.version != other_than]
+
     def promote(self, model_name: str, version: int, reason: str) -> list[ModelVersion]:
-        """Records that make ``version`` serving and retire the version it replaces."""
+        """Records that make ``version`` serving and retire the version it replaces (and any other version
+        that says serving, as another client may have left one)."""
         target = self.get(model_name, version)
-        records = [target.with_status(Status.SERVING, reason)]
-        current = self.serving(model_name)
-        if current is not None and current.version != version:
-            records.insert(0, current.with_status(Status.RETIRED, f"replaced by version {version}: {reason}"))
-        return records
+        retired = [v.with_status(Status.RETIRED, f"replaced by version {version}: {reason}")
+                   for v in self._saying_serving(model_name, version)]  # fmt: skip
+        return [*retired, target.with_status(Status.SERVING, reason)]
 
     def start_canary(self, model_name: str, version: int, traffic: float, reason: str) -> list[ModelVersion]:
         """Records that make ``version`` the canary at ``traffic`` (or move its traffic), rejecting another canary.
@@ -311,10 +330,12 @@ class Registry:
         return records
 
     def rollback(self, model_name: str, reason: str, to: int) -> list[ModelVersion]:
-        """Records that put version ``to`` back to serving and retire the current one.
+        """Records that put version ``to`` back to serving and retire the current one (and any other version
+        that says serving).
 
         Which version to return to is the caller's choice, after its checks
-        (``streams.inference.loader.rollback_records``: the first of :meth:`fallbacks` that passes).
+        (``streams.inference.loader.rollback_records``: the first earlier one of :meth:`serving_candidates`
+        that passes).
 
         Raises:
             RegistryError: nothing serves, or there is no version ``to``.
@@ -323,10 +344,9 @@ class Registry:
         if current is None:
             raise RegistryError(f"model {model_name!r} has no serving version to roll back")
         target = self.get(model_name, to)
-        return [
-            current.with_status(Status.RETIRED, f"rolled back to version {to}: {reason}"),
-            target.with_status(Status.SERVING, f"rollback from version {current.version}: {reason}"),
-        ]
+        retired = [v.with_status(Status.RETIRED, f"rolled back to version {to}: {reason}")
+                   for v in self._saying_serving(model_name, to)]  # fmt: skip
+        return [*retired, target.with_status(Status.SERVING, f"rollback from version {current.version}: {reason}")]
 
 
 def moved(before: Registry, after: Registry, model_name: str) -> str:

@@ -1,4 +1,5 @@
-"""Training a :class:`TabularMLP` with torch: seeded, on the GPU when asked, with progress logged."""
+"""Training a :class:`TabularMLP` with torch: seeded, on the GPU when asked; one line logged per training
+(each epoch's loss at DEBUG)."""
 
 from __future__ import annotations
 
@@ -70,6 +71,7 @@ def train_mlp(x: np.ndarray, y: np.ndarray, n_classes: int, config: TrainConfig,
     optimiser = torch.optim.Adam(model.parameters(), lr=config.learning_rate, weight_decay=config.weight_decay)
     loss_fn = nn.CrossEntropyLoss()
     epochs = max(config.epochs, -(-config.min_steps // max(1, -(-len(features) // config.batch_size))))
+    total = 0.0
     for epoch in range(epochs):
         order = torch.randperm(len(features), generator=generator).to(device)
         total = 0.0
@@ -80,7 +82,10 @@ def train_mlp(x: np.ndarray, y: np.ndarray, n_classes: int, config: TrainConfig,
             loss.backward()
             optimiser.step()
             total += loss.item() * len(batch)
-        log.info("epoch %d/%d loss %.4f", epoch + 1, epochs, total / max(len(order), 1))
+        log.debug("epoch %d/%d loss %.4f", epoch + 1, epochs, total / max(len(order), 1))
+    log.info("trained an MLP %s on %d rows, %d epochs on %s: last epoch's loss %.4f",
+             "x".join(str(w) for w in config.hidden) or "without hidden layers", len(features), epochs, device,
+             total / max(len(features), 1))  # fmt: skip
     return model.cpu().eval()
 
 

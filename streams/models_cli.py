@@ -25,7 +25,7 @@ from models.datasets import Concept, feature_names, sample
 from models.families import FAMILIES, OPAQUE
 from models.registry import empty_lineage
 from streams.inference.loader import LoadedModel, ModelRejected, admit, rollback_records, serving_or_fallback
-from streams.kafka.versions import load_registry, publish_versions
+from streams.kafka.versions import fit_to_topic, load_registry, publish_versions
 from streams.settings import InferenceSettings, KafkaSettings, RegistrySettings
 from streams.trainer.regression import check_version
 
@@ -66,6 +66,7 @@ def _publish_new(kafka: KafkaSettings, registry: Registry, store: ArtifactStore,
         RegistryError: its records can't be published.
     """
     try:
+        version = fit_to_topic(version, store, kafka.max_message_bytes)
         loaded = admit(registry, version, _checks(), store, shadow=version.status == Status.SHADOW)
         if serve:
             version, figures = _regression(registry, version, loaded)
@@ -80,18 +81,55 @@ def _publish_new(kafka: KafkaSettings, registry: Registry, store: ArtifactStore,
         raise
 
 
+def as_served(registry: Registry, model_name: str) -> dict[int, tuple[str, str]]:
+    """The versions of ``model_name`` whose role on the inference workers differs from what their record
+    says, as (status, why). The workers' choice (:func:`serving_or_fallback`: their order and their
+    checks) is the one ``serving`` version; any other version that says serving, or the canary or the
+    shadow, is ``refused`` when it fails its checks, and another version that says serving and passes
+    is ``superseded``."""
+    shown: dict[int, tuple[str, str]] = {}
+
+    def refused(version: ModelVersion, exc: ModelRejected) -> None:
+        shown[version.version] = ("refused", f"fails its checks: {exc}")
+
+    loaded = serving_or_fallback(registry, model_name, _checks(), _store(), refused)
+    served = loaded.version if loaded is not None else None
+    others = [v for v in registry.versions(model_name) if v.status == Status.SERVING]
+    for version in [*others, *filter(None, [registry.canary(model_name), registry.shadow(model_name)])]:
+        if version.version in shown or (served is not None and version.version == served.version):
+            continue
+        try:
+            admit(registry, version, _checks(), _store(), shadow=version.status == Status.SHADOW)
+        except ModelRejected as exc:
+            refused(version, exc)
+            continue
+        if version.status == Status.SERVING:
+            shown[version.version] = ("superseded", f"says serving, but version {served.version if served else '-'} "
+                                                    f"serves; {version.reason}")  # fmt: skip
+    if served is not None and served.status != Status.SERVING:
+        shown[served.version] = ("serving", f"serves: every version that says serving fails its checks; "
+                                            f"{served.reason}")  # fmt: skip
+    return shown
+
+
 def cmd_list(args: argparse.Namespace, kafka: KafkaSettings, registry: Registry) -> None:
     names = [args.model] if args.model else registry.models()
-    print(f"{'model':<16} {'version':>7}  {'status':<9} {'format':<6} {'sha256':<12}  created              reason")
+    print(f"{'model':<16} {'version':>7}  {'status':<10} {'format':<6} {'sha256':<12}  created              reason")
     for name in names:
+        shown = as_served(registry, name)
         for v in registry.versions(name):
+            status, reason = shown.get(v.version, (v.status.value, v.reason))
             created = time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(v.created_time / 1000))
-            print(f"{name:<16} {v.version:>7}  {v.status:<9} {v.artifact_format:<6} {v.sha256[:12]:<12}  "
-                  f"{created}  {v.reason}")  # fmt: skip
+            print(f"{name:<16} {v.version:>7}  {status:<10} {v.artifact_format:<6} {v.sha256[:12]:<12}  "
+                  f"{created}  {reason}")  # fmt: skip
 
 
 def cmd_show(args: argparse.Namespace, kafka: KafkaSettings, registry: Registry) -> None:
-    print(json.dumps(_describe(registry.get(args.model, args.version)), indent=2, default=str))
+    version = registry.get(args.model, args.version)
+    described = _describe(version)
+    status, why = as_served(registry, args.model).get(version.version, (version.status.value, ""))
+    described["on_the_workers"] = status + (f" ({why})" if why else "")
+    print(json.dumps(described, indent=2, default=str))
 
 
 def cmd_register(args: argparse.Namespace, kafka: KafkaSettings, registry: Registry) -> None:

@@ -2,7 +2,9 @@
 
 With an embedded store (``chdb://``) the query goes to the sink worker's endpoint when a sink runs
 (it owns the store), and opens the store in this process otherwise. With a server DSN it goes to
-the server. Either way it is one statement, run read-only (:mod:`streams.analytics.queries`).
+the server. Either way it is one statement that only reads, run read-only and within the limits
+of ``LOOPLINE_SINK_QUERY_*`` (:mod:`streams.analytics.queries`); the endpoint wants the sink's token
+(:func:`streams.analytics.server.read_token`).
 """
 
 from __future__ import annotations
@@ -13,9 +15,9 @@ from urllib.parse import urlsplit
 
 from clickhouse_connect.driver.exceptions import ProgrammingError
 
-from streams.analytics.queries import DEFAULTS, QUERIES, READ_ONLY, one_statement
+from streams.analytics.queries import DEFAULTS, QUERIES, query_settings, read_only_statement
 from streams.analytics.results import Result
-from streams.analytics.server import ask
+from streams.analytics.server import ask, read_token
 from streams.errors import ConfigError
 from streams.settings import ClickHouseSettings, SinkSettings
 from streams.store import connect
@@ -26,14 +28,17 @@ __all__ = ["add_query_parser", "run_query"]
 def run_query(sql: str, parameters: dict[str, Any], clickhouse: ClickHouseSettings, sink: SinkSettings) -> Result:
     """Run ``sql`` with bound ``parameters`` wherever the store answers, as one read-only statement.
 
+    The endpoint runs one query at a time, so the answer is awaited for two query time limits (one
+    to wait for, one to run) and a margin.
+
     Raises:
-        QueryError: the query is not one statement, or the endpoint refused it.
+        QueryError: the query is not one statement that only reads, or the endpoint refused it.
     """
-    sql = one_statement(sql)
+    sql = read_only_statement(sql)
     embedded = urlsplit(clickhouse.dsn.get_secret_value()).scheme == "chdb"
     if embedded and sink.query_port:
         try:
-            return ask(sink.query_url, sql, parameters)
+            return ask(sink.query_url, sql, parameters, read_token(sink), 2 * sink.query_timeout_s + 10)
         except ConnectionError:
             pass  # no sink runs: the store is free to open here
     try:
@@ -46,7 +51,7 @@ def run_query(sql: str, parameters: dict[str, Any], clickhouse: ClickHouseSettin
             "set LOOPLINE_SINK_QUERY_PORT to the port of its query endpoint"
         ) from None
     try:
-        return Result.of(client.query(sql, parameters=parameters, settings=READ_ONLY))
+        return Result.of(client.query(sql, parameters=parameters, settings=query_settings(sink)))
     finally:
         client.close()
 

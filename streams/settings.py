@@ -293,6 +293,10 @@ class StateSettings(BaseSettings):
     at every start and rebalance."""
     dir: Path = DEFAULT_DATA_DIR / "state"
     """Where the disk stores live: ``<dir>/<agent group>/<worker id>/<partition>``."""
+    checkpoint_interval_ms: float = Field(default=10_000.0, ge=0)
+    """Time between two checkpoints of a running worker's disk stores: a worker killed and started again with the
+    same ``LOOPLINE_KAFKA_WORKER_ID`` reads back about what it committed in this time; each costs a broker round
+    trip and a WAL sync per partition written."""
 
 
 class SinkSettings(BaseSettings):
@@ -310,12 +314,30 @@ class SinkSettings(BaseSettings):
     """Interface of the sink's query endpoint, which answers ``loopline query`` while the sink owns an embedded store."""
     query_port: int = Field(default=9310, ge=0, le=65535)
     """Port of the query endpoint; 0 turns it off."""
+    query_token: SecretStr | None = None
+    """Bearer token the query endpoint requires, for an endpoint reached from other hosts; unset: the
+    sink makes a new one at each start and writes it to the token file."""
+    query_token_file: Path | None = None
+    """File the sink writes its endpoint's token to (readable by its user only) and ``loopline query``
+    reads it from; unset: ``.loopline/sink-query-<port>.token``."""
+    query_timeout_s: float = Field(default=30.0, gt=0)
+    """Longest run of an analytics query (ClickHouse ``max_execution_time``), in the endpoint and in
+    ``loopline query``; a longer one is stopped and refused."""
+    query_max_memory_bytes: int = Field(default=1 << 30, ge=1)
+    """Most memory an analytics query may use (ClickHouse ``max_memory_usage``)."""
+    query_max_result_rows: int = Field(default=1_000_000, ge=1)
+    """Most rows an analytics query may return (ClickHouse ``max_result_rows``); a larger result is refused."""
 
     @property
     def query_url(self) -> str:
         """Where ``loopline query`` finds the endpoint."""
         host = "127.0.0.1" if self.query_host in ("0.0.0.0", "") else self.query_host
         return f"http://{host}:{self.query_port}/query"
+
+    @property
+    def token_file(self) -> Path:
+        """Where the endpoint's token is written and read."""
+        return self.query_token_file or DEFAULT_DATA_DIR / f"sink-query-{self.query_port}.token"
 
 
 MODEL_FAMILIES = ("mlp", "trees")
@@ -442,8 +464,8 @@ class MetricsSettings(BaseSettings):
 
     port: int = Field(default=9300, ge=0, le=65535)
     """Port of the /metrics HTTP endpoint; 0 disables it."""
-    host: str = "0.0.0.0"
-    """Interface the /metrics endpoint listens on."""
+    host: str = "127.0.0.1"
+    """Interface the /metrics endpoint listens on (``0.0.0.0``: every interface, for a Prometheus on another host)."""
 
 
 def settings_table() -> str:

@@ -50,6 +50,7 @@ SAMPLES: dict[str, dict[str, Any]] = {
             "code_version": "0.1.0", "hyperparameters": {"epochs": "5"}, "seed": 0,
             "packages": {"torch": "2.x"}, "device": "cpu", "duration_ms": 5200,
             "regression_set": {"path": "regression/m.csv", "sha256": "ab" * 32, "cases": 120},
+            "requests": [],
         },
     },
     "dead_letter": {

@@ -11,10 +11,14 @@ from models import ArtifactStore, Status
 from models.datasets import Concept, sample
 from models.export import to_onnx
 from streams.cli import main
+from streams.codec import Codec
+from streams.kafka.clients import send_all
 from streams.kafka.topics import create_topics
 from streams.kafka.versions import load_registry, publish_versions
-from tests.helpers import N_FEATURES, nan_model, small_model, version_of
+from tests.agents.test_inference_agent import send_features
+from tests.helpers import N_FEATURES, nan_model, small_model, tampered, version_of
 from tests.inference.test_loader import raw_scores
+from tests.workers import decoded, wait_for, worker
 
 
 @pytest.fixture
@@ -55,6 +59,14 @@ def test_bootstrap_promote_and_rollback(cli, kafka):
     shown = json.loads(out)
     assert shown["status"] == "retired" and shown["lineage"]["hyperparameters"]["family"] == "trees"
     assert json.loads(cli("show", "1", "--model", "m")[1])["lineage"]["hyperparameters"]["hidden"] == "64,32"
+
+
+def test_a_bootstrap_of_5000_features_is_published(cli, kafka):
+    """An MLP of 5,000 inputs is an artifact of about 1.3 MB: more than librdkafka's default record size."""
+    code, _, err = cli("bootstrap", "--model", "wide", "--features", "5000", "--rows", "100", "--serve")
+    assert code == 0, err
+    version = load_registry(kafka).serving("wide")
+    assert version.version == 1 and len(version.feature_names) == 5000 and len(version.artifact) > 1_000_000
 
 
 def test_a_promotion_by_hand_must_pass_the_models_regression_set(cli, kafka, tmp_path, monkeypatch):
@@ -160,3 +172,51 @@ def test_refused_registrations_leave_no_file_and_rollback_skips_a_broken_version
     assert statuses(kafka) == {1: Status.SERVING, 2: Status.RETIRED, 3: Status.RETIRED, 4: Status.CANDIDATE}
     code, _, err = cli("rollback", "--model", "m", "--to", "2")
     assert code == 2 and "artifact" in err
+
+
+def listed(cli, model="m"):
+    """``models list``: each version's status as shown."""
+    code, out, _ = cli("list", "--model", model)
+    assert code == 0
+    return {int(line.split()[1]): line.split()[2] for line in out.splitlines()[1:]}
+
+
+def test_list_shows_the_one_version_the_workers_serve_after_unchecked_serving_records(cli, kafka, tmp_path):
+    """A plain producer says serving for version 2 (its artifact fails its checks), then for version 3; later
+    for version 4 (failing too). ``models list`` shows one serving version, the one stamped on new
+    predictions (by a worker that read the records live, and by one started after), and the others as
+    refused or superseded."""
+    model = tmp_path / "v1.onnx"
+    model.write_bytes(to_onnx(small_model()))
+    assert register(cli, model, "--status", "serving")[0] == 0
+    store, codec = ArtifactStore(tmp_path / "artifacts", 1 << 20), Codec.load("model_version")
+
+    def unchecked(*versions):
+        send_all(kafka, kafka.topic("model-versions"), [(v.key, codec.encode(v.to_record())) for v in versions])
+
+    def stamped(ids):
+        by_id = {p["event_id"]: p["model_version"] for p in decoded(kafka, "predictions", "prediction")}
+        return {by_id[i] for i in ids} if all(i in by_id for i in ids) else None
+
+    def predicted(seed):
+        ids = send_features(kafka, 20, seed=seed)
+        return wait_for(lambda: stamped(ids), what="the predictions")
+
+    settings = {"LOOPLINE_INFERENCE_MODEL_NAME": "m", "LOOPLINE_INFERENCE_MAX_WAIT_MS": "20"}
+    with worker("inference", kafka, tmp_path, **settings) as w:
+        serving = lambda: w.metric("loopline_serving_version", model="m", role="serving")  # noqa: E731
+        wait_for(lambda: serving() == 1, what="version 1 loaded")
+        unchecked(tampered(version_of(small_model(1), 2, store)), version_of(small_model(2), 3, store))
+        wait_for(lambda: serving() == 3, what="version 3 loaded")
+        assert predicted(seed=1) == {3}
+        assert listed(cli) == {1: "superseded", 2: "refused", 3: "serving"}
+        unchecked(version_of(nan_model(), 4, store))
+        wait_for(lambda: w.metric("loopline_model_rejections_total", reason="non-finite-output") == 1,
+                 what="version 4 refused")  # fmt: skip
+        assert predicted(seed=2) == {3}
+    assert listed(cli) == {1: "superseded", 2: "refused", 3: "serving", 4: "refused"}
+    with worker("inference", kafka, tmp_path, **settings):  # reads every record at start
+        assert predicted(seed=3) == {3}
+    shown = json.loads(cli("show", "2", "--model", "m")[1])
+    assert shown["status"] == "serving" and shown["on_the_workers"].startswith("refused (fails its checks: artifact")
+    assert json.loads(cli("show", "3", "--model", "m")[1])["on_the_workers"] == "serving"

@@ -6,7 +6,7 @@ import math
 import pytest
 
 from streams.analytics.queries import DEFAULTS, QUERIES, QueryError, one_statement
-from streams.analytics.server import QueryServer, ask
+from streams.analytics.server import QueryServer, ask, read_token
 from streams.cli import main
 from streams.kafka.broker import free_port
 from streams.settings import ClickHouseSettings, SinkSettings
@@ -143,31 +143,70 @@ def test_own_sql_is_one_read_only_statement(store, capsys):
     assert code == 2 and "one statement per query" in err
     for sql in ["DROP TABLE labels", "INSERT INTO labels SELECT * FROM labels", "SELECT 1 SETTINGS readonly = 0"]:
         code, _, err = run(capsys, "--sql", sql)
-        assert code == 2 and "READONLY" in err and len(err.splitlines()) == 1, sql
+        assert code == 2 and ("READONLY" in err or "only statements that read" in err), sql
+        assert len(err.splitlines()) == 1
     code, out, _ = run(capsys, "--sql", "SELECT count() AS n FROM labels; -- trailing", "--format", "json")
     assert code == 0 and json.loads(out) == [{"n": 10}]
     assert row_counts(store) == before
 
 
-def test_the_sink_endpoint_runs_one_read_only_statement(store, monkeypatch, capsys):
+def test_statements_that_write_files_or_control_the_store_are_refused(store, capsys, tmp_path):
+    kept, secret = tmp_path / "v.txt", tmp_path / "secret.txt"
+    kept.write_text("kept\n")
+    secret.write_text("s3cret\n")
+    refused = {
+        f"SELECT 'x' INTO OUTFILE '{kept}' TRUNCATE": "INTO OUTFILE writes a file",
+        f"SELECT 'x' INTO OUTFILE '{kept}' APPEND": "INTO OUTFILE writes a file",
+        f"SELECT 'x' INTO OUTFILE '{tmp_path / 'new.txt'}'": "INTO OUTFILE writes a file",
+        "SYSTEM STOP MERGES": "only statements that read run here",
+        "SYSTEM STOP TTL MERGES": "only statements that read run here",
+        "KILL QUERY WHERE 1 SYNC": "only statements that read run here",
+        f"SELECT file('{secret}') AS s": "file() reaches outside the database",
+    }
+    for sql, reason in refused.items():
+        code, out, err = run(capsys, "--sql", sql)
+        assert (code, out) == (2, "") and reason in err, sql
+    assert kept.read_text() == "kept\n" and not (tmp_path / "new.txt").exists()
+
+
+def test_every_query_runs_within_the_limits(store, capsys, monkeypatch):
+    monkeypatch.setenv("LOOPLINE_SINK_QUERY_TIMEOUT_S", "1")
+    code, _, err = run(capsys, "--sql", "SELECT count() FROM numbers(1e13)")
+    assert code == 2 and "TIMEOUT_EXCEEDED" in err
+    code, _, err = run(capsys, "--sql", "SELECT count() FROM numbers(1e13) SETTINGS max_execution_time = 0")
+    assert code == 2 and "READONLY" in err
+    monkeypatch.setenv("LOOPLINE_SINK_QUERY_MAX_MEMORY_BYTES", str(10_000_000))
+    code, _, err = run(capsys, "--sql", "SELECT groupArray(number) FROM numbers(10000000)")
+    assert code == 2 and "MEMORY_LIMIT_EXCEEDED" in err
+    monkeypatch.setenv("LOOPLINE_SINK_QUERY_MAX_RESULT_ROWS", "5")
+    code, _, err = run(capsys, "--sql", "SELECT number FROM numbers(10)")
+    assert code == 2 and "TOO_MANY_ROWS_OR_BYTES" in err
+    code, out, _ = run(capsys, "--sql", "SELECT number FROM numbers(5)", "--format", "csv")
+    assert code == 0 and out.split() == ["number", "0", "1", "2", "3", "4"]
+
+
+def test_the_sink_endpoint_runs_one_read_only_statement(store, monkeypatch, capsys, tmp_path):
     before = row_counts(store)
-    port = free_port()
+    settings = SinkSettings(query_port=free_port(), query_token_file=tmp_path / "token")
     sink, server = Store(store), None
     try:
-        server = QueryServer(sink, "127.0.0.1", port)
+        server = QueryServer(sink, settings)
         server.start()
-        url = SinkSettings(query_port=port).query_url
+        url, token = settings.query_url, read_token(settings)
         with pytest.raises(QueryError, match="one statement per query"):
-            ask(url, "SELECT 1; DROP TABLE predictions", {})
-        for sql in ["DROP TABLE labels", "SELECT 1 SETTINGS readonly = 0"]:
-            with pytest.raises(QueryError, match="READONLY"):
-                ask(url, sql, {})
-        labels = ask(url, QUERIES["labels"].sql, DEFAULTS | {"model": "fraud"})
+            ask(url, "SELECT 1; DROP TABLE predictions", {}, token, 60)
+        for sql, reason in {"DROP TABLE labels": "only statements that read",
+                            "SELECT 1 SETTINGS readonly = 0": "READONLY"}.items():  # fmt: skip
+            with pytest.raises(QueryError, match=reason):
+                ask(url, sql, {}, token, 60)
+        labels = ask(url, QUERIES["labels"].sql, DEFAULTS | {"model": "fraud"}, token, 60)
         assert [row[:3] for row in labels.rows] == [["fraud", 2, 20]]
 
-        monkeypatch.setenv("LOOPLINE_SINK_QUERY_PORT", str(port))  # the command sends its query to the endpoint
+        # The command sends its query to the endpoint, with the token from the sink's file.
+        monkeypatch.setenv("LOOPLINE_SINK_QUERY_PORT", str(settings.query_port))
+        monkeypatch.setenv("LOOPLINE_SINK_QUERY_TOKEN_FILE", str(settings.token_file))
         code, _, err = run(capsys, "--sql", "DROP TABLE labels")
-        assert code == 2 and "READONLY" in err
+        assert code == 2 and "only statements that read" in err
         code, out, _ = run(capsys, "--sql", "SELECT count() AS n FROM predictions;", "--format", "json")
         assert code == 0 and json.loads(out) == [{"n": 20}]
     finally:

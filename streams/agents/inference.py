@@ -6,8 +6,14 @@ ramp's new share is swapped in between batches.
 Every worker follows the model-versions topic itself (no consumer group), so each one swaps to a
 new serving version, and each one keeps serving the old version when the new one fails a check.
 A worker that has nothing loaded yet (it just started) and whose serving version fails falls back
-to the newest retired version that passes; with nothing to serve it says so every
-``NOTHING_TO_SERVE_EVERY_S`` and reports the backlog it is not reading as its consumer lag.
+to the next of the registry's serving candidates that passes (another version that says serving,
+else the newest retired one); with nothing to serve once it has read the topic to its
+end it says so, again every ``NOTHING_TO_SERVE_EVERY_S``, and reports the backlog it is not reading
+as its consumer lag.
+
+The follower thread stages versions in the core; the batch loop's thread swaps them in, before a
+batch and while it waits for one, and sets the version gauges as it does, so that they say what
+serves.
 """
 
 from __future__ import annotations
@@ -20,7 +26,7 @@ from functools import partial
 from typing import Protocol
 
 import faust
-from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaException, TopicPartition
+from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, KafkaException, Message, TopicPartition
 
 from models import ArtifactStore, ModelVersion, Registry
 from streams.agents.app import make_app
@@ -28,7 +34,7 @@ from streams.codec import Codec, CodecError
 from streams.deadletters import DeadLetters
 from streams.inference.core import BatchOutput, InferenceCore, where
 from streams.inference.loader import LoadedModel, ModelRejected, admit
-from streams.kafka.clients import consume, make_sender, send_all
+from streams.kafka.clients import make_sender, send_all
 from streams.kafka.config import confluent_config
 from streams.kafka.loop import kafka_loop
 from streams.kafka.noise import client_callbacks
@@ -66,8 +72,9 @@ class VersionFollower:
 
     Every version goes through :func:`streams.inference.loader.admit`, the checks of the CLI and
     the trainer. The registry is acted on as soon as a serving version is read, but a fallback
-    and the "nothing to serve" report wait until the topic is read to its end (a poll that brings
-    nothing), so that a worker reading its history does not act on half of it.
+    and the "nothing to serve" report wait until the topic is read to its end (every partition
+    reached its end once, and a poll brought nothing), so that a worker reading its history does
+    not act on half of it.
     """
 
     def __init__(
@@ -109,17 +116,20 @@ class VersionFollower:
         topic = self.kafka.topic(Topic.MODEL_VERSIONS)
         consumer = Consumer(confluent_config(self.kafka, {
             "group.id": "loopline-unused", "enable.auto.commit": False, "isolation.level": "read_committed",
-            "fetch.message.max.bytes": self.kafka.max_message_bytes, **client_callbacks(),
+            "fetch.message.max.bytes": self.kafka.max_message_bytes, "enable.partition.eof": True,
+            **client_callbacks(),
         }))  # fmt: skip
         try:
             partitions = consumer.list_topics(topic, timeout=30).topics[topic].partitions
             consumer.assign([TopicPartition(topic, p, OFFSET_BEGINNING) for p in partitions])
             self.registry = Registry()
+            unread = set(partitions)  # not read to their end yet: the first polls come before the first fetch
             while not stop.is_set():
-                messages = consume(consumer, 0.05)  # a new version is taken within 50 ms, not half a second
+                messages, ended = _poll(consumer, 0.05)  # a new version is taken within 50 ms, not half a second
+                unread -= ended
                 for message in messages:
                     self.apply(to_source(message))
-                self.follow(caught_up=not messages)
+                self.follow(caught_up=not unread and not messages)
         finally:
             consumer.close()
 
@@ -144,7 +154,8 @@ class VersionFollower:
         self.emit(self.dead.encode(source, reason, error))
 
     def follow(self, caught_up: bool) -> None:
-        """Act on the registry as read so far; ``caught_up`` when the last poll found nothing new."""
+        """Act on the registry as read so far; ``caught_up`` when the topic was read to its end and the last
+        poll found nothing new."""
         name = self.settings.model_name
         wanted = self.registry.serving(name)
         if wanted is not None and self.tried.get("serving") != wanted.event_id:
@@ -167,9 +178,6 @@ class VersionFollower:
             if current is not None:
                 self.core.stage(role, None)
                 self.staged[role] = None
-                SERVING_VERSION.labels(name, role).set(0)
-                if role == "canary":
-                    CANARY_TRAFFIC.labels(name).set(0)
                 log.info("%s version %d of %s removed", role, current.version, name)
             return
         if self.tried.get(role) == wanted.event_id:
@@ -179,14 +187,16 @@ class VersionFollower:
             self._load(role, wanted)
 
     def _fall_back(self, name: str, failed: ModelVersion) -> None:
-        """Serve the newest retired version that passes, since the serving one fails and nothing is loaded."""
-        for version in self.registry.fallbacks(name):
+        """Serve the next of the registry's serving candidates that passes (another version that says serving,
+        else the newest retired one: :func:`streams.inference.loader.serving_or_fallback`'s order), since the
+        serving one fails and nothing is loaded."""
+        for version in self.registry.serving_candidates(name):
             if version.version == failed.version or version.event_id in self.failed:
                 continue
             if self._load("serving", version):
                 MODEL_FALLBACKS.labels(name).inc()
-                log.warning("serving version %d of %s fails its checks; serving version %d instead, the newest "
-                            "retired version that passes", failed.version, name, version.version)  # fmt: skip
+                log.warning("serving version %d of %s fails its checks; serving version %d instead, the next "
+                            "that passes", failed.version, name, version.version)  # fmt: skip
                 return
 
     def _load(self, role: str, version: ModelVersion) -> bool:
@@ -205,15 +215,11 @@ class VersionFollower:
         self.staged[role] = version
         if role == "serving":
             self.lag.close()
-        MODEL_SWAPS.labels(version.model_name, role).inc()
-        SERVING_VERSION.labels(version.model_name, role).set(version.version)
         share = f" serving {version.traffic:.1%} of the entities" if role == "canary" else ""
         serving = self.staged["serving"]
         if role != "serving" and serving is not None and not version.takes_input_of(serving):
             log.warning("%s version %d of %s takes another input than serving version %d: it runs once they take "
                         "the same", role, version.version, version.model_name, serving.version)  # fmt: skip
-        if role == "canary":
-            CANARY_TRAFFIC.labels(version.model_name).set(version.traffic)
         log.info("version %d of %s loaded on %s/%s, swapping in as %s%s at the next batch", version.version,
                  version.model_name, loaded.backend.info.backend, loaded.backend.info.device, role, share)  # fmt: skip
         return True
@@ -258,6 +264,35 @@ class VersionFollower:
         if self.registry.serving(name) is None:
             return f"model {name!r} has no serving version (versions: {listed})"
         return f"no version of {name!r} that may serve passes its checks (versions: {listed})"
+
+
+def _poll(consumer: Consumer, timeout_s: float) -> tuple[list[Message], set[int | None]]:
+    """The records of one poll (which waits ``timeout_s`` unless 1,000 records come first), and the
+    partitions it found at their end.
+
+    Raises:
+        KafkaException: the poll returned an error.
+    """
+    records, ended = [], set()
+    for msg in consumer.consume(num_messages=1000, timeout=timeout_s):
+        error = msg.error()
+        if error is None:
+            records.append(msg)
+        elif error.code() == KafkaError._PARTITION_EOF:
+            ended.add(msg.partition())
+        else:
+            raise KafkaException(error)
+    return records, ended
+
+
+def report_swap(model: str, role: str, loaded: LoadedModel | None) -> None:
+    """Count a version swapped in as ``role`` and set the gauges to what serves now (``loaded``; None:
+    the role was removed). Called by the core as it swaps, on the batch loop's thread."""
+    SERVING_VERSION.labels(model, role).set(0 if loaded is None else loaded.version.version)
+    if role == "canary":
+        CANARY_TRAFFIC.labels(model).set(0 if loaded is None else loaded.version.traffic)
+    if loaded is not None:
+        MODEL_SWAPS.labels(model, role).inc()
 
 
 class Lag(Protocol):
@@ -335,7 +370,7 @@ def build_inference_app(kafka: KafkaSettings, settings: InferenceSettings, regis
 
     No batch is read until a version serves.
     """
-    core = InferenceCore()
+    core = InferenceCore(on_swap=partial(report_swap, settings.model_name))
     store = ArtifactStore(registry.artifact_dir, registry.inline_limit_bytes, registry.max_artifact_bytes)
     sender = make_sender(kafka)
 
@@ -343,8 +378,13 @@ def build_inference_app(kafka: KafkaSettings, settings: InferenceSettings, regis
         send_all(kafka, kafka.topic(Topic.DEAD_LETTERS), [dead_letter], sender)
 
     follower = VersionFollower(core, kafka, settings, store, emit, UnreadLag(kafka))
+
+    def ready() -> bool:  # the loop asks before every take: a version staged while it waits swaps in now
+        core.swap()
+        return core.ready
+
     loop = kafka_loop(
         kafka, "inference", [Topic.FEATURES], core.process, settings.max_batch_size, settings.max_wait_ms / 1000,
-        ready=lambda: core.ready, observe=partial(_record_metrics, settings.model_name),
+        ready=ready, observe=partial(_record_metrics, settings.model_name),
     )  # fmt: skip
     return make_app("inference", kafka, follower.run, loop.run)

@@ -46,7 +46,7 @@ def build_sink_app(kafka: KafkaSettings, clickhouse: ClickHouseSettings, setting
     )  # fmt: skip
 
     def serve(stop: threading.Event) -> None:
-        server = QueryServer(store, settings.query_host, settings.query_port) if settings.query_port else None
+        server = QueryServer(store, settings) if settings.query_port else None
         if server is not None:
             server.start()
         stop.wait()

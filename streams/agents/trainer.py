@@ -39,7 +39,7 @@ from streams.state.state import Mirror
 from streams.trainer.canary import Ramp, RampVerdict, go_live
 from streams.trainer.core import Refused, Trainer
 from streams.trainer.guard import RollbackGuard, Verdict
-from streams.trainer.requests import answered, data_start
+from streams.trainer.requests import answered, answered_by, data_start
 from streams.trainer.staging import Staging, StagingVerdict
 from streams.trainer.window import Window, read_window
 
@@ -62,10 +62,12 @@ class Requests:
     def __init__(self, kafka: KafkaSettings, settings: TrainerSettings, registry: RegistrySettings) -> None:
         self.kafka, self.settings = kafka, settings
         store = ArtifactStore(registry.artifact_dir, registry.inline_limit_bytes, registry.max_artifact_bytes)
-        self.trainer = Trainer(settings, store, registry)
+        self.trainer = Trainer(settings, store, registry, kafka.max_message_bytes)
         self.codec = Codec.load("retrain_request")
         self.dead = DeadLetters("trainer")
-        self.read_upto: dict[str, dict[int, int]] = {}  # model → retrain-requests ends when its last training read
+        self.read_upto: dict[str, dict[int, int] | None] = {}
+        """Model → the retrain-requests ends when its last training read its window; at a model's first
+        request since the start, those of the last trained version in the registry (:func:`answered_by`)."""
         self.producer = make_sender(kafka)  # made at start: a new version is published without connecting first
         self.positions = offset_reader(kafka)  # for the ends of retrain-requests, made once
         self.publishing = threading.Lock()
@@ -83,7 +85,7 @@ class Requests:
             except CodecError as exc:
                 self.dead.add(out, record, exc.reason, str(exc))
                 continue
-            if answered(record.partition, record.offset, self.read_upto.get(request["model_name"])):
+            if answered(record.partition, record.offset, self._last_read(request["model_name"])):
                 RETRAINS.labels(request["model_name"], "coalesced").inc()
                 log.info(
                     "request %s coalesced into the last training of %s", request["event_id"], request["model_name"]
@@ -94,13 +96,24 @@ class Requests:
             self._retrain(out, model, requests)
         return out
 
+    def _last_read(self, model: str) -> dict[int, int] | None:
+        """The retrain-requests ends read by ``model``'s last training (None: none yet).
+
+        Restored from the registry at the model's first request since the start: a worker that
+        stopped after publishing a version and before committing its requests reads them again, and
+        answers them with that version instead of training again.
+        """
+        if model not in self.read_upto:
+            self.read_upto[model] = answered_by(load_registry(self.kafka), model)
+        return self.read_upto[model]
+
     def _retrain(self, out: Produced, model: str, requests: list[Request]) -> None:
         why = "; ".join(f"{r['requested_by']}: {r['reason']}" for _, r in requests)
         try:
             since = data_start((r for _, r in requests), self.kafka.topic(Topic.OUTCOMES))
             window, registry = self._read_window(model, since)
             for attempt in range(TRAININGS_PER_REQUEST):
-                decision = self.trainer.retrain(registry, model, window, why)
+                decision = self.trainer.retrain(registry, model, window, why, requests_read=self.read_upto.get(model))
                 with self.publishing:
                     now = load_registry(self.kafka)
                     change = moved(registry, now, model)

@@ -1,23 +1,57 @@
 """The canned analytics queries of ``loopline query``, and the rules every query obeys.
 
-Values are bound as query parameters, never pasted. A query runs as one statement with ClickHouse's
-``readonly`` setting, whichever way it reaches the store (:func:`one_statement`, :data:`READ_ONLY`):
-``loopline query --sql`` reads the tables, it can't change or drop them.
+Values are bound as query parameters, never pasted. Whichever way a query reaches the store, it is
+checked here first (:func:`read_only_statement`) and runs with :func:`query_settings`:
+
+- one statement, of a kind that reads: ``SELECT``, ``WITH ... SELECT``, ``SHOW``, ``DESCRIBE``,
+  ``EXPLAIN``, ``EXISTS`` (``readonly=1`` alone lets ``SYSTEM STOP MERGES`` and ``KILL QUERY`` run).
+- no ``INTO OUTFILE``, which ``readonly=1`` lets write any file the store's user can write, and no
+  function that reaches outside the database (:data:`OUTSIDE`): ``readonly=1`` refuses most table
+  functions in a ``SELECT`` but lets ``SELECT file('/etc/passwd')`` read a file and
+  ``DESCRIBE url(...)`` send requests (chdb 26.9). The check reads tokens the way ClickHouse's lexer
+  does (:func:`_skip`), so strings, quoted names and comments neither hide a call nor fake one.
+- ClickHouse's ``readonly=1`` (no writes, no DDL, no setting changed) and limits on run time,
+  memory and result rows, which ClickHouse's defaults leave unbounded.
 """
 
 from __future__ import annotations
 
 import re
+from collections.abc import Iterator
 from dataclasses import dataclass
+from itertools import pairwise
+from typing import Any
 
-__all__ = ["DEFAULTS", "QUERIES", "READ_ONLY", "Query", "QueryError", "one_statement"]
+from streams.settings import SinkSettings
 
-READ_ONLY = {"readonly": 1}
-"""ClickHouse settings of every analytics query: reads only, and no setting (readonly included) may be changed."""
+__all__ = [
+    "DEFAULTS",
+    "OUTSIDE",
+    "QUERIES",
+    "READING",
+    "Query",
+    "QueryError",
+    "one_statement",
+    "query_settings",
+    "read_only_statement",
+]
 
 
 class QueryError(RuntimeError):
     """The query was refused, by the rules here or by the database; the message says why."""
+
+
+def query_settings(sink: SinkSettings) -> dict[str, Any]:
+    """The ClickHouse settings of every analytics query: its limits, then ``readonly=1``.
+
+    ``readonly`` comes last: it refuses every setting after it in the same list, the limits included.
+    """
+    return {
+        "max_execution_time": sink.query_timeout_s,
+        "max_memory_usage": sink.query_max_memory_bytes,
+        "max_result_rows": sink.query_max_result_rows,
+        "readonly": 1,
+    }
 
 
 QUOTES = "'\"`"
@@ -89,6 +123,71 @@ def one_statement(sql: str) -> str:
     if not code:
         raise QueryError("the query is empty")
     return sql[:end] if end is not None else sql
+
+
+READING = ("SELECT", "WITH", "SHOW", "DESCRIBE", "DESC", "EXPLAIN", "EXISTS")
+"""The statement kinds a query may be (after any opening parentheses)."""
+
+OUTSIDE = frozenset(name.lower() for name in (
+    "file", "fileCluster", "filesystem", "url", "urlCluster", "s3", "s3Cluster", "gcs", "cosn", "oss", "hdfs",
+    "hdfsCluster", "azureBlobStorage", "azureBlobStorageCluster", "remote", "remoteSecure", "cluster",
+    "clusterAllReplicas", "mysql", "postgresql", "mongodb", "redis", "sqlite", "odbc", "jdbc", "bigquery", "ytsaurus",
+    "executable", "eval", "python", "input", "arrowstream", "iceberg", "icebergS3", "icebergAzure", "icebergHDFS",
+    "icebergLocal", "icebergCluster", "icebergS3Cluster", "icebergAzureCluster", "icebergHDFSCluster",
+    "icebergLocalCluster", "deltaLake", "deltaLakeS3", "deltaLakeAzure", "deltaLakeLocal", "deltaLakeCluster",
+    "deltaLakeS3Cluster", "deltaLakeAzureCluster", "hudi", "hudiCluster", "paimon", "paimonS3", "paimonAzure",
+    "paimonHDFS", "paimonLocal", "paimonCluster", "paimonS3Cluster", "paimonAzureCluster", "paimonHDFSCluster",
+))  # fmt: skip
+"""Functions (table functions and ``file``) that read or write files, reach the network, run
+processes or read the process's Python objects (chdb's ``python``), in lower case: a call of any of
+them is refused, whatever its case. Every other table function of chdb 26.9 reads generated data or
+the store's own tables."""
+
+NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_$]*|[0-9][A-Za-z0-9_.]*")
+
+
+def _tokens(sql: str) -> Iterator[str]:
+    """The tokens of ``sql``: names, keywords and numbers, quoted names and strings (with their
+    quotes), and other characters one by one; comments and whitespace are left out."""
+    i = 0
+    while i < len(sql):
+        if word := NAME.match(sql, i):
+            yield word.group()
+            i = word.end()
+            continue
+        skipped = _skip(sql, i)
+        if skipped > i:
+            if sql[i] in QUOTES or sql[i] == "$":
+                yield sql[i:skipped]
+            i = skipped
+        else:
+            if not sql[i].isspace():
+                yield sql[i]
+            i += 1
+
+
+def read_only_statement(sql: str) -> str:
+    """The one statement of ``sql`` (:func:`one_statement`), if it only reads inside the database.
+
+    Raises:
+        QueryError: it is not one statement, not of a kind in :data:`READING`, writes a file with
+            ``INTO OUTFILE``, or calls a function of :data:`OUTSIDE` (or any function by a quoted name).
+    """
+    statement = one_statement(sql)
+    tokens = list(_tokens(statement))
+    kind = next((t for t in tokens if t != "("), "")
+    if kind.upper() not in READING:
+        raise QueryError(f"only statements that read run here ({', '.join(READING)}), not {kind[:40]!r}")
+    for token, after in pairwise(tokens):
+        if token.upper() == "INTO" and after.upper() == "OUTFILE":
+            raise QueryError("INTO OUTFILE writes a file where the store runs: take --format csv or json instead")
+        if after != "(":
+            continue
+        if token[0] in '`"':
+            raise QueryError(f"call functions by their plain names, not {token[:40]}")
+        if token.lower() in OUTSIDE:
+            raise QueryError(f"{token}() reaches outside the database (files, network, processes): not allowed here")
+    return statement
 
 
 DEFAULTS = {"model": "", "since": "1970-01-01 00:00:00", "bucket_s": "60"}

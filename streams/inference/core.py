@@ -1,8 +1,11 @@
 """The inference core: one micro-batch of feature records in, predictions and dead letters out.
 
 No Kafka here: the agent shell hands over consumed records and sends what comes back. New model
-versions are staged at any time and swapped in at the start of the next batch, so a batch is
-always served by one version from start to end, but for the rows that version fails on at run time.
+versions are staged at any time, from any thread, and swapped in at the start of the next batch (on
+the thread that serves), so a batch is always served by one version from start to end, but for the
+rows that version fails on at run time. The hand-over is one dict under a lock: ``stage`` writes
+into it, ``swap`` takes it whole and leaves an empty one, so a version staged while a swap runs is
+swapped in by the next one.
 
 A serving version comes with its fallbacks: the same version on the CPU when it runs on a GPU, and
 the previous good version. When the backend raises on a batch (a CUDA error, out of memory, a row
@@ -23,9 +26,12 @@ until the next version is staged.
 from __future__ import annotations
 
 import logging
+import operator
+import threading
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from typing import cast
 
 import numpy as np
 
@@ -78,6 +84,7 @@ class BatchOutput(Produced):
 
 
 _NONE = np.zeros((0, 0), dtype=np.float32)
+_TIMESTAMP = operator.itemgetter(5)  # a SourceRecord's timestamp_ms
 
 Scored = tuple[LoadedModel, np.ndarray, np.ndarray]
 """A model, the batch rows it scored, and their scores."""
@@ -138,37 +145,48 @@ class InferenceCore:
 
     Args:
         clock_ms: the wall clock in epoch milliseconds (replaceable in tests).
+        on_swap: called with the role and the model (None: removed) of each staged version as it is
+            swapped in, on the thread that swaps.
     """
 
-    def __init__(self, clock_ms: Callable[[], int] = lambda: int(time.time() * 1000)) -> None:
+    def __init__(
+        self,
+        clock_ms: Callable[[], int] = lambda: int(time.time() * 1000),
+        on_swap: Callable[[str, LoadedModel | None], None] = lambda role, model: None,
+    ) -> None:
         self.serving: LoadedModel | None = None
         self.fallbacks: list[LoadedModel] = []
         self.canary: LoadedModel | None = None
         self.shadow: LoadedModel | None = None
         self._staged: dict[str, tuple[LoadedModel | None, list[LoadedModel]]] = {}
+        self._staging = threading.Lock()
         self.dead = DeadLetters("inference")
-        self.clock_ms = clock_ms
+        self.clock_ms, self.on_swap = clock_ms, on_swap
 
     def stage(self, role: str, model: LoadedModel | None, fallbacks: Sequence[LoadedModel] = ()) -> None:
         """Swap ``model`` in as ``role`` (``serving``, ``canary`` at its version's traffic, or ``shadow``;
         None removes a canary or shadow) next batch; a serving version with the ``fallbacks`` that serve
-        the rows it fails on, in order."""
+        the rows it fails on, in order. Safe from any thread."""
         if role not in ("serving", "canary", "shadow") or (role == "serving" and model is None):
             raise ValueError(f"can't stage {model!r} as {role}")
-        self._staged[role] = (model, list(fallbacks))
+        with self._staging:
+            self._staged[role] = (model, list(fallbacks))
 
     def swap(self) -> None:
-        """Apply the staged versions now (done at the start of every batch)."""
-        for role, (model, fallbacks) in self._staged.items():
+        """Apply the staged versions now (done at the start of every batch, on the thread that serves)."""
+        with self._staging:
+            staged, self._staged = self._staged, {}
+        for role, (model, fallbacks) in staged.items():
             setattr(self, role, model)
             if role == "serving":
                 self.fallbacks = fallbacks
-        self._staged.clear()
+            self.on_swap(role, model)
 
     @property
     def ready(self) -> bool:
         """Whether a version serves (or is staged to)."""
-        return self.serving is not None or "serving" in self._staged
+        with self._staging:
+            return self.serving is not None or "serving" in self._staged
 
     def process(self, records: Sequence[SourceRecord]) -> BatchOutput:
         """Serve one batch.
@@ -266,7 +284,7 @@ class InferenceCore:
             self.dead.add(out, records[batch.index[rows[position]]], reason,
                           f"the model's scores {scores[position].tolist()} are not a probability distribution")  # fmt: skip
         kept = rows[valid]
-        out.extend(Topic.PREDICTIONS, self._encode(model, batch, kept, scores[valid], now, records, out.inference_s))
+        out.extend(Topic.PREDICTIONS, *self._encode(model, batch, kept, scores[valid], now, records, out.inference_s))
         version = model.version.version
         out.served_by[version] = out.served_by.get(version, 0) + len(kept)
         return kept
@@ -285,7 +303,7 @@ class InferenceCore:
         out.shadow_inference_s = time.perf_counter() - start
         ok = are_probabilities(scores)
         out.extend(Topic.SHADOW_PREDICTIONS,
-                   self._encode(shadow, batch, rows[ok], scores[ok], now, records, out.shadow_inference_s))  # fmt: skip
+                   *self._encode(shadow, batch, rows[ok], scores[ok], now, records, out.shadow_inference_s))  # fmt: skip
 
     @staticmethod
     def _checked(out: BatchOutput, records: Sequence[SourceRecord]) -> BatchOutput:
@@ -295,10 +313,13 @@ class InferenceCore:
 
     @staticmethod
     def _encode(model: LoadedModel, batch: FeatureBatch, rows: np.ndarray, scores: np.ndarray, now: int,
-                records: Sequence[SourceRecord], inference_s: float) -> list[KeyValue]:  # fmt: skip
-        """The predictions of ``model`` for the batch rows ``rows``, keyed by event_id; each row's queue wait
-        is from its record's Kafka timestamp to ``now``."""
-        stamps = np.fromiter((records[i].timestamp_ms for i in batch.index[rows].tolist()), dtype=np.float64,
-                             count=len(rows))  # fmt: skip
+                records: Sequence[SourceRecord],
+                inference_s: float) -> tuple[list[KeyValue], list[SourceRecord | None]]:  # fmt: skip
+        """The predictions of ``model`` for the batch rows ``rows``, keyed by event_id, and the input of each
+        (a prediction copies its feature record's ids, so a record with huge ids makes one the topics
+        can't take: the loop dead-letters that input in its place); each row's queue wait is from its
+        record's Kafka timestamp to ``now``."""
+        sources = list(map(records.__getitem__, batch.index[rows].tolist()))
+        stamps = np.fromiter(map(_TIMESTAMP, sources), dtype=np.float64, count=len(rows))
         values = model.encoder.encode(batch, rows, scores, now, now - stamps, inference_s * 1000)
-        return list(zip(batch.ids(rows), values, strict=True))
+        return list(zip(batch.ids(rows), values, strict=True)), cast("list[SourceRecord | None]", sources)

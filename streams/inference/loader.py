@@ -226,12 +226,14 @@ Rejected = Callable[[ModelVersion, ModelRejected], None]
 def serving_or_fallback(
     registry: Registry, model_name: str, settings: InferenceSettings, store: ArtifactStore, rejected: Rejected
 ) -> LoadedModel | None:
-    """What actually serves ``model_name``: its serving version if that passes, else the newest
-    retired version that passes (:meth:`models.Registry.fallbacks`); None when nothing serves or passes."""
-    serving = registry.serving(model_name)
-    if serving is None:
-        return None
-    for version in [serving, *(v for v in registry.fallbacks(model_name) if v.version != serving.version)]:
+    """What actually serves ``model_name``: the first of :meth:`models.Registry.serving_candidates` that
+    passes (the most recently published version that says serving, else an earlier one that says so, else
+    the newest retired one); None when nothing says serving or nothing passes.
+
+    The inference worker's follower walks the same candidates, so the CLI and the trainer name the
+    version the workers serve.
+    """
+    for version in registry.serving_candidates(model_name):
         try:
             return admit(registry, version, settings, store)
         except ModelRejected as exc:
@@ -247,7 +249,9 @@ def rollback_records(
     store: ArtifactStore,
     to: int | None = None,
 ) -> tuple[list[ModelVersion], list[str]]:
-    """The records of a rollback to ``to``, or to the newest earlier retired version that passes its checks.
+    """The records of a rollback to ``to``, or to the first earlier version of
+    :meth:`models.Registry.serving_candidates` that passes its checks (an earlier one that says serving,
+    as another client may have left one, else the newest earlier retired one).
 
     Returns:
         The records to publish, and a line for each version skipped because it failed.
@@ -263,7 +267,8 @@ def rollback_records(
         admit(registry, registry.get(model_name, to), settings, store)
         return registry.rollback(model_name, reason, to), []
     skipped = []
-    for version in registry.fallbacks(model_name, below=current.version):
+    earlier = [v for v in registry.serving_candidates(model_name) if v.version < current.version]
+    for version in earlier:
         try:
             admit(registry, version, settings, store)
         except ModelRejected as exc:

@@ -16,6 +16,7 @@ __all__ = [
     "consume",
     "make_sender",
     "offset_reader",
+    "producer_max_bytes",
     "read_spans",
     "read_to_end",
     "read_topic",
@@ -24,8 +25,19 @@ __all__ = [
 ]
 
 
+def producer_max_bytes(settings: KafkaSettings) -> int:
+    """librdkafka's ``message.max.bytes`` for every loopline producer: the largest record the topics take
+    (``max_message_bytes``, their ``max.message.bytes``) and the room of a request around it.
+
+    librdkafka's default (1,000,000 bytes) refused, before sending, a version record with an inline
+    artifact of a megabyte or two, which the topics take.
+    """
+    return settings.max_message_bytes + 65536
+
+
 def make_sender(settings: KafkaSettings) -> Producer:
-    """A producer that waits for every in-sync replica and partitions keys with murmur2.
+    """A producer that waits for every in-sync replica, partitions keys with murmur2 and sends records as
+    large as the topics take.
 
     murmur2 is the Java client's partitioner (and the agents' producers'): the data topics are co-partitioned
     by event_id only if every producer hashes keys the same way.
@@ -38,6 +50,7 @@ def make_sender(settings: KafkaSettings) -> Producer:
                 "linger.ms": 5,
                 "enable.idempotence": True,
                 "partitioner": "murmur2_random",
+                "message.max.bytes": producer_max_bytes(settings),
                 **client_callbacks(),
             },
         )

@@ -22,6 +22,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import threading
+import time
 import uuid
 from collections.abc import Callable
 
@@ -41,6 +42,8 @@ log = logging.getLogger(__name__)
 
 CALL_S = 10  # librdkafka's own timeout of a transactional call
 GRACE_S = 5  # how much longer a call may take before it is taken to hang
+LOST = frozenset({KafkaError._TRANSPORT, KafkaError._ALL_BROKERS_DOWN})
+"""Errors a client reports when it lost a broker connection (see :func:`_bounded`)."""
 
 RECORD_ERRORS = frozenset(
     {
@@ -86,7 +89,18 @@ class KafkaOutput:
         self.open = False  # whether a transaction is open
         self.producer = self._producer()
 
-    def _producer(self) -> Producer:
+    def _producer(self, stop: threading.Event | None = None) -> Producer:
+        """A new producer; a transactional one once it has its transactional id (``stop``: while the
+        broker does not answer, :class:`Stopped` ends the wait)."""
+        outage = threading.Event()
+        callbacks = client_callbacks()
+        report = callbacks["error_cb"]
+
+        def on_error(error: KafkaError) -> None:
+            if error.code() in LOST:
+                outage.set()
+            report(error)
+
         extra = {
             "acks": "all",
             "enable.idempotence": True,
@@ -99,15 +113,17 @@ class KafkaOutput:
             # ten transactions a second (docs/benchmarks.md).
             "retry.backoff.ms": 5,
             "on_delivery": self._failed,
-            **client_callbacks(),
+            **callbacks,
+            "error_cb": on_error,
         }
         if self.transactional:
             extra |= {"transactional.id": self.transactional_id,
                       "transaction.timeout.ms": self.kafka.transaction_timeout_ms}  # fmt: skip
         producer = Producer(confluent_config(self.kafka, extra))
         if self.transactional:
-            until_answered(lambda: producer.init_transactions(30), "starting transactions", None)
+            until_answered(lambda: producer.init_transactions(30), "starting transactions", stop)
         self.open = False
+        self.outage = outage
         return producer
 
     def _failed(self, error: KafkaError | None, message: Message) -> None:
@@ -127,7 +143,11 @@ class KafkaOutput:
         of those calls); False when nothing of it was committed.
 
         After False, nothing of the calls since the last commit is visible to committed readers
-        (exactly-once) and their input must be read again from the committed offsets.
+        (exactly-once) and their input must be read again from the committed offsets. A producer
+        call that fails otherwise than as the client documents (any other exception, or no answer
+        in time) costs the producer: a new one takes its place and aborts its transaction (where
+        the commit call itself failed, the commit may have landed; the committed offsets then say
+        so, and the input is read again from them all the same).
 
         Raises:
             Stopped: ``stop`` was set while the broker did not answer.
@@ -137,10 +157,17 @@ class KafkaOutput:
         """
         if self.transactional:
             return self._transaction(records, offsets, stop, changes or {}, close)
-        refused = self._produce(records, changes or {})
-        if not close and not refused:
-            return True
-        self._wait_delivered(stop)
+        try:
+            refused = self._produce(records, changes or {})
+            if not close and not refused:
+                return True
+            self._wait_delivered(stop)
+        except (Stopped, KafkaException):
+            raise
+        except Exception as exc:  # the client broke: the records since the last commit are sent again
+            self._renew(repr(exc), stop)
+            self.failures.clear()
+            return False
         refused += self._refused(records)
         if refused:
             self.failures.clear()
@@ -168,6 +195,10 @@ class KafkaOutput:
         try:
             sent = False
             if not self.open:
+                producer.poll(0)  # serves the error callbacks of the time since the last transaction
+                if self.outage.is_set():  # see _bounded: a new producer knows no coordinator from before
+                    self._renew("it lost a broker connection since its last transaction", stop)
+                    producer = self.producer
                 producer.begin_transaction()
                 self.open = True
                 if offsets:
@@ -195,13 +226,14 @@ class KafkaOutput:
                 self._abort(stop)
                 self.failures.clear()
                 return False
-            until_answered(lambda: _bounded(lambda: producer.commit_transaction(CALL_S)), "committing", stop)
+            commit = lambda: producer.commit_transaction(CALL_S)  # noqa: E731
+            until_answered(lambda: _bounded(commit, producer, self.outage), "committing", stop)
             self.open = False
             return True
-        except Unanswered:
-            log.error("the producer did not answer in %.0fs; starting a new one, which aborts its transaction",
-                      CALL_S + GRACE_S)  # fmt: skip
-            self.producer = self._producer()
+        except (Refused, Stopped):
+            raise
+        except Unanswered as exc:
+            self._renew(str(exc), stop)
             self.failures.clear()
             return False
         except KafkaException as exc:
@@ -210,17 +242,23 @@ class KafkaOutput:
                 log.warning("transaction aborted (%s); its input is read again", error.str())
                 self._abort(stop)
             else:
-                self._renew(error)
+                self._renew(error.str(), stop)
             refused = self._refused(records)
             self.failures.clear()
             if refused:
                 raise Refused(refused) from exc
             return False
+        except Exception as exc:  # the client broke otherwise (seen: a SystemError out of a fenced producer's flush)
+            self._renew(repr(exc), stop)
+            self.failures.clear()
+            return False
 
     def _send_offsets(self, offsets: list[TopicPartition], stop: threading.Event) -> None:
         group = self.source.consumer.consumer_group_metadata()
         until_answered(
-            lambda: _bounded(lambda: self.producer.send_offsets_to_transaction(offsets, group, CALL_S)),
+            lambda: _bounded(
+                lambda: self.producer.send_offsets_to_transaction(offsets, group, CALL_S), self.producer, self.outage
+            ),
             "sending offsets",
             stop,
         )
@@ -255,12 +293,18 @@ class KafkaOutput:
         try:
             until_answered(lambda: self.producer.abort_transaction(30), "aborting", stop)
             self.open = False
+        except Stopped:
+            raise
         except KafkaException as exc:
-            self._renew(exc.args[0])
+            self._renew(exc.args[0].str(), stop)
+        except Exception as exc:  # whatever the client raises, a new producer aborts the transaction
+            self._renew(repr(exc), stop)
 
-    def _renew(self, error: KafkaError) -> None:
-        log.error("the producer can't go on (%s); starting a new one", error.str())
-        self.producer = self._producer()
+    def _renew(self, why: str, stop: threading.Event) -> None:
+        """Replace the producer: a new one with the same transactional id fences the old one and aborts its
+        transaction; what was sent since the last commit is read again."""
+        log.error("the producer can't go on (%s); starting a new one, which aborts its transaction", why)
+        self.producer = self._producer(stop)
 
     def _produce(
         self, records: dict[Topic, list[KeyValue]], changes: dict[int, Changes]
@@ -334,19 +378,31 @@ class KafkaOutput:
 
 
 class Unanswered(Exception):
-    """A librdkafka call ran past its own timeout."""
+    """A librdkafka call ran past its own timeout, or was left when its producer lost a broker connection."""
 
 
-def _bounded(call: Callable[[], None]) -> None:
-    """``call()`` in a thread of its own, waited for ``CALL_S + GRACE_S`` at most.
+WATCH_S = 0.05  # how often a bounded call's wait looks whether its producer lost a broker connection
+
+
+def _bounded(call: Callable[[], None], producer: Producer, outage: threading.Event) -> None:
+    """``call()`` in a thread of its own, waited for ``CALL_S + GRACE_S`` at most, and no longer once
+    ``outage`` is set (``producer`` reported a lost broker connection, :data:`LOST`: its error
+    callbacks are served by polling it while the call runs, as a transactional call does not).
 
     librdkafka's ``send_offsets_to_transaction`` can block past its timeout, for good, when the
-    group coordinator went away during the transaction (librdkafka issues 5456 and 5511; seen here
-    when the broker was killed and restarted mid-batch). The caller then replaces the producer: a
-    new one with the same transactional id fences the stuck one and aborts its transaction.
+    group coordinator went away during the transaction (librdkafka issues 5456 and 5511). Seen
+    here after a broker restart: the restarted broker briefly left the metadata, the producer
+    decommissioned its handle (``Handle is terminating in state INIT``), which stayed cached as
+    the group coordinator, and the next transaction's ``send_offsets_to_transaction`` waited on
+    that handle until the bound, 15 s after the broker answered again. So a producer that lost a
+    broker connection is not waited for: the caller replaces it (a new one with the same
+    transactional id fences the old one and aborts its transaction; it starts once the broker
+    answers), and one that lost a connection between two transactions is replaced before the next
+    begins. ``_ALL_BROKERS_DOWN`` alone is not enough: a producer whose handles were never
+    connected (sparse connections) does not count them, and did not report it in a restart.
 
     Raises:
-        Unanswered: the call did not return in time.
+        Unanswered: the call did not return in time, or the producer lost a connection meanwhile.
     """
     failure: list[BaseException] = []
 
@@ -358,8 +414,13 @@ def _bounded(call: Callable[[], None]) -> None:
 
     thread = threading.Thread(target=target, name="librdkafka-call", daemon=True)
     thread.start()
-    thread.join(CALL_S + GRACE_S)
+    deadline = time.monotonic() + CALL_S + GRACE_S
+    while thread.is_alive() and not outage.is_set() and time.monotonic() < deadline:
+        thread.join(WATCH_S)
+        producer.poll(0)
     if thread.is_alive():
-        raise Unanswered
+        if outage.is_set():
+            raise Unanswered("it lost a broker connection during a transactional call")
+        raise Unanswered(f"it did not answer in {CALL_S + GRACE_S:.0f}s")
     if failure:
         raise failure[0]

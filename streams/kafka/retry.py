@@ -8,7 +8,7 @@ import time
 from collections.abc import Callable
 from typing import TypeVar
 
-from confluent_kafka import KafkaException
+from confluent_kafka import KafkaError, KafkaException
 
 from streams.kafka.noise import client_log
 
@@ -27,6 +27,10 @@ class Stopped(Exception):
 def until_answered(call: Callable[[], T], what: str, stop: threading.Event | None) -> T:
     """``call()``, made again while it fails with an error that a retry may fix (the broker is away).
 
+    A call that timed out is made again whether or not the client marks the error retriable: the
+    consumer's ``committed`` does not, and a timeout there (a broker that had just restarted did
+    not answer for 30 s) would otherwise end the worker.
+
     Raises:
         KafkaException: an error no retry fixes (fatal, or one that needs the transaction aborted).
         Stopped: ``stop`` was set meanwhile.
@@ -36,7 +40,9 @@ def until_answered(call: Callable[[], T], what: str, stop: threading.Event | Non
             return call()
         except KafkaException as exc:
             error = exc.args[0]
-            if not error.retriable() or error.fatal() or error.txn_requires_abort():
+            if error.fatal() or error.txn_requires_abort():
+                raise
+            if not error.retriable() and error.code() != KafkaError._TIMED_OUT:
                 raise
             client_log.warning("%s: %s; trying again", what, error.str())
         if stop is not None and stop.wait(RETRY_S):

@@ -5,17 +5,42 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Sequence
+from dataclasses import replace
 
 from confluent_kafka import Producer
 
-from models import ModelVersion, Registry, RegistryError
+from models import ArtifactStore, ModelVersion, Registry, RegistryError
 from streams.codec import Codec, CodecError
 from streams.kafka.clients import read_to_end, send_all
+from streams.kafka.loop import RECORD_OVERHEAD_BYTES
 from streams.settings import KafkaSettings
 
-__all__ = ["VersionLookup", "load_registry", "publish_versions"]
+__all__ = ["VersionLookup", "fit_to_topic", "load_registry", "publish_versions"]
 
 log = logging.getLogger(__name__)
+
+
+def fit_to_topic(version: ModelVersion, store: ArtifactStore, max_message_bytes: int) -> ModelVersion:
+    """``version`` as a record the model-versions topic takes: when its record with the artifact inline
+    would be larger than ``max_message_bytes`` (the topics' ``max.message.bytes``, less the room of
+    Kafka's headers), the artifact goes to the store's directory instead and the record carries its URI.
+
+    The store's inline limit (``LOOPLINE_REGISTRY_INLINE_LIMIT_BYTES``) is set apart from the topics'
+    record size: a version whose artifact is within it, with thousands of feature names, or on topics
+    that take less than it, would otherwise be a record no producer can send.
+
+    Raises:
+        ArtifactError: the file can't be written (see :meth:`ArtifactStore.attach`).
+    """
+    if version.artifact is None:
+        return version
+    size = len(version.key.encode()) + len(Codec.load("model_version").encode(version.to_record()))
+    if size <= max_message_bytes - RECORD_OVERHEAD_BYTES:
+        return version
+    on_disk = ArtifactStore(store.directory, inline_limit=0, max_bytes=store.max_bytes)
+    log.info("version %d of %s: a record of %d bytes with its artifact inline is more than the topic takes; "
+             "the artifact goes to %s", version.version, version.model_name, size, store.directory)  # fmt: skip
+    return on_disk.attach(replace(version, artifact=None), version.artifact)
 
 
 def publish_versions(

@@ -17,11 +17,10 @@ import time
 import uuid
 from collections.abc import Callable
 
-from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, TopicPartition
+from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, KafkaException, TopicPartition
 
 from streams.kafka.config import confluent_config
 from streams.kafka.noise import client_callbacks, client_log
-from streams.kafka.retry import until_answered
 from streams.metrics import STATE_RESTORE_SECONDS, STATE_RESTORED
 from streams.records import Topic
 from streams.settings import KafkaSettings, StateSettings
@@ -33,6 +32,7 @@ __all__ = ["KafkaChangelog", "kafka_state"]
 log = logging.getLogger(__name__)
 
 CHUNK = 10_000  # records applied to the store at once
+END_TIMEOUT_S = 5.0  # the wait for a changelog's last stable offset, in the batch loop's thread
 
 
 class KafkaChangelog:
@@ -106,11 +106,16 @@ class KafkaChangelog:
             apply(changes)
         return count
 
-    def end(self, partition: int) -> int:
+    def end(self, partition: int) -> int | None:
         """The partition's last stable offset (a read_committed consumer's high watermark): no transaction
-        is open before it."""
-        tp = TopicPartition(self.topic, partition)
-        return until_answered(lambda: self.consumer.get_watermark_offsets(tp, timeout=10)[1], "reading an offset", None)
+        is open before it; None when the broker does not answer within ``END_TIMEOUT_S`` (the store
+        keeps its last checkpoint)."""
+        try:
+            return int(self.consumer.get_watermark_offsets(TopicPartition(self.topic, partition),
+                                                           timeout=END_TIMEOUT_S)[1])  # fmt: skip
+        except KafkaException as exc:
+            client_log.warning("reading the end of %s[%d]: %s", self.topic, partition, exc.args[0].str())
+            return None
 
     def close(self) -> None:
         self.consumer.close()
@@ -139,7 +144,8 @@ def kafka_state(
         STATE_RESTORE_SECONDS.labels(agent, str(partition)).set(seconds)
         STATE_RESTORED.labels(agent).inc(records)
 
-    return State(agent, open_store, KafkaChangelog(kafka, kafka.topic(changelog)), restored)
+    changelog_topic = KafkaChangelog(kafka, kafka.topic(changelog))
+    return State(agent, open_store, changelog_topic, restored, settings.checkpoint_interval_ms / 1000)
 
 
 def _alive(pid: str) -> bool:

@@ -9,9 +9,18 @@ This is how Kafka Streams and quixstreams keep state, on loopline's batch loop:
   transaction is committed the overlay goes into the stores (:meth:`State.committed`); when it is
   aborted the overlay is dropped (:meth:`State.discard`): a store only ever holds committed state.
 - When a worker is given a partition, its store is restored from the changelog, from the store's
-  checkpoint where the store was closed cleanly (a rebalance, a stop, on disk), else from the
-  start of the compacted changelog; then the input is read from the committed offsets. There is
-  nothing to re-read: the changelog and the offsets were committed together.
+  checkpoint where it has one (on disk), else from the start of the compacted changelog; then the
+  input is read from the committed offsets. There is nothing to re-read: the changelog and the
+  offsets were committed together.
+- Checkpoints: a store's checkpoint is a changelog offset below which it holds every committed
+  change. One is recorded after each restore, every ``checkpoint_interval_s`` as the worker
+  commits and when a partition is handed back cleanly, so a worker killed and started again on
+  the same directory reads only what was committed since its last one. A running checkpoint is
+  the changelog's last stable offset read before a transaction is committed, recorded once it is
+  committed and the store took its changes: everything committed below that offset was committed
+  by this worker (whose transactions are in the store) or read by the restore. A transaction whose
+  end is not known (its changes dropped, though the broker may have committed it) keeps a
+  partition handed back on its last checkpoint, so that the next restore reads it again.
 
 A crashed worker's transaction may still be open when its successor restores: committed records
 of the changelog can lie behind it, so the restore reads until the end of the log (the broker
@@ -45,8 +54,9 @@ class Changelog(Protocol):
     topic: str
     """The changelog topic's full name, where the batch loop sends the changes."""
 
-    def end(self, partition: int) -> int:
-        """The offset after the last committed record of ``partition``."""
+    def end(self, partition: int) -> int | None:
+        """The last stable offset of ``partition``: no transaction is open before it (None: it can't be
+        read now)."""
 
     def read(self, partition: int, start: int | None, apply: Callable[[Changes], None]) -> int:
         """Apply the committed changes of ``partition`` from offset ``start`` (None: its first), in
@@ -65,6 +75,8 @@ class State:
         open_store: the store of a partition (opened on assignment).
         changelog: where restores read from.
         on_restored: told of each restore: (partition, changelog records read, seconds).
+        checkpoint_interval_s: seconds between two checkpoints as the worker commits (0: at every commit;
+            ``LOOPLINE_STATE_CHECKPOINT_INTERVAL_MS`` in a worker).
     """
 
     def __init__(
@@ -73,8 +85,10 @@ class State:
         open_store: Callable[[int], Store],
         changelog: Changelog,
         on_restored: Callable[[int, int, float], None] | None = None,
+        checkpoint_interval_s: float = 10.0,
     ) -> None:
         self.agent, self.open_store, self.changelog, self.on_restored = agent, open_store, changelog, on_restored
+        self.checkpoint_interval_s = checkpoint_interval_s
         self.stores: dict[int, Store] = {}
         self.overlay: dict[int, Changes] = {}
         self.pending: dict[int, Changes] = {}
@@ -82,6 +96,16 @@ class State:
         transaction), read like the store's and written to it once committed."""
         self.unlogged: dict[int, set[bytes]] = {}
         """Keys written to the stores only: derived data a core rebuilds itself after a restore."""
+        self.saved_at = time.monotonic()
+        """When the last running checkpoints were recorded."""
+        self.next_checkpoints: dict[int, int] | None = None
+        """Partition → the changelog's last stable offset, read before the open transaction was committed:
+        the checkpoints recorded once it is."""
+        self.unsaved: set[int] = set()
+        """Partitions whose stores took changes since their last checkpoint."""
+        self.doubtful: set[int] = set()
+        """Partitions whose changes of a transaction were dropped since they were restored: the broker may
+        have committed it, so the end of their changelog is no checkpoint for them."""
 
     # --- the core's side -------------------------------------------------------------------
 
@@ -133,7 +157,14 @@ class State:
     def changes(self) -> dict[int, Changes]:
         """The running batch's changes per partition, to be logged with the batch (the unlogged keys
         left out); kept, with those of the transaction's earlier batches, until :meth:`committed`
-        or :meth:`discard`."""
+        or :meth:`discard`.
+
+        When a checkpoint is due, the last stable offsets of the changelog partitions with changes are
+        read first: nothing this worker has not committed yet lies below them.
+        """
+        if self.next_checkpoints is None and time.monotonic() - self.saved_at >= self.checkpoint_interval_s:
+            written = self.unsaved | {p for p, changes in (*self.overlay.items(), *self.pending.items()) if changes}
+            self.next_checkpoints = self._ends(written & set(self.stores))
         logged = {}
         for partition, changes in self.overlay.items():
             if not changes:
@@ -145,27 +176,43 @@ class State:
         return {partition: changes for partition, changes in logged.items() if changes}
 
     def committed(self) -> None:
-        """The changes handed out were committed with their transaction: into the stores with them."""
+        """The changes handed out were committed with their transaction: into the stores with them, then
+        the checkpoints read before the commit, if one was due."""
         for partition, changes in self.pending.items():
-            if partition in self.stores:
+            if partition in self.stores and changes:
                 self.stores[partition].write(changes)
+                self.unsaved.add(partition)
         self.pending, self.unlogged = {}, {}
+        if self.next_checkpoints is not None:
+            for partition, offset in self.next_checkpoints.items():
+                if partition in self.stores:
+                    self.stores[partition].save(offset)
+                    self.unsaved.discard(partition)
+            self.next_checkpoints, self.saved_at = None, time.monotonic()
 
     def discard(self, batch_only: bool = False) -> None:
         """The changes of the transaction are not committed: forget them (``batch_only``: the running
         batch's only, those of its earlier batches stay)."""
         self.overlay = {}
         if not batch_only:
-            self.pending, self.unlogged = {}, {}
+            self.doubtful.update(partition for partition, changes in self.pending.items() if changes)
+            self.pending, self.unlogged, self.next_checkpoints = {}, {}, None
 
     def assign(self, partitions: Iterable[int]) -> None:
-        """Open and restore the stores of ``partitions`` (those held already stay as they are)."""
+        """Open and restore the stores of ``partitions`` (those held already stay as they are), each from
+        its checkpoint, and record the last stable offset read before the restore as the next one:
+        the restore read past it."""
         for partition in sorted(set(partitions) - set(self.stores)):
             store = self.open_store(partition)
+            began = time.monotonic()
+            end = self.changelog.end(partition)
             start = store.checkpoint()
+            if start is not None and end is not None and end < start:
+                log.warning("%s: partition %d's checkpoint %d is past the end of its changelog, %d (the topic was "
+                            "made again); restoring it from the start", self.agent, partition, start, end)  # fmt: skip
+                start = None
             if start is None:
                 store.wipe()
-            began = time.monotonic()
             try:
                 count = self.changelog.read(partition, start, store.write)
             except OutOfRange as exc:
@@ -173,7 +220,13 @@ class State:
                 store.wipe()
                 start = None
                 count = self.changelog.read(partition, None, store.write)
+            if end is not None:
+                store.save(end)
+                self.unsaved.discard(partition)
+            else:  # the next checkpoint records it
+                self.unsaved.add(partition)
             self.stores[partition] = store
+            self.doubtful.discard(partition)
             seconds = time.monotonic() - began
             log.info("%s: partition %d restored (%d changelog records from %s) in %.2fs", self.agent, partition,
                      count, "its checkpoint" if start is not None else "the start", seconds)  # fmt: skip
@@ -184,14 +237,30 @@ class State:
         """Close the stores of ``partitions``; uncommitted changes are dropped.
 
         ``clean``: this worker hands them back (a rebalance, a stop), so nobody else wrote to their
-        changelogs since its last commit, and the end of each changelog is the store's checkpoint.
-        A partition lost (another worker may own it already) gets none: it is read again in full.
+        changelogs since its last commit, and the end of each changelog is the store's checkpoint,
+        unless a transaction's end is not known. A partition lost (another worker may own it
+        already) keeps its last checkpoint, as do those of a worker that is killed.
         """
         self.discard()
-        for partition in partitions:
-            store = self.stores.pop(partition, None)
-            if store is not None:
-                store.close(self.changelog.end(partition) if clean else None)
+        held = set(partitions) & set(self.stores)
+        ends = self._ends(held - self.doubtful) if clean else {}
+        for partition in sorted(held):
+            store = self.stores.pop(partition)
+            if partition in ends:
+                store.save(ends[partition])
+            store.close()
+            self.doubtful.discard(partition)
+            self.unsaved.discard(partition)
+
+    def _ends(self, partitions: Iterable[int]) -> dict[int, int]:
+        """The last stable offsets of the changelog's ``partitions``, up to the first that can't be read."""
+        ends = {}
+        for partition in sorted(partitions):
+            end = self.changelog.end(partition)
+            if end is None:
+                break
+            ends[partition] = end
+        return ends
 
     def sizes(self) -> dict[int, tuple[int, int]]:
         """Partition → (keys, bytes) of its store."""

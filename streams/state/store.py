@@ -2,13 +2,16 @@
 
 A store holds only committed state: the agent's changes of a batch are written to it once the
 batch's transaction is committed (:class:`streams.state.state.State`). A store on disk also keeps
-a checkpoint, the changelog offset it holds everything before, written when the partition is
-handed back cleanly and removed when it is taken again: a store found without one (the worker
-died) is wiped and read again from the changelog.
+a checkpoint, a changelog offset it holds every committed change before, replaced as the worker
+runs and when the partition is handed back cleanly. A store holds what was written after its
+checkpoint too, so a restore reads the changelog from the checkpoint and applies those changes
+again, in order, which leaves them as they were. A store found without one is wiped and read
+again from the changelog.
 """
 
 from __future__ import annotations
 
+import os
 import shutil
 from collections.abc import Iterator
 from pathlib import Path
@@ -35,13 +38,16 @@ class Store(Protocol):
         """The items with ``start <= key < end``, in key order."""
 
     def checkpoint(self) -> int | None:
-        """The changelog offset this store holds everything before, if it was closed cleanly; then forgotten."""
+        """The changelog offset this store holds every committed change before (None: none, wipe it)."""
 
-    def close(self, checkpoint: int | None) -> None:
-        """Let the store go, recording ``checkpoint`` (None: the store is not to be trusted again)."""
+    def save(self, checkpoint: int) -> None:
+        """Make what was written durable, then record ``checkpoint`` in place of the last one."""
+
+    def close(self) -> None:
+        """Let the store go, its checkpoint kept."""
 
     def wipe(self) -> None:
-        """Delete everything."""
+        """Delete everything, the checkpoint first."""
 
     def size(self) -> tuple[int, int]:
         """(keys, bytes) held, estimated on disk."""
@@ -75,7 +81,10 @@ class MemoryStore:
     def checkpoint(self) -> int | None:
         return None
 
-    def close(self, checkpoint: int | None) -> None:
+    def save(self, checkpoint: int) -> None:
+        """Nothing: a memory store does not outlive its process."""
+
+    def close(self) -> None:
         self.wipe()
 
     def wipe(self) -> None:
@@ -118,22 +127,28 @@ class DiskStore:
             it.next()
 
     def checkpoint(self) -> int | None:
-        file = self.path / "checkpoint"
         try:
-            text = file.read_text()
+            text = (self.path / "checkpoint").read_text()
         except FileNotFoundError:
             return None
-        file.unlink()  # from now on the store changes: a crash must not find this offset again
         return int(text) if text.strip().isdigit() else None
 
-    def close(self, checkpoint: int | None) -> None:
+    def save(self, checkpoint: int) -> None:
+        """The write-ahead log synced (a process killed keeps what it wrote; this keeps it through a
+        machine's crash too), then the checkpoint written beside it and renamed over the last one."""
+        self.db.flush_wal(True)
+        tmp = self.path / "checkpoint.tmp"
+        with tmp.open("w") as file:
+            file.write(str(checkpoint))
+            file.flush()
+            os.fsync(file.fileno())
+        tmp.replace(self.path / "checkpoint")
+
+    def close(self) -> None:
         self.db.close()
-        if checkpoint is not None:
-            tmp = self.path / "checkpoint.tmp"
-            tmp.write_text(str(checkpoint))
-            tmp.replace(self.path / "checkpoint")
 
     def wipe(self) -> None:
+        (self.path / "checkpoint").unlink(missing_ok=True)  # a crash while the store is empty must not find it
         self.db.close()
         shutil.rmtree(self.path / "db", ignore_errors=True)
         self.db = Rdict(str(self.path / "db"), Options(raw_mode=True))

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass, replace
 
 import numpy as np
@@ -40,8 +41,9 @@ from models.runtime.device import resolve_device
 from models.versions import package_versions
 from streams.codec.typed import numeric_columns
 from streams.inference.loader import LoadedModel, ModelRejected, admit, serving_or_fallback
+from streams.kafka.versions import fit_to_topic
 from streams.quality import LOG_LOSS_FLOOR
-from streams.settings import InferenceSettings, RegistrySettings, TrainerSettings
+from streams.settings import InferenceSettings, KafkaSettings, RegistrySettings, TrainerSettings
 from streams.trainer.canary import go_live
 from streams.trainer.gate import gate
 from streams.trainer.regression import check_version
@@ -132,8 +134,13 @@ def families_for(version: ModelVersion, configured: list[str]) -> list[str]:
 class Trainer:
     """Trains, gates and describes new versions of any registered model."""
 
-    def __init__(self, settings: TrainerSettings, store: ArtifactStore, registry: RegistrySettings) -> None:
+    def __init__(self, settings: TrainerSettings, store: ArtifactStore, registry: RegistrySettings,
+                 max_message_bytes: int = KafkaSettings.model_fields["max_message_bytes"].default) -> None:  # fmt: skip
+        """``max_message_bytes``: the largest record the model-versions topic takes
+        (``LOOPLINE_KAFKA_MAX_MESSAGE_BYTES``); a candidate whose record would be larger carries its
+        artifact by URI (:func:`streams.kafka.versions.fit_to_topic`)."""
         self.settings, self.store, self.registry_settings = settings, store, registry
+        self.max_message_bytes = max_message_bytes
         self.checks = InferenceSettings(device="cpu")
 
     def warm_up(self) -> None:
@@ -212,11 +219,14 @@ class Trainer:
         return (f"; version {serving.version} does as well as when it was trained ({accuracy:.4f} against "
                 f"{trained:.4f}): no new version is needed")  # fmt: skip
 
-    def retrain(self, registry: Registry, model_name: str, window: Window, why: str) -> Decision:
+    def retrain(self, registry: Registry, model_name: str, window: Window, why: str,
+                requests_read: Mapping[int, int] | None = None) -> Decision:  # fmt: skip
         """Train a candidate for ``model_name`` on ``window`` and gate it against what serves.
 
         The candidate goes through the same checks as every serving version (:func:`admit`); one
-        that fails them is published as rejected, with the failed check as the reason.
+        that fails them is published as rejected, with the failed check as the reason. Its lineage
+        records ``requests_read``, the end of each retrain-requests partition when ``window`` was
+        read: the requests it answers (:func:`streams.trainer.requests.answered_by`).
 
         Raises:
             Refused: the model is unknown, nothing that may serve passes its checks, or the window
@@ -258,6 +268,7 @@ class Trainer:
             "packages": package_versions() | (provider(config.family) if isinstance(config, PluginConfig) else {}),
             "device": device if config.family == "mlp" else "cpu",
             "duration_ms": duration_ms,
+            "requests": [{"partition": p, "end": end} for p, end in sorted((requests_read or {}).items())],
         }
         draft = make_version(
             model, model_name=model_name, version=registry.next_version(model_name),
@@ -265,6 +276,7 @@ class Trainer:
             store=self.store,
             metrics=metrics, lineage=lineage,
         )  # fmt: skip
+        draft = fit_to_topic(draft, self.store, self.max_message_bytes)
         try:
             checked = admit(registry, draft, self.checks, self.store)
         except ModelRejected as exc:

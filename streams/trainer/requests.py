@@ -14,7 +14,9 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from typing import Any
 
-__all__ = ["answered", "data_start"]
+from models import Registry
+
+__all__ = ["answered", "answered_by", "data_start"]
 
 
 def answered(partition: int, offset: int, read_upto: Mapping[int, int] | None) -> bool:
@@ -22,6 +24,20 @@ def answered(partition: int, offset: int, read_upto: Mapping[int, int] | None) -
     ``read_upto`` (partition → end offset; None: no training yet) answered the request at
     ``offset`` of ``partition``."""
     return read_upto is not None and offset < read_upto.get(partition, 0)
+
+
+def answered_by(registry: Registry, model_name: str) -> dict[int, int] | None:
+    """The retrain-requests ends read by the last training of ``model_name`` that published a version
+    (its lineage's ``requests``; None when no trained version has them).
+
+    A trainer that restarts takes them as its last training's: the requests below them, read again
+    because the trainer stopped after publishing their version and before committing their offsets,
+    are answered by that version rather than trained again.
+    """
+    trained = [v for v in registry.versions(model_name) if v.lineage.get("requests")]
+    if not trained:
+        return None
+    return {r["partition"]: r["end"] for r in trained[-1].lineage["requests"]}
 
 
 def data_start(requests: Iterable[Mapping[str, Any]], outcomes_topic: str) -> dict[int, int]:

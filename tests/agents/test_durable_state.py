@@ -1,4 +1,5 @@
-"""Drift monitors and the rollback guard keep their state across a SIGKILL (real broker, real workers).
+"""Drift monitors and the rollback guard keep their state across a SIGKILL (real broker, real workers),
+restored from the checkpoints the killed worker took as it ran.
 
 The outcomes are produced here directly (keyed by model name, as the join sends them), so that a
 run is the same records at the same offsets with or without the kill, and figures come from offsets.
@@ -17,8 +18,10 @@ from streams.kafka.clients import send_all
 from streams.kafka.config import confluent_config
 from streams.kafka.topics import create_topics
 from streams.kafka.versions import load_registry, publish_versions
-from streams.records import SourceRecord
+from streams.records import SourceRecord, Topic
 from streams.settings import DriftSettings
+from streams.state.changelog import KafkaChangelog
+from streams.state.store import DiskStore
 from tests.helpers import N_FEATURES, small_model, trained_model, version_of
 from tests.workers import Worker, decoded, wait_for
 
@@ -57,6 +60,23 @@ def kill(w: Worker) -> None:
     w.proc.wait()
 
 
+def changelog_read(kafka, stores):
+    """(changelog records a restore of ``stores`` reads from their checkpoints, and from the start)."""
+    changelog = KafkaChangelog(kafka, kafka.topic(Topic.DRIFT_CHANGELOG))
+    tail = full = 0
+    try:
+        for partition in range(kafka.partitions):
+            store = DiskStore(stores / str(partition))
+            checkpoint = store.checkpoint()
+            store.close()
+            assert checkpoint is not None
+            tail += changelog.read(partition, checkpoint, lambda changes: None)
+            full += changelog.read(partition, None, lambda changes: None)
+    finally:
+        changelog.close()
+    return tail, full
+
+
 def detection(kafka):
     """The outcome offset at which the first concept drift was detected."""
     events = [e for e in decoded(kafka, "drift-events", "drift_event") if e["evidence"]["kind"] == "concept"]
@@ -73,6 +93,7 @@ def test_a_drift_that_straddles_a_kill_is_detected_at_the_same_outcome(kafka, tm
         "LOOPLINE_DRIFT_MAX_BATCH_SIZE": "64",
         "LOOPLINE_KAFKA_WORKER_ID": "d1",
         "LOOPLINE_DRIFT_FOLLOW_UP_SAMPLES": "0",
+        "LOOPLINE_STATE_CHECKPOINT_INTERVAL_MS": "0",  # a checkpoint at every commit
     }  # one drift, one request
     # The uninterrupted run, by the same core in this process: the outcomes' offsets are their
     # positions (one partition: they are keyed by model name).
@@ -88,10 +109,12 @@ def test_a_drift_that_straddles_a_kill_is_detected_at_the_same_outcome(kafka, tm
         send_all(kafka, kafka.topic("outcomes"), stream[:cut])
         wait_for(lambda: committed(kafka, f"{kafka.topic_prefix}drift") == cut, what="the records before the kill")
         kill(drift)
+        tail, full = changelog_read(kafka, tmp_path / "state" / f"{kafka.topic_prefix}drift" / "d1")
         send_all(kafka, kafka.topic("outcomes"), stream[cut:])
-        drift = Worker("drift", kafka, tmp_path, env)  # the same worker id: its store, without a checkpoint
+        drift = Worker("drift", kafka, tmp_path, env)  # the same worker id: its stores and their checkpoints
         wait_for(lambda: detection(kafka), what="the concept drift after the restart")
-        assert drift.metric("loopline_state_restored_records_total", agent="drift") > 0
+        # The restart read the changelog from the last checkpoints only.
+        assert drift.metric("loopline_state_restored_records_total", agent="drift") == tail < full
     finally:
         drift.stop()
     # The monitors were restored exactly: the same detection as without the kill, at the same

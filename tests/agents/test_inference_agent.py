@@ -1,5 +1,6 @@
 """The inference worker as a real process against the session broker."""
 
+import logging
 import threading
 import time
 import uuid
@@ -10,7 +11,9 @@ import numpy as np
 import pytest
 
 from models import ArtifactStore, Registry, Status
+from streams.agents.inference import VersionFollower
 from streams.codec import Codec
+from streams.inference.core import InferenceCore
 from streams.inference.loader import load_model, rollback_records
 from streams.kafka.clients import read_to_end, send_all
 from streams.kafka.topics import create_topics
@@ -317,3 +320,30 @@ def test_a_worker_with_nothing_to_serve_says_so_and_counts_its_backlog_as_lag(se
         predictions = wait_records(kafka, "predictions", "prediction", 50)
         wait_for(lambda: w.metric("loopline_consumer_lag", group=group) == 0, what="the lag to drain")
     assert sorted(p["event_id"] for p in predictions) == sorted(ids)
+
+
+class NoLag:
+    def report(self):
+        pass
+
+    def close(self):
+        pass
+
+
+def test_the_follower_says_that_nothing_serves_only_once_it_has_read_the_topic_to_its_end(setup, caplog):
+    """The first polls come before the first fetch: a warning then would name no version."""
+    kafka, store, _ = setup
+    publish_versions(kafka, [version_of(small_model(), 1, store, status=Status.CANDIDATE)])
+    settings = InferenceSettings(device="cpu", model_name="m")
+    follower = VersionFollower(InferenceCore(), kafka, settings, store, lambda letter: None, NoLag())
+    stop = threading.Event()
+    thread = threading.Thread(target=follower.run, args=(stop,))
+    with caplog.at_level(logging.WARNING, logger="loopline.inference"):
+        thread.start()
+        try:
+            wait_for(lambda: any("nothing to serve" in r.getMessage() for r in caplog.records), what="the warning")
+        finally:
+            stop.set()
+            thread.join()
+    said = [r.getMessage() for r in caplog.records if "nothing to serve" in r.getMessage()]
+    assert len(said) == 1 and "model 'm' has no serving version (versions: 1 candidate)" in said[0]

@@ -8,14 +8,19 @@ import pytest
 import torch
 from confluent_kafka import Consumer, TopicPartition
 
-from models import ArtifactStore, Status, load_backend
-from models.datasets import Concept, sample
+from models import ArtifactStore, Status, TrainConfig, load_backend, make_version
+from models.datasets import Concept, feature_names, sample
+from models.families import fit
+from streams.agents.trainer import Requests
 from streams.cli import main
 from streams.codec import Codec
 from streams.kafka.clients import read_to_end, send_all
 from streams.kafka.config import confluent_config
+from streams.kafka.source import to_source
 from streams.kafka.topics import create_topics
 from streams.kafka.versions import load_registry, publish_versions
+from streams.records import Topic
+from streams.settings import RegistrySettings, TrainerSettings
 from streams.trainer.reproduce import reproduce
 from tests.helpers import N_FEATURES, trained_model, version_of
 from tests.samples import SAMPLES
@@ -260,3 +265,64 @@ def test_a_canary_is_ramped_to_serving_on_good_live_outcomes_and_a_bad_one_is_ab
     assert registry.get("good", 1).status == Status.RETIRED and good.traffic == 0.0
     assert bad.reason.startswith("canary aborted: canary at 5%: online accuracy") and "below the" in bad.reason
     assert registry.serving("bad").version == 1
+
+
+def requested(kafka, *args):
+    """Write a retrain request for model m; every request record so far, as a worker reads them."""
+    assert main(["retrain", "m", *args]) == 0
+    return [to_source(m) for m in read_to_end(kafka, kafka.topic("retrain-requests"))]
+
+
+def ten_classes(kafka, store, rows):
+    """Version 1 of model m, a small MLP of 10 classes on 8 features, serving; ``rows`` of its outcomes sent."""
+    concept, classes = Concept(seed=1, n_features=8, n_classes=10), [f"class{c}" for c in range(10)]
+    x, y = sample(concept, rows, seed=0)
+    model = fit(TrainConfig(hidden=(8,), epochs=1, min_steps=0), x, y, 10)
+    publish_versions(kafka, [make_version(model, model_name="m", version=1, feature_names=feature_names(8),
+                                          classes=classes, store=store, status=Status.SERVING)])  # fmt: skip
+    records = []
+    for i, (values, label) in enumerate(zip(x.tolist(), y.tolist(), strict=True)):
+        fields = {"event_id": f"e{i}", "model_name": "m", "model_version": 1, "values": values, "label": classes[label]}
+        records.append(("m", OUTCOME.encode(SAMPLES["outcome"] | fields)))
+    send_all(kafka, kafka.topic("outcomes"), records)
+
+
+def test_a_trees_candidate_of_megabytes_is_published_inline_or_by_uri_where_the_topic_takes_less(setup):
+    """Ten classes of boosted trees make an artifact of about 1.5 MB: more than librdkafka's default
+    record size, within the topics'. Where the topics take less, the artifact goes to a file."""
+    kafka, store, tmp, _ = setup
+    ten_classes(kafka, store, 800)
+    settings = TrainerSettings(device="cpu", families="trees", min_improvement=-1.0, gate_standard_errors=0)
+    registry = RegistrySettings(artifact_dir=tmp / "artifacts")
+    for number, max_bytes in ((2, 1 << 20), (3, kafka.max_message_bytes)):
+        records = requested(kafka)
+        out = Requests(kafka.model_copy(update={"max_message_bytes": max_bytes}), settings, registry).handle(records)
+        assert out.to(Topic.DEAD_LETTERS) == []
+        candidate = load_registry(kafka).get("m", number)
+        assert candidate.status == Status.SERVING and candidate.lineage["hyperparameters"]["family"] == "trees"
+        artifact = ArtifactStore(tmp / "artifacts", 0).fetch(candidate)
+        assert len(artifact) > 1_000_000
+        assert (candidate.artifact is None) == (max_bytes == 1 << 20)
+    assert load_registry(kafka).get("m", 2).artifact_uri.startswith((tmp / "artifacts").as_uri())
+
+
+def test_a_trainer_stopped_after_publishing_and_before_committing_answers_the_request_again_with_its_version(setup):
+    """A worker that stops after publishing a version and before committing the request's offset reads the
+    request again at its next start: it answers it with the version published, and trains no second one."""
+    kafka, store, tmp, _ = setup
+    publish_versions(kafka, [version_of(trained_model(concept_seed=1), 1, store)])
+    send_all(kafka, kafka.topic("outcomes"), outcome_records(*sample(CONCEPT_1, 1200, seed=3)))
+    records = requested(kafka)
+    settings = TrainerSettings(device="cpu", families="mlp")
+    registry = RegistrySettings(artifact_dir=tmp / "artifacts")
+    Requests(kafka, settings, registry).handle(records)  # published; the loop never commits the batch
+    first = load_registry(kafka).get("m", 2)
+    ends = {r["partition"]: r["end"] for r in first.lineage["requests"]}
+    assert ends[records[0].partition] == records[0].offset + 1  # the request was read before the training
+    restarted = Requests(kafka, settings, registry)
+    assert restarted.handle(records).to(Topic.DEAD_LETTERS) == []
+    assert [v.version for v in load_registry(kafka).versions("m")] == [1, 2]
+    assert load_registry(kafka).get("m", 2) == first
+    restarted.handle(requested(kafka, "--reason", "later"))  # a request written after it gets its own training
+    assert [v.version for v in load_registry(kafka).versions("m")] == [1, 2, 3]
+    assert load_registry(kafka).get("m", 3).reason.endswith("cli: later")

@@ -133,3 +133,17 @@ def test_records_written_before_typed_inputs_decode_as_dense_ones():
         current = name.split(".")[0]
         old = {k: v for k, v in SAMPLES[current].items() if k not in added}
         assert Codec.load(current).decode(earlier.encode(old)) == old | added
+
+
+def test_version_records_carry_the_requests_their_training_answered_and_earlier_ones_decode_without():
+    import json
+
+    from streams.paths import SCHEMAS_DIR
+
+    codec = Codec.load("model_version")
+    sample = SAMPLES["model_version"]
+    trained = sample | {"lineage": sample["lineage"] | {"requests": [{"partition": 0, "end": 42}]}}
+    assert codec.decode(codec.encode(trained)) == trained
+    earlier = Codec(json.loads((SCHEMAS_DIR / "previous" / "model_version.4.avsc").read_text()))
+    old = sample | {"lineage": {k: v for k, v in sample["lineage"].items() if k != "requests"}}
+    assert codec.decode(earlier.encode(old)) == sample

@@ -128,13 +128,46 @@ def test_beyond_the_history_cap_the_oldest_chunks_go_and_a_restore_approximates(
     store = stores[-1]
     chunks = sorted(int(key.split(b"/")[1]) for key in store if key.startswith(b"chunk/"))
     assert chunks[0] > 0 and len(chunks) <= -(-cap // chunk) and chunks == list(range(chunks[0], chunks[-1] + 1))
-    assert max(len(c) for c in changes) <= 5  # the head, the pending rows, two chunks, one chunk dropped
+    # The head, a block monitor's pending rows and recent window, two chunks, one chunk dropped:
+    assert max(len(c) for c in changes) <= 6
     restored = make()
     assert restored.load(store)
     assert cap - chunk < len(restored.history.rows()) <= cap and len(restored.history.data) <= cap + chunk
     # The restored detectors only saw the newest inputs: the same drift is still found, not
     # necessarily at the same sample.
     assert restored.update(inputs[rows:])
+
+
+def test_a_wide_monitor_saves_its_new_block_means_keeps_fewer_and_replays_only_those():
+    assert monitor.block_history(8) == monitor.block_history(200) == monitor.BLOCK_HISTORY
+    assert monitor.block_chunk(8) == monitor.block_chunk(64) == monitor.BLOCK_CHUNK
+    assert (monitor.block_chunk(5000), monitor.block_history(5000)) == (1, 419)
+    for columns in (65, 210, 1000, 5000, 20_000):
+        chunk, cap = monitor.block_chunk(columns), monitor.block_history(columns)
+        assert chunk == 1 or chunk * columns <= monitor.CHUNK_VALUES
+        assert cap * columns <= monitor.BLOCK_VALUES
+        assert cap == monitor.BLOCK_HISTORY or cap % chunk == 0
+    rng = np.random.default_rng(7)
+    names = [f"x{i}" for i in range(5000)]
+    rows = rng.normal(size=(1700, 5000)).astype(np.float32)
+    rows[-500:, 9] += 3.0
+
+    def make():
+        return BlockMonitor(names, "ADWIN", {}, warmup=100, block=2, recent=10)
+
+    batches = [rows[start : start + 200] for start in range(0, 1200, 200)]
+    found, changes, stores = record(make, batches)
+    assert found == [[]] * len(batches)
+    for batch in changes[1:]:  # 100 block means each, and no per-column number in the head
+        assert sum(len(v) for k, v in batch.items() if k.startswith(b"chunk/") and v) == 100 * 5000 * 8
+        assert len(batch[b"head"]) < 50_000 and b"reference" not in batch
+    # 600 block means (50 of the warm-up, 550 after it) against a cap of 419: the oldest 181 dropped.
+    chunks = sorted(int(key.split(b"/")[1]) for key in stores[-1] if key.startswith(b"chunk/"))
+    assert chunks == list(range(181, 600))
+    restored = make()
+    assert restored.load(stores[-1])
+    assert len(restored.history.rows()) == 419
+    assert [d.column for d in restored.update(rows[1200:])][:1] == ["x9"]
 
 
 def two_partitions():

@@ -1,4 +1,5 @@
 import math
+import threading
 from dataclasses import replace
 from pathlib import Path
 
@@ -93,6 +94,54 @@ def test_a_staged_version_swaps_in_at_the_next_batch_only(models, store):
     second = core.process(records(rows(4)))
     assert (first.version, second.version) == (1, 2)
     assert {PREDICTION.decode(v)["model_version"] for _, v in second.predictions} == {2}
+
+
+class Interleaved(dict):
+    """Staged versions whose iteration by ``swap`` calls ``meanwhile`` once: after its first item
+    (``during`` the iteration) or after its last one (``after``, before ``swap`` goes on)."""
+
+    def __init__(self, staged, when, meanwhile):
+        super().__init__(staged)
+        self.when, self.meanwhile, self.fired = when, meanwhile, False
+
+    def items(self):
+        for item in super().items():
+            yield item
+            self._fire("during")
+        self._fire("after")
+
+    def _fire(self, when):
+        if when == self.when and not self.fired:
+            self.fired = True
+            self.meanwhile()
+
+
+def on_another_thread(action):
+    """Run ``action`` on another thread and wait for it: the follower staging while the loop swaps."""
+    done = threading.Event()
+
+    def run():
+        action()
+        done.set()
+
+    def meanwhile():
+        threading.Thread(target=run, daemon=True).start()
+        assert done.wait(10), "staging waited for the swap"
+
+    return meanwhile
+
+
+@pytest.mark.parametrize("when", ["during", "after"])
+def test_a_version_staged_from_another_thread_while_a_batch_swaps_serves_from_the_next_batch(models, store, when):
+    core = core_with(load(version_of(models[0], 1, store)))
+    core.process(records(rows(4)))
+    v2 = load(version_of(models[1], 2, store))
+    core.stage("shadow", None)  # something to swap in at the next batch's start
+    core._staged = Interleaved(core._staged, when, on_another_thread(lambda: core.stage("serving", v2)))
+    first = core.process(records(rows(4)))  # the loop thread swaps while the follower stages version 2
+    assert first.dead_letters == [] and first.served_by == {1: 4}
+    second = core.process(records(rows(4)))
+    assert second.dead_letters == [] and second.served_by == {2: 4} and core.serving is v2
 
 
 def test_shadow_predictions_are_marked_and_kept_apart(models, store):

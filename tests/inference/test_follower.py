@@ -2,6 +2,7 @@
 
 import logging
 from dataclasses import replace
+from functools import partial
 
 import pytest
 
@@ -10,7 +11,7 @@ from streams.agents import inference
 from streams.agents.inference import VersionFollower
 from streams.codec import Codec
 from streams.inference.core import InferenceCore
-from streams.metrics import MODEL_FALLBACKS, SERVING_VERSION
+from streams.metrics import CANARY_TRAFFIC, MODEL_FALLBACKS, MODEL_SWAPS, SERVING_VERSION
 from streams.records import SourceRecord
 from streams.settings import InferenceSettings, KafkaSettings
 from tests.helpers import N_FEATURES, small_model, tampered, version_of
@@ -35,7 +36,8 @@ def follower(tmp_path):
     store = ArtifactStore(tmp_path, inline_limit=1 << 20)
     letters = []
     lag = CountedLag()
-    follower = VersionFollower(InferenceCore(), KafkaSettings(), InferenceSettings(device="cpu", model_name="m"),
+    core = InferenceCore(on_swap=partial(inference.report_swap, "m"))
+    follower = VersionFollower(core, KafkaSettings(), InferenceSettings(device="cpu", model_name="m"),
                                store, letters.append, lag)  # fmt: skip
     follower.offset = 0
 
@@ -71,6 +73,27 @@ def test_a_start_on_a_failing_serving_version_falls_back_to_the_newest_retired_v
     v4 = version_of(small_model(3), 4, store)
     read(v3.with_status(Status.RETIRED, "replaced"), v4)
     assert served(follower) == 4  # a new serving version that passes replaces the fallback
+
+
+def test_the_gauges_and_the_swap_count_change_when_a_version_swaps_in_not_when_it_is_staged(follower):
+    follower, store, read, _ = follower
+
+    def gauges():
+        return (SERVING_VERSION.labels("m", "serving")._value.get(), SERVING_VERSION.labels("m", "canary")._value.get(),
+                CANARY_TRAFFIC.labels("m")._value.get(), MODEL_SWAPS.labels("m", "serving")._value.get())  # fmt: skip
+
+    read(version_of(small_model(0), 1, store), version_of(small_model(1), 2, store, Status.CANDIDATE))
+    assert served(follower) == 1
+    _, canary, traffic, swaps = gauges()
+    assert gauges()[0] == 1
+    read(*follower.registry.start_canary("m", 2, 0.25, "a canary"))
+    assert gauges() == (1, canary, traffic, swaps)  # staged, not swapped in yet
+    served(follower)
+    assert follower.core.canary.version.version == 2 and gauges() == (1, 2, 0.25, swaps)
+    read(*follower.registry.promote("m", 2, "promoted"))
+    assert gauges() == (1, 2, 0.25, swaps)
+    assert served(follower) == 2 and follower.core.canary is None
+    assert gauges() == (2, 0, 0, swaps + 1)
 
 
 def test_a_conflicting_record_is_dead_lettered_and_the_first_artifact_keeps_serving(follower):

@@ -62,6 +62,25 @@ def test_when_two_say_serving_the_latest_published_wins():
     assert registry.shadow("fraud") is None
 
 
+def test_what_may_serve_is_every_version_that_says_serving_latest_first_then_the_retired_newest_first():
+    registry = fold(version(1, Status.RETIRED), version(3, Status.SERVING), version(2, Status.RETIRED),
+                    version(5, Status.SERVING), version(4, Status.SERVING), version(6, Status.REJECTED))  # fmt: skip
+    assert [v.version for v in registry.serving_candidates("fraud")] == [4, 5, 3, 2, 1]
+    assert fold(version(1, Status.RETIRED), version(2)).serving_candidates("fraud") == []  # none says serving
+
+
+def test_a_promotion_or_a_rollback_retires_every_other_version_that_says_serving():
+    registry = fold(version(1, Status.SERVING), version(2, Status.SERVING), version(3), version(4, Status.RETIRED))
+    records = registry.promote("fraud", 3, "better")
+    assert [(r.version, r.status) for r in records] == [(1, Status.RETIRED), (2, Status.RETIRED), (3, Status.SERVING)]
+    records = registry.rollback("fraud", "worse", to=4)
+    assert [(r.version, r.status) for r in records] == [(1, Status.RETIRED), (2, Status.RETIRED), (4, Status.SERVING)]
+    assert records[-1].reason == "rollback from version 2: worse"
+    for record in registry.promote("fraud", 2, "again"):
+        registry.apply(record)
+    assert [v.version for v in registry.serving_candidates("fraud")] == [2, 4, 1]
+
+
 def test_a_version_round_trips_through_its_avro_record():
     codec = Codec.load("model_version")
     original = replace(version(3, Status.SHADOW), metrics={"accuracy": 0.5}, reason="staged")

@@ -1,3 +1,5 @@
+import logging
+
 import numpy as np
 import torch
 
@@ -32,3 +34,14 @@ def test_a_covariate_shift_moves_one_feature_only():
     base, _ = sample(concept, 5000, seed=1)
     moved, _ = sample(concept, 5000, seed=1, shift={2: 3.0})
     np.testing.assert_allclose(moved.mean(axis=0) - base.mean(axis=0), [0, 0, 3.0, 0], atol=1e-5)
+
+
+def test_a_training_logs_one_line_at_info_and_its_epochs_at_debug(dataset, caplog):
+    x, y = dataset
+    with caplog.at_level(logging.DEBUG, logger="models.train"):
+        train_mlp(x, y, 2, TrainConfig(hidden=(8,), epochs=3, min_steps=0))
+    lines = [(r.levelno, r.getMessage()) for r in caplog.records if r.name == "models.train"]
+    assert [message.split(" loss")[0] for level, message in lines if level == logging.DEBUG] == [
+        "epoch 1/3", "epoch 2/3", "epoch 3/3"]  # fmt: skip
+    info = [message for level, message in lines if level == logging.INFO]
+    assert len(info) == 1 and info[0].startswith(f"trained an MLP 8 on {len(x)} rows, 3 epochs on cpu")

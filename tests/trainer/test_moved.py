@@ -33,7 +33,7 @@ def run(monkeypatch, tmp_path, reads):
                               RegistrySettings(artifact_dir=tmp_path))  # fmt: skip
     trained, published = [], []
 
-    def retrain(on, model, window, why):
+    def retrain(on, model, window, why, requests_read):
         trained.append(on.serving("m").version)
         candidate = replace(BASE, version=3, status=Status.CANDIDATE, event_id=f"c{len(trained)}")
         return Decision(candidate, False, "gate passed", [candidate])
