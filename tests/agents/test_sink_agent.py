@@ -29,9 +29,14 @@ def produce(kafka, records, twice=False):
 def store(tmp_path):
     """An embedded store of the sink's own (a chdb directory is open in one process at a time)."""
     port = free_port()
+    token = tmp_path / "sink-query.token"
     env = {"LOOPLINE_CLICKHOUSE_DSN": f"chdb://{tmp_path / 'store'}", "LOOPLINE_SINK_QUERY_PORT": str(port),
-           "LOOPLINE_SINK_MAX_WAIT_MS": "100"}  # fmt: skip
-    return env, ClickHouseSettings(dsn=env["LOOPLINE_CLICKHOUSE_DSN"]), SinkSettings(query_port=port)
+           "LOOPLINE_SINK_QUERY_TOKEN_FILE": str(token), "LOOPLINE_SINK_MAX_WAIT_MS": "100"}  # fmt: skip
+    return (
+        env,
+        ClickHouseSettings(dsn=env["LOOPLINE_CLICKHOUSE_DSN"]),
+        SinkSettings(query_port=port, query_token_file=token),
+    )
 
 
 def count(clickhouse, sink, table):
