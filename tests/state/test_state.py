@@ -194,25 +194,26 @@ def test_a_checkpoint_the_changelog_does_not_have_restores_from_the_start(tmp_pa
 
     changelog.read = read
     changelog.end = lambda partition: 50
+    state = assigned_over_a_stale_store(tmp_path, changelog)
+    assert calls == [40, None] and list(state.items(0)) == [(b"a", b"new")]
+    assert state.stores[0].checkpoint() == 50
+
+
+def assigned_over_a_stale_store(tmp_path, changelog):
+    """A state given partition 0, whose store on disk holds a stale key and the checkpoint 40."""
     store = DiskStore(tmp_path / "0")
     store.write({b"stale": b"x"})
     store.save(40)
     store.close()
     state = State("t", lambda p: DiskStore(tmp_path / str(p)), changelog)
     state.assign([0])
-    assert calls == [40, None] and list(state.items(0)) == [(b"a", b"new")]
-    assert state.stores[0].checkpoint() == 50
+    return state
 
 
 def test_a_checkpoint_past_the_end_of_the_changelog_restores_from_the_start(tmp_path):
     changelog = MemoryChangelog()
     changelog.log[0] = [(b"a", b"new")]  # the topic made again, shorter
-    store = DiskStore(tmp_path / "0")
-    store.write({b"stale": b"x"})
-    store.save(40)
-    store.close()
-    state = State("t", lambda p: DiskStore(tmp_path / str(p)), changelog)
-    state.assign([0])
+    state = assigned_over_a_stale_store(tmp_path, changelog)
     assert list(state.items(0)) == [(b"a", b"new")] and state.stores[0].checkpoint() == 1
 
 
