@@ -88,18 +88,19 @@ def as_served(registry: Registry, model_name: str) -> dict[int, tuple[str, str]]
     shadow, is ``refused`` when it fails its checks, and another version that says serving and passes
     is ``superseded``."""
     shown: dict[int, tuple[str, str]] = {}
+    checks, store = _checks(), _store()
 
     def refused(version: ModelVersion, exc: ModelRejected) -> None:
         shown[version.version] = ("refused", f"fails its checks: {exc}")
 
-    loaded = serving_or_fallback(registry, model_name, _checks(), _store(), refused)
+    loaded = serving_or_fallback(registry, model_name, checks, store, refused)
     served = loaded.version if loaded is not None else None
     others = [v for v in registry.versions(model_name) if v.status == Status.SERVING]
     for version in [*others, *filter(None, [registry.canary(model_name), registry.shadow(model_name)])]:
         if version.version in shown or (served is not None and version.version == served.version):
             continue
         try:
-            admit(registry, version, _checks(), _store(), shadow=version.status == Status.SHADOW)
+            admit(registry, version, checks, store, shadow=version.status == Status.SHADOW)
         except ModelRejected as exc:
             refused(version, exc)
             continue

@@ -26,7 +26,7 @@ from functools import partial
 from typing import Protocol
 
 import faust
-from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, KafkaException, Message, TopicPartition
+from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaException, TopicPartition
 
 from models import ArtifactStore, ModelVersion, Registry
 from streams.agents.app import make_app
@@ -34,7 +34,7 @@ from streams.codec import Codec, CodecError
 from streams.deadletters import DeadLetters
 from streams.inference.core import BatchOutput, InferenceCore, where
 from streams.inference.loader import LoadedModel, ModelRejected, admit
-from streams.kafka.clients import make_sender, send_all
+from streams.kafka.clients import consume_to_end, make_sender, send_all
 from streams.kafka.config import confluent_config
 from streams.kafka.loop import kafka_loop
 from streams.kafka.noise import client_callbacks
@@ -125,7 +125,9 @@ class VersionFollower:
             self.registry = Registry()
             unread = set(partitions)  # not read to their end yet: the first polls come before the first fetch
             while not stop.is_set():
-                messages, ended = _poll(consumer, 0.05)  # a new version is taken within 50 ms, not half a second
+                messages, ended = consume_to_end(
+                    consumer, 0.05
+                )  # a new version is taken within 50 ms, not half a second
                 unread -= ended
                 for message in messages:
                     self.apply(to_source(message))
@@ -264,25 +266,6 @@ class VersionFollower:
         if self.registry.serving(name) is None:
             return f"model {name!r} has no serving version (versions: {listed})"
         return f"no version of {name!r} that may serve passes its checks (versions: {listed})"
-
-
-def _poll(consumer: Consumer, timeout_s: float) -> tuple[list[Message], set[int | None]]:
-    """The records of one poll (which waits ``timeout_s`` unless 1,000 records come first), and the
-    partitions it found at their end.
-
-    Raises:
-        KafkaException: the poll returned an error.
-    """
-    records, ended = [], set()
-    for msg in consumer.consume(num_messages=1000, timeout=timeout_s):
-        error = msg.error()
-        if error is None:
-            records.append(msg)
-        elif error.code() == KafkaError._PARTITION_EOF:
-            ended.add(msg.partition())
-        else:
-            raise KafkaException(error)
-    return records, ended
 
 
 def report_swap(model: str, role: str, loaded: LoadedModel | None) -> None:

@@ -14,6 +14,7 @@ from streams.settings import KafkaSettings
 
 __all__ = [
     "consume",
+    "consume_to_end",
     "make_sender",
     "offset_reader",
     "producer_max_bytes",
@@ -208,14 +209,26 @@ def consume(consumer: Consumer, timeout_s: float = 0.5) -> list[Message]:
     Raises:
         KafkaException: the poll returned an error.
     """
-    records = []
+    return consume_to_end(consumer, timeout_s)[0]
+
+
+def consume_to_end(consumer: Consumer, timeout_s: float = 0.5) -> tuple[list[Message], set[int | None]]:
+    """The records of one poll (as :func:`consume`), and the partitions it found at their end (a consumer
+    with ``enable.partition.eof``).
+
+    Raises:
+        KafkaException: the poll returned an error.
+    """
+    records, ended = [], set()
     for msg in consumer.consume(num_messages=1000, timeout=timeout_s):
         error = msg.error()
         if error is None:
             records.append(msg)
-        elif error.code() != KafkaError._PARTITION_EOF:
+        elif error.code() == KafkaError._PARTITION_EOF:
+            ended.add(msg.partition())
+        else:
             raise KafkaException(error)
-    return records
+    return records, ended
 
 
 RETRIABLE = {KafkaError.NOT_LEADER_FOR_PARTITION, KafkaError.LEADER_NOT_AVAILABLE, KafkaError.UNKNOWN_TOPIC_OR_PART}

@@ -28,6 +28,7 @@ from collections.abc import Callable
 
 from confluent_kafka import KafkaError, KafkaException, Message, Producer, TopicPartition
 
+from streams.kafka.clients import producer_max_bytes
 from streams.kafka.config import confluent_config
 from streams.kafka.noise import client_callbacks, client_log
 from streams.kafka.retry import RETRY_S, Stopped, until_answered
@@ -106,7 +107,7 @@ class KafkaOutput:
             "enable.idempotence": True,
             "linger.ms": 1,
             "partitioner": "murmur2_random",  # the Java client's: co-partitioning holds across producers
-            "message.max.bytes": self.kafka.max_message_bytes + 65536,
+            "message.max.bytes": producer_max_bytes(self.kafka),
             "delivery.report.only.error": True,
             # A transaction begun right after a commit is refused while the broker writes the commit
             # markers, and retried after this backoff: 100 ms by default, which capped a worker at
