@@ -27,6 +27,9 @@ test: setup ## run the test suite (starts its own broker)
 lint: setup ## check style and types (changes nothing)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
+	@# mypy reads the code under its import names: build/typecheck/loopline links streams/'s entries and models/
+	rm -rf build/typecheck && mkdir -p build/typecheck/loopline
+	ln -s $(CURDIR)/streams/* build/typecheck/loopline/ && ln -s $(CURDIR)/models build/typecheck/loopline/models
 	$(BIN)/mypy
 
 format: setup ## format the code

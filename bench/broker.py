@@ -15,7 +15,7 @@ pipeline runs as its own process, the way a worker runs:
   ceiling that loopline's exactly-once rows are compared with;
 * loopline relay: ``python bench/broker.py --relay-worker``, the Faust worker of an agent around
   ``kafka_loop`` with a core that copies the features to the predictions topic;
-* inference, join, drift: ``python -m streams.cli worker inference|join|drift`` with LOOPLINE_*
+* inference, join, drift: ``python -m loopline.cli worker inference|join|drift`` with LOOPLINE_*
   settings, serving a published model version (an MLP 64-32-2 on 32 features, ONNX Runtime).
 
 Every row runs with ``LOOPLINE_KAFKA_GUARANTEE`` exactly-once (Kafka transactions) and
@@ -70,16 +70,16 @@ from confluent_kafka import Consumer, KafkaError, KafkaException, Producer, Topi
 from confluent_kafka.admin import AdminClient, AlterConfigOpType, ConfigEntry, ConfigResource, ResourceType
 from inference import bench_model
 
-from models import ArtifactFormat, ArtifactStore, ModelVersion
-from streams.codec import Codec, FeatureDecoder, PredictionEncoder
-from streams.codec.varint import read_long, write_long
-from streams.kafka.broker import Broker, free_port
-from streams.kafka.clients import read_to_end
-from streams.kafka.config import confluent_config
-from streams.kafka.topics import create_topics
-from streams.kafka.versions import publish_versions
-from streams.records import KeyValue, Produced, SourceRecord, Topic
-from streams.settings import BrokerSettings, DriftSettings, InferenceSettings, JoinSettings, KafkaSettings
+from loopline.codec import Codec, FeatureDecoder, PredictionEncoder
+from loopline.codec.varint import read_long, write_long
+from loopline.kafka.broker import Broker, free_port
+from loopline.kafka.clients import read_to_end
+from loopline.kafka.config import confluent_config
+from loopline.kafka.topics import create_topics
+from loopline.kafka.versions import publish_versions
+from loopline.models import ArtifactFormat, ArtifactStore, ModelVersion
+from loopline.records import KeyValue, Produced, SourceRecord, Topic
+from loopline.settings import BrokerSettings, DriftSettings, InferenceSettings, JoinSettings, KafkaSettings
 
 ROOT = Path(__file__).resolve().parents[1]
 WIDTH = 32
@@ -180,8 +180,8 @@ def prediction_event_time(value: bytes) -> int:
 
 def relay_worker() -> None:
     """loopline's relay, run as a worker: the batch loop copying features to predictions (LOOPLINE_* settings)."""
-    from streams.agents.app import make_app, run
-    from streams.kafka.loop import kafka_loop
+    from loopline.agents.app import make_app, run
+    from loopline.kafka.loop import kafka_loop
 
     kafka, settings = KafkaSettings(), InferenceSettings()
 
@@ -340,7 +340,7 @@ class Bench:
                 f"{case.topic_prefix}relay"  # fmt: skip
         agent = pipeline.split()[0]
         env = self.env(case, **batching) if agent == "inference" else self.env(case)
-        return [sys.executable, "-m", "streams.cli", "worker", agent, "--loglevel", "warning"], env, \
+        return [sys.executable, "-m", "loopline.cli", "worker", agent, "--loglevel", "warning"], env, \
             f"{case.topic_prefix}{agent}"  # fmt: skip
 
     # rows

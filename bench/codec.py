@@ -17,7 +17,7 @@ import fastavro
 import numpy as np
 from timing import best_rate
 
-from streams.codec import Codec, FeatureDecoder, PredictionEncoder
+from loopline.codec import Codec, FeatureDecoder, PredictionEncoder
 
 BATCH_SIZES = [1, 4, 16, 64, 256, 1024, 4096]
 

@@ -26,17 +26,17 @@ from collections.abc import Callable
 import numpy as np
 from timing import best_rate
 
-from models import ArtifactFormat, ModelVersion, Status
-from streams.codec import Codec
-from streams.drift.core import DriftCore
-from streams.drift.detectors import BINARY, DETECTORS
-from streams.drift.monitor import BlockMonitor, ErrorMonitor
-from streams.join.core import JoinCore, JoinTopics
-from streams.kafka.testing import MemoryChangelog
-from streams.records import SourceRecord
-from streams.settings import DriftSettings
-from streams.state.state import State
-from streams.state.store import MemoryStore
+from loopline.codec import Codec
+from loopline.drift.core import DriftCore
+from loopline.drift.detectors import BINARY, DETECTORS
+from loopline.drift.monitor import BlockMonitor, ErrorMonitor
+from loopline.join.core import JoinCore, JoinTopics
+from loopline.kafka.testing import MemoryChangelog
+from loopline.models import ArtifactFormat, ModelVersion, Status
+from loopline.records import SourceRecord
+from loopline.settings import DriftSettings
+from loopline.state.state import State
+from loopline.state.store import MemoryStore
 
 ONSET = 3000
 WARMUP = 500

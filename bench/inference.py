@@ -22,13 +22,13 @@ from pathlib import Path
 import numpy as np
 from timing import best_rate
 
-from models import ArtifactFormat, ArtifactStore, Status, TrainConfig, make_version, train_mlp
-from models.datasets import Concept, feature_names, sample
-from streams.codec import Codec
-from streams.inference.core import InferenceCore
-from streams.inference.loader import load_model
-from streams.records import SourceRecord
-from streams.settings import InferenceSettings
+from loopline.codec import Codec
+from loopline.inference.core import InferenceCore
+from loopline.inference.loader import load_model
+from loopline.models import ArtifactFormat, ArtifactStore, Status, TrainConfig, make_version, train_mlp
+from loopline.models.datasets import Concept, feature_names, sample
+from loopline.records import SourceRecord
+from loopline.settings import InferenceSettings
 
 WIDTH = 32
 

@@ -6,7 +6,7 @@
 
 One local broker (started here, ``--partitions`` per data topic). Every stream run (a stream and
 a seed) gets a topic prefix, a model name, a state directory and an artifact directory of its own,
-and a fresh set of workers: ``python -m streams.cli worker inference|join|drift|trainer``. They take
+and a fresh set of workers: ``python -m loopline.cli worker inference|join|drift|trainer``. They take
 every setting but those from the environment's defaults (pass others with ``--env KEY=VALUE``); no
 sink and no ClickHouse: everything is read back from the run's topics with read_committed readers.
 
@@ -80,16 +80,16 @@ from river import forest, tree
 from river.base import Classifier
 from river.datasets import synth
 
-from models import ArtifactStore, ModelVersion, bootstrap_version
-from streams.codec import Codec
-from streams.kafka.broker import free_port
-from streams.kafka.clients import make_sender, offset_reader, read_to_end, send_all
-from streams.kafka.config import confluent_config
-from streams.kafka.topics import create_topics
-from streams.kafka.versions import load_registry, publish_versions
-from streams.metrics import read_metric
-from streams.records import KeyValue, Topic
-from streams.settings import KafkaSettings, RegistrySettings
+from loopline.codec import Codec
+from loopline.kafka.broker import free_port
+from loopline.kafka.clients import make_sender, offset_reader, read_to_end, send_all
+from loopline.kafka.config import confluent_config
+from loopline.kafka.topics import create_topics
+from loopline.kafka.versions import load_registry, publish_versions
+from loopline.metrics import read_metric
+from loopline.models import ArtifactStore, ModelVersion, bootstrap_version
+from loopline.records import KeyValue, Topic
+from loopline.settings import KafkaSettings, RegistrySettings
 
 AGENTS = {"inference": ("inference",), "join": ("join",), "drift": ("drift",), "trainer": ("trainer", "trainer-guard")}
 """Each worker and the consumer groups it reads in (``<prefix><group>``)."""
@@ -233,7 +233,7 @@ class Loop:
         self.workers: dict[str, Worker] = {}
         for agent in AGENTS:
             own = {"LOOPLINE_METRICS_PORT": str(self.ports[agent]), "LOOPLINE_METRICS_HOST": "127.0.0.1"}
-            command = [sys.executable, "-m", "streams.cli", "worker", agent, "--loglevel", "info"]
+            command = [sys.executable, "-m", "loopline.cli", "worker", agent, "--loglevel", "info"]
             self.workers[agent] = Worker(command, env | own, log_dir / f"{agent}.log")
 
     def check(self) -> None:

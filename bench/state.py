@@ -4,7 +4,7 @@
     python bench/state.py --events 2000 --pending 2000     # a quick check that everything runs
 
 One local broker (started here; 2 partitions per data topic), one topic prefix per row, exactly-once.
-Every worker is ``python -m streams.cli worker join``, as in bench/broker.py, whose throughput
+Every worker is ``python -m loopline.cli worker join``, as in bench/broker.py, whose throughput
 method this reuses (committed offsets read every 5 ms):
 
 * **throughput**: the features, predictions and labels of ``--events`` events, produced first, drained
@@ -32,9 +32,9 @@ from dataclasses import dataclass
 from broker import EXACTLY_ONCE, Bench, Progress, Worker, drain_rate, join_inputs, local_bench, produce
 from confluent_kafka import TopicPartition
 
-from streams.metrics import read_metric
-from streams.records import Topic
-from streams.settings import JoinSettings, KafkaSettings
+from loopline.metrics import read_metric
+from loopline.records import Topic
+from loopline.settings import JoinSettings, KafkaSettings
 
 
 @dataclass
@@ -51,7 +51,7 @@ class Restore:
 def worker(bench: Bench, case: KafkaSettings, env: dict[str, str], name: str) -> tuple[Worker, int]:
     """A join worker on ``case`` with ``env``, and its metrics port."""
     settings = bench.env(case, **env)
-    command = [sys.executable, "-m", "streams.cli", "worker", "join", "--loglevel", "warning"]
+    command = [sys.executable, "-m", "loopline.cli", "worker", "join", "--loglevel", "warning"]
     return Worker(command, settings, bench.work / f"{case.topic_prefix}{name}.log"), int(
         settings["LOOPLINE_METRICS_PORT"]
     )

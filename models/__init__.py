@@ -1,12 +1,12 @@
 """loopline's model code: the network, training, export, runtime backends and the registry."""
 
-from models.artifacts import ArtifactError, ArtifactStore, sha256_hex
-from models.mlp import TabularMLP
-from models.registry import ArtifactFormat, ModelVersion, Outputs, Registry, RegistryError, Status
-from models.runtime import Backend, BackendError, BackendInfo, load_backend
-from models.train import TrainConfig, train_mlp
-from models.trees import TreesConfig
-from models.versions import bootstrap_version, make_version
+from loopline.models.artifacts import ArtifactError, ArtifactStore, sha256_hex
+from loopline.models.mlp import TabularMLP
+from loopline.models.registry import ArtifactFormat, ModelVersion, Outputs, Registry, RegistryError, Status
+from loopline.models.runtime import Backend, BackendError, BackendInfo, load_backend
+from loopline.models.train import TrainConfig, train_mlp
+from loopline.models.trees import TreesConfig
+from loopline.models.versions import bootstrap_version, make_version
 
 __all__ = [
     "ArtifactError",

@@ -18,7 +18,7 @@ from dataclasses import replace
 from pathlib import Path
 from urllib.parse import unquote, urlsplit
 
-from models.registry import ModelVersion
+from loopline.models.registry import ModelVersion
 
 __all__ = ["DEFAULT_MAX_BYTES", "ArtifactError", "ArtifactStore", "read_bounded", "sha256_hex"]
 

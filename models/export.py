@@ -15,7 +15,7 @@ import onnx
 import torch
 from onnx import TensorProto, helper, numpy_helper
 
-from models.mlp import TabularMLP
+from loopline.models.mlp import TabularMLP
 
 __all__ = ["INPUT_NAME", "OUTPUT_NAME", "load_state_dict", "state_dict_bytes", "to_onnx"]
 

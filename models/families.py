@@ -1,7 +1,7 @@
 """The model families loopline trains: the tabular MLP (``mlp``), gradient-boosted trees (``trees``),
-scikit-learn pipelines (``sklearn``, :mod:`models.pipelines`: each version records its own steps,
+scikit-learn pipelines (``sklearn``, :mod:`loopline.models.pipelines`: each version records its own steps,
 so it has no defaults and is only ever retrained as itself) and any family an installed package
-provides (:mod:`models.plugins`).
+provides (:mod:`loopline.models.plugins`).
 
 A version's lineage records its family among its hyper-parameters (``family``; a lineage without
 one is an MLP's). Each family has a config with ``as_strings``/``from_strings``, a training
@@ -13,13 +13,13 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from models.export import to_onnx
-from models.mlp import TabularMLP
-from models.pipelines import FAMILY as PIPELINE
-from models.pipelines import PipelineConfig, PipelineModel, train_pipeline
-from models.plugins import PluginConfig, PluginModel, plugin_names, train_plugin
-from models.train import TrainConfig, train_mlp
-from models.trees import BoostedTrees, TreesConfig, train_trees, trees_to_onnx
+from loopline.models.export import to_onnx
+from loopline.models.mlp import TabularMLP
+from loopline.models.pipelines import FAMILY as PIPELINE
+from loopline.models.pipelines import PipelineConfig, PipelineModel, train_pipeline
+from loopline.models.plugins import PluginConfig, PluginModel, plugin_names, train_plugin
+from loopline.models.train import TrainConfig, train_mlp
+from loopline.models.trees import BoostedTrees, TreesConfig, train_trees, trees_to_onnx
 
 __all__ = [
     "FAMILIES",

@@ -6,7 +6,7 @@ order; it does no I/O, so the CLI, the trainer and every inference worker share 
 
 - the serving version of a model is the one whose latest record says ``serving`` (the most recently
   published, should two say so); what serves is the first of :meth:`Registry.serving_candidates`
-  that passes its checks (``streams.inference.loader``), for the workers and the CLI alike;
+  that passes its checks (``loopline.inference.loader``), for the workers and the CLI alike;
 - promoting a version publishes it as serving and every other version that says serving as retired;
 - a canary serves a share of the entities (its ``traffic``) instead of the serving version; one
   canary per model: starting another rejects the one before;
@@ -98,7 +98,7 @@ class ModelVersion:
     feature_names: list[str]
     classes: list[str]
     feature_types: list[str] = field(default_factory=list)
-    """Empty for a dense float vector; else each feature's type (``streams.codec.typed``)."""
+    """Empty for a dense float vector; else each feature's type (``loopline.codec.typed``)."""
     artifact: bytes | None = None
     artifact_uri: str | None = None
     metrics: dict[str, float] = field(default_factory=dict)
@@ -251,7 +251,7 @@ class Registry:
         several), then the retired ones, newest first (:meth:`fallbacks`). Empty when none says serving.
 
         What serves is the first of them that passes its checks: an inference worker, the CLI and the
-        trainer take it through ``streams.inference.loader.serving_or_fallback``.
+        trainer take it through ``loopline.inference.loader.serving_or_fallback``.
         """
         said = [(self._order[key], v) for key, v in self._latest.items()
                 if key[0] == model_name and v.status == Status.SERVING]  # fmt: skip
@@ -334,7 +334,7 @@ class Registry:
         that says serving).
 
         Which version to return to is the caller's choice, after its checks
-        (``streams.inference.loader.rollback_records``: the first earlier one of :meth:`serving_candidates`
+        (``loopline.inference.loader.rollback_records``: the first earlier one of :meth:`serving_candidates`
         that passes).
 
         Raises:

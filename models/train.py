@@ -10,7 +10,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from models.mlp import TabularMLP
+from loopline.models.mlp import TabularMLP
 
 __all__ = ["TrainConfig", "accuracy", "train_mlp"]
 

@@ -21,7 +21,7 @@ from onnx import TensorProto, helper, numpy_helper
 from sklearn.ensemble import HistGradientBoostingClassifier
 from threadpoolctl import threadpool_limits
 
-from models.export import INPUT_NAME, OPSET, OUTPUT_NAME
+from loopline.models.export import INPUT_NAME, OPSET, OUTPUT_NAME
 
 __all__ = ["BoostedTrees", "TreesConfig", "train_trees", "trees_to_onnx"]
 

@@ -10,12 +10,12 @@ from typing import Any
 
 import numpy as np
 
-from models.artifacts import ArtifactStore
-from models.export import state_dict_bytes
-from models.families import Config, Model, fit, onnx_bytes, probabilities
-from models.mlp import TabularMLP
-from models.registry import ArtifactFormat, ModelVersion, Status, empty_lineage
-from models.train import TrainConfig, accuracy
+from loopline.models.artifacts import ArtifactStore
+from loopline.models.export import state_dict_bytes
+from loopline.models.families import Config, Model, fit, onnx_bytes, probabilities
+from loopline.models.mlp import TabularMLP
+from loopline.models.registry import ArtifactFormat, ModelVersion, Status, empty_lineage
+from loopline.models.train import TrainConfig, accuracy
 
 __all__ = ["bootstrap_version", "make_version", "package_versions"]
 
@@ -48,7 +48,7 @@ def make_version(
     feature_types: Sequence[str] = (),
 ) -> ModelVersion:
     """A version of ``model`` with its artifact attached (inline or in the store's directory); with
-    ``feature_types``, one that takes typed inputs (``streams.codec.typed``).
+    ``feature_types``, one that takes typed inputs (``loopline.codec.typed``).
 
     An MLP's lineage always carries its hidden widths: a state dict can't be loaded without them.
     Other families are written as ONNX only.
@@ -97,7 +97,7 @@ def bootstrap_version(
 ) -> ModelVersion:
     """Train a first version of ``config``'s family (the MLP by default) from a dataset (the most
     recent ``holdout_fraction`` rows held out); with ``feature_types``, a version with typed inputs
-    whose rows ``x`` are the :class:`streams.codec.typed.Vectoriser`'s.
+    whose rows ``x`` are the :class:`loopline.codec.typed.Vectoriser`'s.
 
     The version is a candidate with ``holdout_accuracy`` in its metrics; promote it to serve.
     """

@@ -23,15 +23,15 @@ from confluent_kafka import KafkaError, KafkaException
 from pydantic import ValidationError
 from pydantic_settings import BaseSettings, SettingsError
 
-from models import ArtifactError, RegistryError
-from streams.analytics.queries import QueryError
-from streams.errors import ConfigError, Unreachable
-from streams.inference.loader import ModelRejected
-from streams.kafka.broker import Broker, BrokerError, fetch_classpath
-from streams.models_cli import add_models_parser
-from streams.paths import CACHE_DIR
-from streams.query_cli import add_query_parser
-from streams.settings import BrokerSettings, ClickHouseSettings, KafkaSettings, all_settings_classes
+from loopline.analytics.queries import QueryError
+from loopline.errors import ConfigError, Unreachable
+from loopline.inference.loader import ModelRejected
+from loopline.kafka.broker import Broker, BrokerError, fetch_classpath
+from loopline.models import ArtifactError, RegistryError
+from loopline.models_cli import add_models_parser
+from loopline.paths import CACHE_DIR
+from loopline.query_cli import add_query_parser
+from loopline.settings import BrokerSettings, ClickHouseSettings, KafkaSettings, all_settings_classes
 
 if TYPE_CHECKING:
     import faust
@@ -78,7 +78,7 @@ def cmd_kafka(args: argparse.Namespace) -> int:
 
 
 def cmd_topics(args: argparse.Namespace) -> int:
-    from streams.kafka.topics import create_topics
+    from loopline.kafka.topics import create_topics
 
     kafka = KafkaSettings()
     _ready(kafka, topics=False)
@@ -88,7 +88,7 @@ def cmd_topics(args: argparse.Namespace) -> int:
 
 
 def cmd_db(args: argparse.Namespace) -> int:
-    from streams.store import check_store, connect, migrate
+    from loopline.store import check_store, connect, migrate
 
     clickhouse = ClickHouseSettings()
     check_store(clickhouse)
@@ -102,8 +102,8 @@ def cmd_db(args: argparse.Namespace) -> int:
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
-    from streams.demo import run_demo
-    from streams.settings import DemoSettings, RegistrySettings
+    from loopline.demo import run_demo
+    from loopline.settings import DemoSettings, RegistrySettings
 
     overrides = {"events": args.events} if args.events is not None else {}
     run_demo(KafkaSettings(), BrokerSettings(), ClickHouseSettings(), RegistrySettings(), DemoSettings(**overrides))
@@ -111,16 +111,16 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
 
 def cmd_config(args: argparse.Namespace) -> int:
-    from streams.settings import settings_table
+    from loopline.settings import settings_table
 
     print(settings_table())
     return 0
 
 
 def cmd_worker(args: argparse.Namespace) -> int:
-    from streams.agents.app import run
-    from streams.metrics import serve_metrics
-    from streams.settings import (
+    from loopline.agents.app import run
+    from loopline.metrics import serve_metrics
+    from loopline.settings import (
         DriftSettings,
         InferenceSettings,
         JoinSettings,
@@ -141,24 +141,24 @@ def cmd_worker(args: argparse.Namespace) -> int:
     store: ClickHouseSettings | None = None
     build: Callable[[], faust.App]
     if args.agent == "inference":
-        from streams.agents.inference import build_inference_app
+        from loopline.agents.inference import build_inference_app
 
         build = partial(build_inference_app, kafka, InferenceSettings(), RegistrySettings())
     elif args.agent == "join":
-        from streams.agents.join import build_join_app
+        from loopline.agents.join import build_join_app
 
         build = partial(build_join_app, kafka, JoinSettings(), StateSettings())
     elif args.agent == "drift":
-        from streams.agents.drift import build_drift_app
+        from loopline.agents.drift import build_drift_app
 
         build = partial(build_drift_app, kafka, DriftSettings(), StateSettings())
     elif args.agent == "sink":
-        from streams.agents.sink import build_sink_app
+        from loopline.agents.sink import build_sink_app
 
         store = ClickHouseSettings()
         build = partial(build_sink_app, kafka, store, SinkSettings())
     else:
-        from streams.agents.trainer import build_trainer_app
+        from loopline.agents.trainer import build_trainer_app
 
         trainer = TrainerSettings()
         if trainer.wait_minutes * 60_000 >= kafka.max_poll_interval_ms:
@@ -169,7 +169,7 @@ def cmd_worker(args: argparse.Namespace) -> int:
             )
         build = partial(build_trainer_app, kafka, trainer, RegistrySettings(), StateSettings())
     if store is not None:  # a DSN that can't work stops it here; a store that is down is waited for, input held
-        from streams.store import check_dsn
+        from loopline.store import check_dsn
 
         check_dsn(store)
     _ready(kafka, topics=True)
@@ -183,9 +183,9 @@ def cmd_retrain(args: argparse.Namespace) -> int:
     import time
     import uuid
 
-    from streams.codec import Codec
-    from streams.kafka.clients import send_all
-    from streams.trainer.window import start_offsets
+    from loopline.codec import Codec
+    from loopline.kafka.clients import send_all
+    from loopline.trainer.window import start_offsets
 
     kafka = KafkaSettings()
     _ready(kafka, topics=True)
@@ -277,8 +277,8 @@ def _ready(kafka: KafkaSettings, *, topics: bool) -> None:
         Unreachable: no broker answers within ``LOOPLINE_KAFKA_CONNECT_TIMEOUT_S``.
         ConfigError: ``topics`` is set and the catalogue's topics are not there yet.
     """
-    from streams.kafka.config import reach
-    from streams.kafka.topics import require_topics
+    from loopline.kafka.config import reach
+    from loopline.kafka.topics import require_topics
 
     if topics:
         require_topics(kafka)

@@ -12,9 +12,9 @@ from __future__ import annotations
 
 import hashlib
 
-from streams.codec import Codec
-from streams.codec.checks import clamp_time
-from streams.records import Produced, SourceRecord, Topic
+from loopline.codec import Codec
+from loopline.codec.checks import clamp_time
+from loopline.records import Produced, SourceRecord, Topic
 
 __all__ = ["KEY_PREFIX_BYTES", "MAX_ERROR_CHARS", "VALUE_PREFIX_BYTES", "DeadLetters"]
 

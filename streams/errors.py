@@ -1,4 +1,4 @@
-"""The errors a command or a starting worker reports as one line and exit code 2 (``streams.cli.main``).
+"""The errors a command or a starting worker reports as one line and exit code 2 (``loopline.cli.main``).
 
 They mean "the setup is wrong or a service is not there", not "loopline is broken": the message
 names what to fix, and a traceback would only hide it.

@@ -8,7 +8,7 @@ import numpy as np
 from prometheus_client import Counter, Gauge, Histogram, start_http_server
 from prometheus_client.parser import text_string_to_metric_families
 
-from streams.settings import MetricsSettings
+from loopline.settings import MetricsSettings
 
 __all__ = [
     "BACKEND_SWITCHES",

@@ -10,7 +10,9 @@ from pathlib import Path
 
 import numpy as np
 
-from models import (
+from loopline.inference.loader import LoadedModel, ModelRejected, admit, rollback_records, serving_or_fallback
+from loopline.kafka.versions import fit_to_topic, load_registry, publish_versions
+from loopline.models import (
     ArtifactFormat,
     ArtifactStore,
     ModelVersion,
@@ -20,14 +22,12 @@ from models import (
     TreesConfig,
     bootstrap_version,
 )
-from models.artifacts import read_bounded
-from models.datasets import Concept, feature_names, sample
-from models.families import FAMILIES, OPAQUE
-from models.registry import empty_lineage
-from streams.inference.loader import LoadedModel, ModelRejected, admit, rollback_records, serving_or_fallback
-from streams.kafka.versions import fit_to_topic, load_registry, publish_versions
-from streams.settings import InferenceSettings, KafkaSettings, RegistrySettings
-from streams.trainer.regression import check_version
+from loopline.models.artifacts import read_bounded
+from loopline.models.datasets import Concept, feature_names, sample
+from loopline.models.families import FAMILIES, OPAQUE
+from loopline.models.registry import empty_lineage
+from loopline.settings import InferenceSettings, KafkaSettings, RegistrySettings
+from loopline.trainer.regression import check_version
 
 __all__ = ["add_models_parser"]
 
@@ -233,7 +233,7 @@ def cmd_rollback(args: argparse.Namespace, kafka: KafkaSettings, registry: Regis
 
 
 def cmd_reproduce(args: argparse.Namespace, kafka: KafkaSettings, registry: Registry) -> None:
-    from streams.trainer.reproduce import reproduce
+    from loopline.trainer.reproduce import reproduce
 
     version = registry.get(args.model, args.version)
     result = reproduce(kafka, version, _store())

@@ -13,7 +13,7 @@ from pathlib import Path
 
 
 def _resources() -> Path:
-    found = files("streams") / "resources"
+    found = files("loopline") / "resources"
     if not isinstance(found, Path):  # a zipped install: Maven and Java need files on disk
         raise RuntimeError("loopline must be installed as files, not zipped: it reads its schemas and DDL from disk")
     return found

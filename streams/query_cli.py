@@ -3,8 +3,8 @@
 With an embedded store (``chdb://``) the query goes to the sink worker's endpoint when a sink runs
 (it owns the store), and opens the store in this process otherwise. With a server DSN it goes to
 the server. Either way it is one statement that only reads, run read-only and within the limits
-of ``LOOPLINE_SINK_QUERY_*`` (:mod:`streams.analytics.queries`); the endpoint wants the sink's token
-(:func:`streams.analytics.server.read_token`).
+of ``LOOPLINE_SINK_QUERY_*`` (:mod:`loopline.analytics.queries`); the endpoint wants the sink's token
+(:func:`loopline.analytics.server.read_token`).
 """
 
 from __future__ import annotations
@@ -15,12 +15,12 @@ from urllib.parse import urlsplit
 
 from clickhouse_connect.driver.exceptions import ProgrammingError
 
-from streams.analytics.queries import DEFAULTS, QUERIES, query_settings, read_only_statement
-from streams.analytics.results import Result
-from streams.analytics.server import ask, read_token
-from streams.errors import ConfigError
-from streams.settings import ClickHouseSettings, SinkSettings
-from streams.store import connect
+from loopline.analytics.queries import DEFAULTS, QUERIES, query_settings, read_only_statement
+from loopline.analytics.results import Result
+from loopline.analytics.server import ask, read_token
+from loopline.errors import ConfigError
+from loopline.settings import ClickHouseSettings, SinkSettings
+from loopline.store import connect
 
 __all__ = ["add_query_parser", "run_query"]
 

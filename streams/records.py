@@ -1,6 +1,6 @@
 """The records every agent reads and writes: the catalogue topics, a consumed record, a batch's outputs.
 
-Broker-free vocabulary shared by the cores and the batch loop (``streams.kafka.loop``): a core
+Broker-free vocabulary shared by the cores and the batch loop (``loopline.kafka.loop``): a core
 reads :class:`SourceRecord` and returns a :class:`Produced` whose records each name the catalogue
 :class:`Topic` they go to; the loop resolves the names and sends them.
 """

@@ -115,7 +115,7 @@ class KafkaSettings(BaseSettings):
         """
         if not isinstance(data, dict) or "bootstrap_servers" in data:
             return data
-        from streams.kafka.broker import Broker
+        from loopline.kafka.broker import Broker
 
         broker = Broker(BrokerSettings())
         try:
@@ -252,7 +252,7 @@ class DriftSettings(BaseSettings):
     @classmethod
     def _detector_builds(cls, params: dict[str, int | float], info: ValidationInfo) -> dict[str, int | float]:
         """Build each detector once with its parameters, so that a bad one is refused by name, at start."""
-        from streams.drift.detectors import make_detector
+        from loopline.drift.detectors import make_detector
 
         kind = str(info.field_name).removesuffix("_params")
         detector = info.data.get(f"{kind}_detector")  # absent when the name itself was refused
@@ -341,9 +341,9 @@ class SinkSettings(BaseSettings):
 
 
 MODEL_FAMILIES = ("mlp", "trees")
-"""The built-in families of :mod:`models.families`, named here so that settings load without torch."""
+"""The built-in families of :mod:`loopline.models.families`, named here so that settings load without torch."""
 TRAINER_ENTRY_POINTS = "loopline.trainers"
-"""The entry-point group of families that installed packages provide (:mod:`models.plugins`)."""
+"""The entry-point group of families that installed packages provide (:mod:`loopline.models.plugins`)."""
 
 
 class TrainerSettings(BaseSettings):

@@ -11,8 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from streams.kafka.broker import Broker
-from streams.settings import BrokerSettings, ClickHouseSettings, KafkaSettings
+from loopline.kafka.broker import Broker
+from loopline.settings import BrokerSettings, ClickHouseSettings, KafkaSettings
 
 
 @pytest.fixture(scope="session")

@@ -11,10 +11,19 @@ import onnx
 import torch
 from onnx import TensorProto, helper, numpy_helper
 
-from models import ArtifactFormat, ArtifactStore, ModelVersion, Status, TabularMLP, TrainConfig, make_version, train_mlp
-from models.datasets import Concept, feature_names, sample
-from models.export import to_onnx
-from streams.codec import Codec
+from loopline.codec import Codec
+from loopline.models import (
+    ArtifactFormat,
+    ArtifactStore,
+    ModelVersion,
+    Status,
+    TabularMLP,
+    TrainConfig,
+    make_version,
+    train_mlp,
+)
+from loopline.models.datasets import Concept, feature_names, sample
+from loopline.models.export import to_onnx
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 """The checkout: docs, ops and compose files that the tests read."""
@@ -90,7 +99,7 @@ def rows(n, seed=0):
 
 def send_labeled_events(kafka, x, y, start, classes=("no", "yes")):
     """Feature events (10 ms of event time apart from number ``start`` on) and their labels a minute later."""
-    from streams.kafka.clients import send_all
+    from loopline.kafka.clients import send_all
 
     label = Codec.load("label")
     ids = [str(uuid.uuid4()) for _ in range(len(x))]

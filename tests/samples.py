@@ -97,7 +97,7 @@ def analytics_records() -> dict[str, list[dict[str, Any]]]:
 
 def load_analytics_records(client: Any) -> None:
     """Create the tables in ``client``'s database and write :func:`analytics_records` the way the sink does."""
-    from streams.store import migrate
+    from loopline.store import migrate
 
     migrate(client)
     write_records(client, analytics_records())
@@ -105,10 +105,10 @@ def load_analytics_records(client: Any) -> None:
 
 def write_records(client: Any, by_topic: dict[str, list[dict[str, Any]]]) -> None:
     """Write records (by topic, unprefixed) to ``client``'s tables the way the sink does."""
-    from streams.codec import Codec
-    from streams.records import SourceRecord
-    from streams.settings import KafkaSettings
-    from streams.sink.core import SinkCore
+    from loopline.codec import Codec
+    from loopline.records import SourceRecord
+    from loopline.settings import KafkaSettings
+    from loopline.sink.core import SinkCore
 
     records = [
         SourceRecord(None, Codec.load(TOPIC_SCHEMA[topic]).encode(row), topic, 0, offset, 0)

@@ -2,7 +2,7 @@
 
 import numpy as np
 
-from streams.models_cli import dataset_classes
+from loopline.models_cli import dataset_classes
 
 
 def test_class_names_are_the_labels_own_values():

@@ -1,7 +1,7 @@
 """A configuration or connection error ends a command or a worker with one line on stderr and exit code 2.
 
 Most cases run ``main`` in this process (the same code path, and fast); a few run ``python -m
-streams.cli`` as a user does, so that nothing else (librdkafka, torch, a traceback) reaches stderr.
+loopline.cli`` as a user does, so that nothing else (librdkafka, torch, a traceback) reaches stderr.
 """
 
 import os
@@ -13,11 +13,11 @@ import uuid
 import pytest
 from confluent_kafka import KafkaError, KafkaException
 
-from streams.cli import _one_line, main
-from streams.kafka.broker import Broker, free_port
-from streams.kafka.topics import require_topics
-from streams.kafka.versions import load_registry
-from streams.settings import KafkaSettings
+from loopline.cli import _one_line, main
+from loopline.kafka.broker import Broker, free_port
+from loopline.kafka.topics import require_topics
+from loopline.kafka.versions import load_registry
+from loopline.settings import KafkaSettings
 
 
 def one_line(code, err):
@@ -30,10 +30,10 @@ def one_line(code, err):
 
 
 def processes(*runs):
-    """Run ``(args, env)`` pairs of ``python -m streams.cli`` at once; their (exit code, stderr) in order."""
+    """Run ``(args, env)`` pairs of ``python -m loopline.cli`` at once; their (exit code, stderr) in order."""
     clean = {name: value for name, value in os.environ.items() if not name.startswith("LOOPLINE_")}
     started = [
-        subprocess.Popen([sys.executable, "-m", "streams.cli", *args], env=clean | env, text=True,
+        subprocess.Popen([sys.executable, "-m", "loopline.cli", *args], env=clean | env, text=True,
                          stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
         for args, env in runs
     ]  # fmt: skip

@@ -5,8 +5,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from streams.cli import build_parser
-from streams.settings import all_settings_classes
+from loopline.cli import build_parser
+from loopline.settings import all_settings_classes
 from tests.helpers import REPO_ROOT
 
 COMPOSE = yaml.safe_load((REPO_ROOT / "docker-compose.yml").read_text())

@@ -4,8 +4,8 @@ import re
 
 import pytest
 
-from streams.settings import ClickHouseSettings
-from streams.store import connect
+from loopline.settings import ClickHouseSettings
+from loopline.store import connect
 from tests.helpers import REPO_ROOT
 from tests.samples import load_analytics_records
 

@@ -2,9 +2,9 @@
 
 import hashlib
 
-from streams.codec import Codec
-from streams.deadletters import KEY_PREFIX_BYTES, VALUE_PREFIX_BYTES, DeadLetters
-from streams.records import Produced, SourceRecord, Topic
+from loopline.codec import Codec
+from loopline.deadletters import KEY_PREFIX_BYTES, VALUE_PREFIX_BYTES, DeadLetters
+from loopline.records import Produced, SourceRecord, Topic
 
 LETTER = Codec.load("dead_letter")
 

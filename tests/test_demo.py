@@ -1,7 +1,7 @@
 """Acceptance: the whole loop on a small drifting stream, through the demo, against the session broker."""
 
-from streams.demo import run_demo
-from streams.settings import BrokerSettings, ClickHouseSettings, DemoSettings, RegistrySettings
+from loopline.demo import run_demo
+from loopline.settings import BrokerSettings, ClickHouseSettings, DemoSettings, RegistrySettings
 
 
 def test_the_loop_notices_the_drift_retrains_and_recovers_and_stores_every_event_once(kafka, tmp_path, capsys):

@@ -1,7 +1,7 @@
 import numpy as np
 from prometheus_client import CollectorRegistry, Histogram
 
-from streams.metrics import observe_all
+from loopline.metrics import observe_all
 
 
 def samples(histogram):

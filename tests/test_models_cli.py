@@ -7,14 +7,14 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from models import ArtifactStore, Status
-from models.datasets import Concept, sample
-from models.export import to_onnx
-from streams.cli import main
-from streams.codec import Codec
-from streams.kafka.clients import send_all
-from streams.kafka.topics import create_topics
-from streams.kafka.versions import load_registry, publish_versions
+from loopline.cli import main
+from loopline.codec import Codec
+from loopline.kafka.clients import send_all
+from loopline.kafka.topics import create_topics
+from loopline.kafka.versions import load_registry, publish_versions
+from loopline.models import ArtifactStore, Status
+from loopline.models.datasets import Concept, sample
+from loopline.models.export import to_onnx
 from tests.agents.test_inference_agent import send_features
 from tests.helpers import N_FEATURES, nan_model, small_model, tampered, version_of
 from tests.inference.test_loader import raw_scores

@@ -11,10 +11,10 @@ import prometheus_client
 import pytest
 import yaml
 
-import streams.metrics  # noqa: F401 (registers every loopline metric)
-from streams.codec import Codec
-from streams.kafka.clients import send_all
-from streams.kafka.topics import create_topics
+import loopline.metrics  # noqa: F401 (registers every loopline metric)
+from loopline.codec import Codec
+from loopline.kafka.clients import send_all
+from loopline.kafka.topics import create_topics
 from tests.helpers import REPO_ROOT
 from tests.workers import free_port, wait_for, worker
 

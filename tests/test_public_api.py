@@ -2,7 +2,7 @@ import importlib
 
 import pytest
 
-PACKAGES = ["models", "models.runtime", "streams.codec", "streams.store"]
+PACKAGES = ["loopline.models", "loopline.models.runtime", "loopline.codec", "loopline.store"]
 
 
 @pytest.mark.parametrize("name", PACKAGES)

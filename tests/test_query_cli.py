@@ -5,13 +5,13 @@ import math
 
 import pytest
 
-from streams.analytics.queries import DEFAULTS, QUERIES, QueryError, one_statement
-from streams.analytics.server import QueryServer, ask, read_token
-from streams.cli import main
-from streams.kafka.broker import free_port
-from streams.settings import ClickHouseSettings, SinkSettings
-from streams.sink.store import Store
-from streams.store import connect
+from loopline.analytics.queries import DEFAULTS, QUERIES, QueryError, one_statement
+from loopline.analytics.server import QueryServer, ask, read_token
+from loopline.cli import main
+from loopline.kafka.broker import free_port
+from loopline.settings import ClickHouseSettings, SinkSettings
+from loopline.sink.store import Store
+from loopline.store import connect
 from tests.samples import SAMPLES, load_analytics_records, write_records
 
 

@@ -3,10 +3,10 @@ import json
 import pytest
 from pydantic import ValidationError
 
-from models.families import FAMILIES
-from models.plugins import GROUP
-from streams.cli import main
-from streams.settings import (
+from loopline.cli import main
+from loopline.models.families import FAMILIES
+from loopline.models.plugins import GROUP
+from loopline.settings import (
     MODEL_FAMILIES,
     TRAINER_ENTRY_POINTS,
     ClickHouseSettings,

@@ -10,11 +10,11 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from streams.codec import Codec
-from streams.kafka.broker import free_port
-from streams.kafka.clients import read_to_end, read_topic
-from streams.metrics import read_metric
-from streams.settings import KafkaSettings
+from loopline.codec import Codec
+from loopline.kafka.broker import free_port
+from loopline.kafka.clients import read_to_end, read_topic
+from loopline.metrics import read_metric
+from loopline.settings import KafkaSettings
 
 
 class Worker:
@@ -35,7 +35,7 @@ class Worker:
         }
         with open(self.log, "wb") as log:
             self.proc = subprocess.Popen(
-                [sys.executable, "-m", "streams.cli", "worker", agent, "--loglevel", "info"],
+                [sys.executable, "-m", "loopline.cli", "worker", agent, "--loglevel", "info"],
                 env=environment, stdout=log, stderr=subprocess.STDOUT,
             )  # fmt: skip
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import torch
 
-from models.runtime.base import BackendError
+from loopline.models.runtime.base import BackendError
 
 __all__ = ["resolve_device"]
 

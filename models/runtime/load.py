@@ -6,9 +6,9 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from models.registry import ArtifactFormat
-from models.runtime.base import Backend, BackendError
-from models.runtime.device import resolve_device
+from loopline.models.registry import ArtifactFormat
+from loopline.models.runtime.base import Backend, BackendError
+from loopline.models.runtime.device import resolve_device
 
 __all__ = ["load_backend"]
 
@@ -40,11 +40,11 @@ def load_backend(
     where = resolve_device(device)
     loaded: Backend
     if chosen == "onnxruntime":
-        from models.runtime.onnxruntime_backend import OnnxBackend
+        from loopline.models.runtime.onnxruntime_backend import OnnxBackend
 
         loaded = OnnxBackend(data, where)
     else:
-        from models.runtime.torch_backend import TorchBackend
+        from loopline.models.runtime.torch_backend import TorchBackend
 
         if not hidden:
             raise BackendError("a torch artifact needs the hidden layer widths (hyperparameter 'hidden')")

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import onnxruntime as ort
 
-from models.runtime.base import BackendError, BackendInfo
+from loopline.models.runtime.base import BackendError, BackendInfo
 
 __all__ = ["OnnxBackend"]
 

@@ -11,8 +11,8 @@ from collections.abc import Sequence
 import numpy as np
 import torch
 
-from models.export import load_state_dict
-from models.runtime.base import BackendError, BackendInfo
+from loopline.models.export import load_state_dict
+from loopline.models.runtime.base import BackendError, BackendInfo
 
 __all__ = ["TorchBackend"]
 

@@ -13,8 +13,8 @@ from pathlib import Path
 import faust
 from faust.app.base import BootStrategy
 
-from streams.kafka.config import faust_credentials
-from streams.settings import KafkaSettings
+from loopline.kafka.config import faust_credentials
+from loopline.settings import KafkaSettings
 
 __all__ = ["make_app", "run"]
 
@@ -29,7 +29,7 @@ GC_THRESHOLDS = (50_000, 20, 20)
 class TaskBoot(BootStrategy):
     """Start the worker's services and tasks, without Faust's own consumer and producer.
 
-    loopline's agents consume in batches with their own clients (``streams.kafka.loop``).
+    loopline's agents consume in batches with their own clients (``loopline.kafka.loop``).
     """
 
     enable_kafka_consumer = False

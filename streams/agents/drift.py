@@ -11,15 +11,15 @@ from __future__ import annotations
 
 import faust
 
-from streams.agents.app import make_app
-from streams.drift.core import DriftCore, DriftOutput
-from streams.kafka.loop import kafka_loop
-from streams.kafka.versions import VersionLookup
-from streams.metrics import DRIFT_EVENTS, ONLINE_ACCURACY, ONLINE_LOG_LOSS, RETRAIN_REQUESTS
-from streams.records import Produced, Topic
-from streams.settings import DriftSettings, KafkaSettings, StateSettings
-from streams.state.changelog import kafka_state
-from streams.state.state import Mirror
+from loopline.agents.app import make_app
+from loopline.drift.core import DriftCore, DriftOutput
+from loopline.kafka.loop import kafka_loop
+from loopline.kafka.versions import VersionLookup
+from loopline.metrics import DRIFT_EVENTS, ONLINE_ACCURACY, ONLINE_LOG_LOSS, RETRAIN_REQUESTS
+from loopline.records import Produced, Topic
+from loopline.settings import DriftSettings, KafkaSettings, StateSettings
+from loopline.state.changelog import kafka_state
+from loopline.state.state import Mirror
 
 __all__ = ["build_drift_app"]
 

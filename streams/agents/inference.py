@@ -28,18 +28,17 @@ from typing import Protocol
 import faust
 from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaException, TopicPartition
 
-from models import ArtifactStore, ModelVersion, Registry
-from streams.agents.app import make_app
-from streams.codec import Codec, CodecError
-from streams.deadletters import DeadLetters
-from streams.inference.core import BatchOutput, InferenceCore, where
-from streams.inference.loader import LoadedModel, ModelRejected, admit
-from streams.kafka.clients import consume_to_end, make_sender, send_all
-from streams.kafka.config import confluent_config
-from streams.kafka.loop import kafka_loop
-from streams.kafka.noise import client_callbacks
-from streams.kafka.source import to_source
-from streams.metrics import (
+from loopline.agents.app import make_app
+from loopline.codec import Codec, CodecError
+from loopline.deadletters import DeadLetters
+from loopline.inference.core import BatchOutput, InferenceCore, where
+from loopline.inference.loader import LoadedModel, ModelRejected, admit
+from loopline.kafka.clients import consume_to_end, make_sender, send_all
+from loopline.kafka.config import confluent_config
+from loopline.kafka.loop import kafka_loop
+from loopline.kafka.noise import client_callbacks
+from loopline.kafka.source import to_source
+from loopline.metrics import (
     BACKEND_SWITCHES,
     CANARY_TRAFFIC,
     CONSUMER_LAG,
@@ -54,8 +53,9 @@ from streams.metrics import (
     SHADOW_FAILURES,
     observe_all,
 )
-from streams.records import KeyValue, Produced, SourceRecord, Topic
-from streams.settings import InferenceSettings, KafkaSettings, RegistrySettings
+from loopline.models import ArtifactStore, ModelVersion, Registry
+from loopline.records import KeyValue, Produced, SourceRecord, Topic
+from loopline.settings import InferenceSettings, KafkaSettings, RegistrySettings
 
 __all__ = ["build_inference_app"]
 
@@ -70,7 +70,7 @@ LAG_EVERY_S = 1.0
 class VersionFollower:
     """Reads model-versions from the start, and loads and stages every new serving or shadow version.
 
-    Every version goes through :func:`streams.inference.loader.admit`, the checks of the CLI and
+    Every version goes through :func:`loopline.inference.loader.admit`, the checks of the CLI and
     the trainer. The registry is acted on as soon as a serving version is read, but a fallback
     and the "nothing to serve" report wait until the topic is read to its end (every partition
     reached its end once, and a poll brought nothing), so that a worker reading its history does
@@ -190,7 +190,7 @@ class VersionFollower:
 
     def _fall_back(self, name: str, failed: ModelVersion) -> None:
         """Serve the next of the registry's serving candidates that passes (another version that says serving,
-        else the newest retired one: :func:`streams.inference.loader.serving_or_fallback`'s order), since the
+        else the newest retired one: :func:`loopline.inference.loader.serving_or_fallback`'s order), since the
         serving one fails and nothing is loaded."""
         for version in self.registry.serving_candidates(name):
             if version.version == failed.version or version.event_id in self.failed:

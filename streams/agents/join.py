@@ -2,7 +2,7 @@
 
 The input topics are co-partitioned by event_id and assigned by range, so the three parts of an
 event meet in one worker however many run. The entries waiting for their other parts are the
-join's state (``streams.state``): one store per input partition, every change logged to the
+join's state (``loopline.state``): one store per input partition, every change logged to the
 join-changelog topic in the transaction of the batch's outcomes and input offsets, so that a
 restarted or newly assigned worker restores it (the core then rebuilds its expiry index) and reads
 on from the committed offsets.
@@ -15,16 +15,16 @@ from collections import Counter
 
 import faust
 
-from streams.agents.app import make_app
-from streams.codec.typed import Vectoriser, parse_inputs
-from streams.join.core import JoinCore, JoinOutput, JoinTopics
-from streams.kafka.loop import RECORD_OVERHEAD_BYTES, kafka_loop
-from streams.kafka.versions import VersionLookup
-from streams.metrics import JOIN_DUPLICATES, JOIN_EXPIRED, JOIN_PENDING, JOIN_SKIPPED, LABEL_RATE, OUTCOMES_OUT
-from streams.records import Produced, Topic
-from streams.settings import JoinSettings, KafkaSettings, StateSettings
-from streams.state.changelog import kafka_state
-from streams.state.state import State
+from loopline.agents.app import make_app
+from loopline.codec.typed import Vectoriser, parse_inputs
+from loopline.join.core import JoinCore, JoinOutput, JoinTopics
+from loopline.kafka.loop import RECORD_OVERHEAD_BYTES, kafka_loop
+from loopline.kafka.versions import VersionLookup
+from loopline.metrics import JOIN_DUPLICATES, JOIN_EXPIRED, JOIN_PENDING, JOIN_SKIPPED, LABEL_RATE, OUTCOMES_OUT
+from loopline.records import Produced, Topic
+from loopline.settings import JoinSettings, KafkaSettings, StateSettings
+from loopline.state.changelog import kafka_state
+from loopline.state.state import State
 
 __all__ = ["INPUTS", "build_join_app", "join_core"]
 

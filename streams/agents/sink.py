@@ -15,15 +15,15 @@ import threading
 
 import faust
 
-from streams.agents.app import make_app
-from streams.analytics.server import QueryServer
-from streams.kafka.loop import kafka_loop
-from streams.kafka.retry import Stopped
-from streams.metrics import SINK_FAILURES, SINK_ROWS
-from streams.records import Produced, SourceRecord, Topic
-from streams.settings import ClickHouseSettings, KafkaSettings, SinkSettings
-from streams.sink.core import SinkBatch, SinkCore
-from streams.sink.store import Store
+from loopline.agents.app import make_app
+from loopline.analytics.server import QueryServer
+from loopline.kafka.loop import kafka_loop
+from loopline.kafka.retry import Stopped
+from loopline.metrics import SINK_FAILURES, SINK_ROWS
+from loopline.records import Produced, SourceRecord, Topic
+from loopline.settings import ClickHouseSettings, KafkaSettings, SinkSettings
+from loopline.sink.core import SinkBatch, SinkCore
+from loopline.sink.store import Store
 
 __all__ = ["build_sink_app", "write"]
 

@@ -2,7 +2,7 @@
 
 Requests are taken in batches; the requests of one model in a batch make one training, and a
 request written before the window of that model's last training was read (by retrain-requests
-offsets) was answered by it (coalesced; :mod:`streams.trainer.requests`). After a drift the window starts after the detection
+offsets) was answered by it (coalesced; :mod:`loopline.trainer.requests`). After a drift the window starts after the detection
 (the data of the new world), and the training waits, up to ``wait_minutes``, until ``min_events``
 such outcomes have come. A request that can't be served (unknown model, too few outcomes) becomes
 a dead letter with the reason. The
@@ -22,26 +22,26 @@ import faust
 import torch
 from confluent_kafka import TopicPartition
 
-from models import ArtifactStore, Registry, Status
-from models.registry import moved
-from streams.agents.app import make_app
-from streams.codec import Codec, CodecError
-from streams.deadletters import DeadLetters
-from streams.inference.loader import rollback_records
-from streams.kafka.clients import make_sender, offset_reader, watermarks
-from streams.kafka.loop import kafka_loop
-from streams.kafka.versions import VersionLookup, load_registry, publish_versions
-from streams.metrics import CANARY_STEPS, RETRAINS, ROLLBACKS, STAGING_VERDICTS
-from streams.records import Produced, SourceRecord, Topic
-from streams.settings import InferenceSettings, KafkaSettings, RegistrySettings, StateSettings, TrainerSettings
-from streams.state.changelog import kafka_state
-from streams.state.state import Mirror
-from streams.trainer.canary import Ramp, RampVerdict, go_live
-from streams.trainer.core import Refused, Trainer
-from streams.trainer.guard import RollbackGuard, Verdict
-from streams.trainer.requests import answered, answered_by, data_start
-from streams.trainer.staging import Staging, StagingVerdict
-from streams.trainer.window import Window, read_window
+from loopline.agents.app import make_app
+from loopline.codec import Codec, CodecError
+from loopline.deadletters import DeadLetters
+from loopline.inference.loader import rollback_records
+from loopline.kafka.clients import make_sender, offset_reader, watermarks
+from loopline.kafka.loop import kafka_loop
+from loopline.kafka.versions import VersionLookup, load_registry, publish_versions
+from loopline.metrics import CANARY_STEPS, RETRAINS, ROLLBACKS, STAGING_VERDICTS
+from loopline.models import ArtifactStore, Registry, Status
+from loopline.models.registry import moved
+from loopline.records import Produced, SourceRecord, Topic
+from loopline.settings import InferenceSettings, KafkaSettings, RegistrySettings, StateSettings, TrainerSettings
+from loopline.state.changelog import kafka_state
+from loopline.state.state import Mirror
+from loopline.trainer.canary import Ramp, RampVerdict, go_live
+from loopline.trainer.core import Refused, Trainer
+from loopline.trainer.guard import RollbackGuard, Verdict
+from loopline.trainer.requests import answered, answered_by, data_start
+from loopline.trainer.staging import Staging, StagingVerdict
+from loopline.trainer.window import Window, read_window
 
 __all__ = ["build_trainer_app"]
 

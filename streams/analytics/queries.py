@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from itertools import pairwise
 from typing import Any
 
-from streams.settings import SinkSettings
+from loopline.settings import SinkSettings
 
 __all__ = [
     "DEFAULTS",

@@ -12,7 +12,7 @@ can send a request, so the endpoint answers only a request that
 - carries the sink's token as ``Authorization: Bearer <token>``: ``LOOPLINE_SINK_QUERY_TOKEN``, or
   a new one per start, written to a file only the sink's user can read (``SinkSettings.token_file``).
 
-Then it applies the query rules itself (:mod:`streams.analytics.queries`): one statement that only
+Then it applies the query rules itself (:mod:`loopline.analytics.queries`): one statement that only
 reads, run with ``readonly=1`` and the limits of ``LOOPLINE_SINK_QUERY_*``. It listens on the
 loopback interface unless told otherwise.
 """
@@ -34,9 +34,9 @@ from pathlib import Path
 from typing import Any, Protocol
 from urllib.parse import urlsplit
 
-from streams.analytics.queries import QueryError, query_settings, read_only_statement
-from streams.analytics.results import Result
-from streams.settings import SinkSettings
+from loopline.analytics.queries import QueryError, query_settings, read_only_statement
+from loopline.analytics.results import Result
+from loopline.settings import SinkSettings
 
 __all__ = ["MAX_REQUEST_BYTES", "QueryServer", "Queryable", "ask", "read_token", "write_token"]
 

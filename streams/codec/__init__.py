@@ -1,9 +1,9 @@
 """Avro codecs: single-object framing, the feature batch decoder and the prediction encoder."""
 
-from streams.codec.errors import CodecError
-from streams.codec.features import FeatureBatch, FeatureDecoder
-from streams.codec.framing import Codec, load_schema, schema_names
-from streams.codec.predictions import PredictionEncoder
+from loopline.codec.errors import CodecError
+from loopline.codec.features import FeatureBatch, FeatureDecoder
+from loopline.codec.framing import Codec, load_schema, schema_names
+from loopline.codec.predictions import PredictionEncoder
 
 __all__ = [
     "Codec",

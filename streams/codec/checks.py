@@ -8,7 +8,7 @@ and the first agent that reads such a record dead-letters it instead of serving 
 
 from __future__ import annotations
 
-from streams.codec.errors import CodecError
+from loopline.codec.errors import CodecError
 
 __all__ = ["MAX_ID_BYTES", "MAX_TIME_MS", "MIN_TIME_MS", "check_id", "check_time", "clamp_time"]
 

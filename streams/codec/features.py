@@ -2,12 +2,12 @@
 
 Records written with the current features schema in its one-block layout (a dense vector, no
 named fields) are read by one compiled pass over the whole batch
-(:func:`streams.codec.compiled.scan_features`); anything else (other writer versions, arrays
+(:func:`loopline.codec.compiled.scan_features`); anything else (other writer versions, arrays
 written in several blocks, non-ASCII ids) goes through the full codec. A model with typed inputs
-(:mod:`streams.codec.typed`) takes every record through the full codec and its fields through the
-:class:`~streams.codec.typed.Vectoriser`; a missing optional value is NaN there, for the artifact
+(:mod:`loopline.codec.typed`) takes every record through the full codec and its fields through the
+:class:`~loopline.codec.typed.Vectoriser`; a missing optional value is NaN there, for the artifact
 to impute. Every record either becomes one matrix row or one :class:`CodecError`, never both and
-never neither; a record whose event_id or event_time fails :mod:`streams.codec.checks` is left to
+never neither; a record whose event_id or event_time fails :mod:`loopline.codec.checks` is left to
 the full codec, which names the reason (``invalid-id``, ``invalid-time``).
 
 The ids stay bytes: a batch keeps its records' bytes (``text``) and where each row's event_id and
@@ -23,12 +23,12 @@ from functools import cached_property
 
 import numpy as np
 
-from streams.codec.checks import MAX_ID_BYTES, MAX_TIME_MS, MIN_TIME_MS
-from streams.codec.compiled import scan_features
-from streams.codec.errors import CodecError
-from streams.codec.framing import Codec
-from streams.codec.typed import Input, Vectoriser
-from streams.codec.varint import write_long
+from loopline.codec.checks import MAX_ID_BYTES, MAX_TIME_MS, MIN_TIME_MS
+from loopline.codec.compiled import scan_features
+from loopline.codec.errors import CodecError
+from loopline.codec.framing import Codec
+from loopline.codec.typed import Input, Vectoriser
+from loopline.codec.varint import write_long
 
 __all__ = ["FeatureBatch", "FeatureDecoder"]
 

@@ -2,7 +2,7 @@
 
 The fingerprint names the writer schema, so a reader can resolve records written with an older or
 newer version of its schema, and reject bytes written with a schema it does not know. A decoded
-record's event_id and top-level times are checked too (:mod:`streams.codec.checks`).
+record's event_id and top-level times are checked too (:mod:`loopline.codec.checks`).
 
 Timestamps stay plain integers (epoch milliseconds) in loopline's records: the codec reads and
 writes ``timestamp-millis`` fields as longs. The logical type is still declared in the schema
@@ -19,9 +19,9 @@ from typing import Any
 import fastavro
 from fastavro.schema import fingerprint, to_parsing_canonical_form
 
-from streams.codec.checks import check_id, check_time
-from streams.codec.errors import CodecError
-from streams.paths import SCHEMAS_DIR
+from loopline.codec.checks import check_id, check_time
+from loopline.codec.errors import CodecError
+from loopline.paths import SCHEMAS_DIR
 
 __all__ = ["MAGIC", "Codec", "load_schema", "schema_names"]
 

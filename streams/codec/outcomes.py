@@ -5,7 +5,7 @@ Python floats among them: most of the drift core's time per outcome. :class:`Out
 reads a record in the current writer schema with its arrays in one block (what fastavro and
 Avro's Java encoder write) straight from the bytes, checking what the codec checks, and leaves
 any other record (another writer schema, arrays in several blocks, anything it does not accept)
-to the codec, which decodes it or raises its :class:`~streams.codec.errors.CodecError`.
+to the codec, which decodes it or raises its :class:`~loopline.codec.errors.CodecError`.
 """
 
 from __future__ import annotations
@@ -13,9 +13,9 @@ from __future__ import annotations
 import struct
 from typing import Any
 
-from streams.codec.checks import MAX_ID_BYTES, MAX_TIME_MS, MIN_TIME_MS
-from streams.codec.framing import HEADER_SIZE, Codec
-from streams.codec.varint import read_long
+from loopline.codec.checks import MAX_ID_BYTES, MAX_TIME_MS, MIN_TIME_MS
+from loopline.codec.framing import HEADER_SIZE, Codec
+from loopline.codec.varint import read_long
 
 __all__ = ["OutcomeReader"]
 

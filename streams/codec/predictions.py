@@ -2,7 +2,7 @@
 
 The fields that are the same for the whole batch (model, version, shadow flag, prediction time,
 batch inference time) are encoded once; one compiled pass
-(:func:`streams.codec.compiled.encode_predictions`) writes every row's ids (copied from the
+(:func:`loopline.codec.compiled.encode_predictions`) writes every row's ids (copied from the
 feature batch's bytes), event time, scores, class and queue wait.
 """
 
@@ -14,10 +14,10 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from streams.codec.compiled import encode_predictions
-from streams.codec.features import FeatureBatch
-from streams.codec.framing import Codec
-from streams.codec.varint import write_long
+from loopline.codec.compiled import encode_predictions
+from loopline.codec.features import FeatureBatch
+from loopline.codec.framing import Codec
+from loopline.codec.varint import write_long
 
 __all__ = ["PredictionEncoder"]
 

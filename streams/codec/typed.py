@@ -25,7 +25,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from streams.codec.errors import CodecError
+from loopline.codec.errors import CodecError
 
 __all__ = ["TYPES", "Input", "Vectoriser", "category_code", "numeric_columns", "parse_inputs"]
 

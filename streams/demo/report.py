@@ -9,11 +9,11 @@ from typing import Any
 
 import numpy as np
 
-from streams.codec import Codec
-from streams.kafka.clients import offset_reader, read_spans
-from streams.query_cli import run_query
-from streams.records import Topic
-from streams.settings import ClickHouseSettings, DemoSettings, KafkaSettings, SinkSettings
+from loopline.codec import Codec
+from loopline.kafka.clients import offset_reader, read_spans
+from loopline.query_cli import run_query
+from loopline.records import Topic
+from loopline.settings import ClickHouseSettings, DemoSettings, KafkaSettings, SinkSettings
 
 __all__ = ["Report", "write_report"]
 

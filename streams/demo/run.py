@@ -18,19 +18,19 @@ from pathlib import Path
 
 from clickhouse_connect.driver.exceptions import DatabaseError
 
-from models import ArtifactStore, TrainConfig, bootstrap_version
-from models.datasets import Concept, feature_names, sample
-from streams.analytics.queries import QueryError
-from streams.demo.report import Report, write_report
-from streams.demo.stream import N_FEATURES, DemoStream, malformed
-from streams.errors import ConfigError
-from streams.kafka.broker import Broker, free_port, metadata_answers
-from streams.kafka.clients import make_sender, send_all
-from streams.kafka.topics import create_topics
-from streams.kafka.versions import load_registry, publish_versions
-from streams.metrics import read_metric
-from streams.query_cli import run_query
-from streams.settings import (
+from loopline.analytics.queries import QueryError
+from loopline.demo.report import Report, write_report
+from loopline.demo.stream import N_FEATURES, DemoStream, malformed
+from loopline.errors import ConfigError
+from loopline.kafka.broker import Broker, free_port, metadata_answers
+from loopline.kafka.clients import make_sender, send_all
+from loopline.kafka.topics import create_topics
+from loopline.kafka.versions import load_registry, publish_versions
+from loopline.metrics import read_metric
+from loopline.models import ArtifactStore, TrainConfig, bootstrap_version
+from loopline.models.datasets import Concept, feature_names, sample
+from loopline.query_cli import run_query
+from loopline.settings import (
     BrokerSettings,
     ClickHouseSettings,
     DemoSettings,
@@ -80,7 +80,7 @@ class Workers:
         for agent in AGENTS:
             with open(log_dir / f"{agent}.log", "wb") as log:
                 self.processes.append(subprocess.Popen(
-                    [sys.executable, "-m", "streams.cli", "worker", agent, "--loglevel", "warning"],
+                    [sys.executable, "-m", "loopline.cli", "worker", agent, "--loglevel", "warning"],
                     env=env | {"LOOPLINE_METRICS_PORT": str(self.ports[agent]), "LOOPLINE_METRICS_HOST": "127.0.0.1"},
                     stdout=log, stderr=subprocess.STDOUT,
                 ))  # fmt: skip

@@ -6,9 +6,9 @@ import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
 
-from models.datasets import Concept, sample
-from streams.codec import Codec
-from streams.settings import DemoSettings
+from loopline.codec import Codec
+from loopline.models.datasets import Concept, sample
+from loopline.settings import DemoSettings
 
 __all__ = ["DemoStream", "Step", "malformed"]
 

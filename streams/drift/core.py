@@ -11,7 +11,7 @@ outcomes of the new world, which concept and covariate drift wait for.
 
 Every detection becomes a drift event. A concept or covariate detection also becomes a retrain
 request unless the model had one within the last ``cooldown_samples`` outcomes, so that one drift
-makes one request. A requested drift opens the model's recovery (:mod:`streams.drift.recovery`):
+makes one request. A requested drift opens the model's recovery (:mod:`loopline.drift.recovery`):
 the agent asks again, for a training on all the data since the detection, while the serving
 version's error stays above the model's error before the drift.
 
@@ -35,7 +35,7 @@ the model name JSON-encoded (so a ``/`` in it is no separator):
   ``{"first_ms": time or null, "ranges": [[topic, partition, start, end], ...]}``, what the
   monitors saw, for evidence.
 - ``w/<model>/<version>/<monitor>/<key>``: the state of its ``errors`` and ``features`` (outcome)
-  and ``scores`` (prediction) monitors, under the keys of :mod:`streams.drift.monitor`.
+  and ``scores`` (prediction) monitors, under the keys of :mod:`loopline.drift.monitor`.
 
 A watch evicted (beyond :data:`VERSIONS_KEPT`) has its keys deleted.
 """
@@ -49,17 +49,17 @@ from typing import Any, TypeVar
 
 import numpy as np
 
-from models import ModelVersion
-from streams.codec import Codec, CodecError
-from streams.codec.checks import clamp_time
-from streams.codec.outcomes import OutcomeReader
-from streams.codec.typed import numeric_columns
-from streams.deadletters import DeadLetters
-from streams.drift.monitor import BlockMonitor, Changes, Detection, ErrorMonitor, dump_head, load_head
-from streams.drift.recovery import Recovery, check, opened
-from streams.quality import SlidingMean
-from streams.records import KeyValue, Produced, SourceRecord, Topic
-from streams.settings import DriftSettings
+from loopline.codec import Codec, CodecError
+from loopline.codec.checks import clamp_time
+from loopline.codec.outcomes import OutcomeReader
+from loopline.codec.typed import numeric_columns
+from loopline.deadletters import DeadLetters
+from loopline.drift.monitor import BlockMonitor, Changes, Detection, ErrorMonitor, dump_head, load_head
+from loopline.drift.recovery import Recovery, check, opened
+from loopline.models import ModelVersion
+from loopline.quality import SlidingMean
+from loopline.records import KeyValue, Produced, SourceRecord, Topic
+from loopline.settings import DriftSettings
 
 __all__ = ["DriftCore", "DriftOutput"]
 
@@ -402,7 +402,7 @@ class DriftCore:
         self._follow_up(out, part, key, sources[-1])
 
     def _follow_up(self, out: DriftOutput, part: PartitionState, key: tuple[str, int], at: SourceRecord) -> None:
-        """Ask again for ``key``'s model when its recovery says so (:func:`streams.drift.recovery.check`)."""
+        """Ask again for ``key``'s model when its recovery says so (:func:`loopline.drift.recovery.check`)."""
         model, version = key
         recovery, s = part.recovery.get(model), self.settings
         if recovery is None or not s.follow_up_samples:

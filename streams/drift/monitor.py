@@ -64,8 +64,8 @@ from typing import Any
 
 import numpy as np
 
-from streams.drift.detectors import make_detector
-from streams.quality import SlidingMean
+from loopline.drift.detectors import make_detector
+from loopline.quality import SlidingMean
 
 __all__ = [
     "BLOCK_CHUNK",

@@ -17,7 +17,7 @@ fallback whole, and when that is the serving backend the worker serves the fallb
 until the next version is staged. A shadow version that fails
 is skipped for that batch: it never costs the serving path a prediction.
 
-A canary version serves the rows whose entity falls in its share (:mod:`streams.inference.split`)
+A canary version serves the rows whose entity falls in its share (:mod:`loopline.inference.split`)
 instead of the serving version, which (with its fallbacks) is the canary's fallback: a row the
 canary fails on is served by the serving version, and a canary whose backend breaks is dropped
 until the next version is staged.
@@ -35,11 +35,11 @@ from typing import cast
 
 import numpy as np
 
-from streams.codec.features import FeatureBatch
-from streams.deadletters import DeadLetters
-from streams.inference.loader import LoadedModel, are_probabilities, probe_batch
-from streams.inference.split import canary_rows
-from streams.records import KeyValue, Produced, SourceRecord, Topic
+from loopline.codec.features import FeatureBatch
+from loopline.deadletters import DeadLetters
+from loopline.inference.loader import LoadedModel, are_probabilities, probe_batch
+from loopline.inference.split import canary_rows
+from loopline.records import KeyValue, Produced, SourceRecord, Topic
 
 __all__ = ["BatchOutput", "InferenceCore", "NotServing", "where"]
 

@@ -4,7 +4,7 @@ This is the one validation path: the inference worker (at start and on every new
 CLI (register, bootstrap, promote, rollback), the trainer's gate and the rollback guard all go
 through :func:`admit`, so they agree on which versions may serve. A version passes when its
 artifact is where artifacts may be, within the size cap and matches its sha256; its features are
-the model's feature contract (:meth:`models.Registry.contract`; a version with typed inputs names
+the model's feature contract (:meth:`loopline.models.Registry.contract`; a version with typed inputs names
 its own, of known types); the backend loads it with the declared widths; and a probe batch gives
 one probability distribution per row (a version that declares ``logits`` has the softmax applied
 by the loader; a typed version's probe rows have category codes and, for optional inputs, missing
@@ -18,7 +18,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from models import (
+from loopline.codec import Codec, FeatureDecoder, PredictionEncoder
+from loopline.codec.typed import Input, category_code, parse_inputs
+from loopline.models import (
     ArtifactError,
     ArtifactStore,
     Backend,
@@ -30,9 +32,7 @@ from models import (
     RegistryError,
     load_backend,
 )
-from streams.codec import Codec, FeatureDecoder, PredictionEncoder
-from streams.codec.typed import Input, category_code, parse_inputs
-from streams.settings import InferenceSettings
+from loopline.settings import InferenceSettings
 
 __all__ = [
     "PROBABILITY_TOLERANCE",
@@ -226,7 +226,7 @@ Rejected = Callable[[ModelVersion, ModelRejected], None]
 def serving_or_fallback(
     registry: Registry, model_name: str, settings: InferenceSettings, store: ArtifactStore, rejected: Rejected
 ) -> LoadedModel | None:
-    """What actually serves ``model_name``: the first of :meth:`models.Registry.serving_candidates` that
+    """What actually serves ``model_name``: the first of :meth:`loopline.models.Registry.serving_candidates` that
     passes (the most recently published version that says serving, else an earlier one that says so, else
     the newest retired one); None when nothing says serving or nothing passes.
 
@@ -250,7 +250,7 @@ def rollback_records(
     to: int | None = None,
 ) -> tuple[list[ModelVersion], list[str]]:
     """The records of a rollback to ``to``, or to the first earlier version of
-    :meth:`models.Registry.serving_candidates` that passes its checks (an earlier one that says serving,
+    :meth:`loopline.models.Registry.serving_candidates` that passes its checks (an earlier one that says serving,
     as another client may have left one, else the newest earlier retired one).
 
     Returns:

@@ -3,7 +3,7 @@
 No Kafka here. The agent shell hands over batches of records from the co-partitioned features,
 predictions, shadow-predictions and labels topics, in any arrival order, and sends what comes back.
 
-State is one entry per event_id in the :class:`~streams.state.state.State` of the record's
+State is one entry per event_id in the :class:`~loopline.state.state.State` of the record's
 partition (the topics are co-partitioned, so an event's parts share a partition number): it holds
 the parts as they came until the outcome of every prediction it holds is sent, the serving one
 included, and is then deleted. An entry that waits longer than ``ttl_ms`` of record time (the
@@ -47,12 +47,12 @@ from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from streams.codec import Codec, CodecError
-from streams.codec.typed import Vectoriser
-from streams.deadletters import DeadLetters
-from streams.quality import LOG_LOSS_FLOOR, SlidingMean
-from streams.records import KeyValue, Produced, SourceRecord, Topic
-from streams.state.state import State
+from loopline.codec import Codec, CodecError
+from loopline.codec.typed import Vectoriser
+from loopline.deadletters import DeadLetters
+from loopline.quality import LOG_LOSS_FLOOR, SlidingMean
+from loopline.records import KeyValue, Produced, SourceRecord, Topic
+from loopline.state.state import State
 
 __all__ = ["Entry", "JoinCore", "JoinOutput", "JoinTopics", "decode_entry", "encode_entry"]
 

@@ -2,7 +2,7 @@
 
 The jars come from Maven Central through the Maven project in ``ops/kafka`` (the package's
 ``streams/resources/kafka``), resolved into ``~/.m2`` with the classpath cached under
-:data:`~streams.paths.CACHE_DIR`; the broker runs as a plain ``java`` process whose pid, rendered config and log live under a data directory. Its ports are
+:data:`~loopline.paths.CACHE_DIR`; the broker runs as a plain ``java`` process whose pid, rendered config and log live under a data directory. Its ports are
 recorded there too, so that a restart comes back on the same address with the same data.
 """
 
@@ -24,8 +24,8 @@ from string import Template
 
 from confluent_kafka.admin import AdminClient
 
-from streams.paths import CACHE_DIR, KAFKA_DIR
-from streams.settings import BrokerSettings
+from loopline.paths import CACHE_DIR, KAFKA_DIR
+from loopline.settings import BrokerSettings
 
 __all__ = ["Broker", "BrokerError", "BrokerStatus", "fetch_classpath"]
 

@@ -8,9 +8,9 @@ from collections.abc import Callable, Iterable
 
 from confluent_kafka import Consumer, KafkaError, KafkaException, Message, Producer, TopicPartition
 
-from streams.kafka.config import confluent_config
-from streams.kafka.noise import client_callbacks
-from streams.settings import KafkaSettings
+from loopline.kafka.config import confluent_config
+from loopline.kafka.noise import client_callbacks
+from loopline.settings import KafkaSettings
 
 __all__ = [
     "consume",

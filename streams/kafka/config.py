@@ -15,8 +15,8 @@ from aiokafka.helpers import create_ssl_context
 from confluent_kafka import KafkaError, KafkaException
 from confluent_kafka.admin import AdminClient, ClusterMetadata
 
-from streams.errors import ConfigError, Unreachable
-from streams.settings import KafkaSettings
+from loopline.errors import ConfigError, Unreachable
+from loopline.settings import KafkaSettings
 
 __all__ = ["confluent_config", "faust_credentials", "reach", "ssl_context"]
 

@@ -8,7 +8,7 @@ of wiring; this loop does the rest, the same for every agent:
    ends the worker;
 3. size every output record: one the topics can't take is replaced by a dead letter of the input
    it was made from (``too-large``);
-4. commit the outputs, the core's state changes (to its changelog, see ``streams.state``) and the
+4. commit the outputs, the core's state changes (to its changelog, see ``loopline.state``) and the
    input offsets (one Kafka transaction, by default); records the broker refuses for what they
    are are replaced the same way (``send-refused``) and the rest is committed; when the commit is
    aborted (the worker lost its partitions, the broker failed the transaction), the source reads
@@ -58,15 +58,15 @@ from typing import Protocol
 
 from confluent_kafka import TopicPartition
 
-from streams.deadletters import DeadLetters
-from streams.kafka.output import KafkaOutput, Refused
-from streams.kafka.retry import Stopped
-from streams.kafka.source import KafkaSource, Partition
-from streams.metrics import BATCH_SIZE, DEAD_LETTERS, EVENTS_IN, STATE_BYTES, STATE_KEYS
-from streams.records import KeyValue, Produced, SourceRecord, Topic
-from streams.settings import KafkaSettings
-from streams.state.state import State
-from streams.state.store import Changes
+from loopline.deadletters import DeadLetters
+from loopline.kafka.output import KafkaOutput, Refused
+from loopline.kafka.retry import Stopped
+from loopline.kafka.source import KafkaSource, Partition
+from loopline.metrics import BATCH_SIZE, DEAD_LETTERS, EVENTS_IN, STATE_BYTES, STATE_KEYS
+from loopline.records import KeyValue, Produced, SourceRecord, Topic
+from loopline.settings import KafkaSettings
+from loopline.state.state import State
+from loopline.state.store import Changes
 
 __all__ = [
     "RECORD_OVERHEAD_BYTES",
@@ -93,7 +93,7 @@ Revoke = Callable[[list[Partition], bool], None]
 
 
 class Source(Protocol):
-    """Where batches come from (:class:`KafkaSource`, or ``streams.kafka.testing.MemorySource``).
+    """Where batches come from (:class:`KafkaSource`, or ``loopline.kafka.testing.MemorySource``).
 
     The loop sits between the source and the core's ``on_assign`` and ``on_revoke``: it takes its
     own fields out of the committed metadata before the core sees it.
@@ -617,7 +617,7 @@ def kafka_loop(
     spans: bool = True,
 ) -> BatchLoop:
     """A :class:`BatchLoop` on Kafka: ``topics`` read in the group ``<prefix><group or agent>``; ``state``
-    logged to its changelog (see :func:`streams.state.changelog.kafka_state`); ``spans=False``: every
+    logged to its changelog (see :func:`loopline.state.changelog.kafka_state`); ``spans=False``: every
     batch is committed on its own (for a core whose batch may take longer than a transaction may
     stay open)."""
     name = group or agent

@@ -28,14 +28,14 @@ from collections.abc import Callable
 
 from confluent_kafka import KafkaError, KafkaException, Message, Producer, TopicPartition
 
-from streams.kafka.clients import producer_max_bytes
-from streams.kafka.config import confluent_config
-from streams.kafka.noise import client_callbacks, client_log
-from streams.kafka.retry import RETRY_S, Stopped, until_answered
-from streams.kafka.source import KafkaSource
-from streams.records import KeyValue, Topic
-from streams.settings import KafkaSettings
-from streams.state.store import Changes
+from loopline.kafka.clients import producer_max_bytes
+from loopline.kafka.config import confluent_config
+from loopline.kafka.noise import client_callbacks, client_log
+from loopline.kafka.retry import RETRY_S, Stopped, until_answered
+from loopline.kafka.source import KafkaSource
+from loopline.records import KeyValue, Topic
+from loopline.settings import KafkaSettings
+from loopline.state.store import Changes
 
 __all__ = ["RECORD_ERRORS", "KafkaOutput", "Refused"]
 

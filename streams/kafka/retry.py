@@ -10,7 +10,7 @@ from typing import TypeVar
 
 from confluent_kafka import KafkaError, KafkaException
 
-from streams.kafka.noise import client_log
+from loopline.kafka.noise import client_log
 
 __all__ = ["Stopped", "until_answered"]
 

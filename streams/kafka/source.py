@@ -18,12 +18,12 @@ from collections.abc import Callable, Sequence
 
 from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, KafkaException, Message, TopicPartition
 
-from streams.kafka.config import confluent_config
-from streams.kafka.noise import client_callbacks, client_log
-from streams.kafka.retry import until_answered
-from streams.metrics import CONSUMER_LAG
-from streams.records import SourceRecord
-from streams.settings import KafkaSettings
+from loopline.kafka.config import confluent_config
+from loopline.kafka.noise import client_callbacks, client_log
+from loopline.kafka.retry import until_answered
+from loopline.metrics import CONSUMER_LAG
+from loopline.records import SourceRecord
+from loopline.settings import KafkaSettings
 
 __all__ = ["KafkaSource", "Partition", "to_source"]
 

@@ -13,10 +13,10 @@ from collections.abc import Callable, Sequence
 
 from confluent_kafka import TopicPartition
 
-from streams.kafka.output import Refused
-from streams.kafka.source import Partition
-from streams.records import KeyValue, SourceRecord, Topic
-from streams.state.store import Changes
+from loopline.kafka.output import Refused
+from loopline.kafka.source import Partition
+from loopline.records import KeyValue, SourceRecord, Topic
+from loopline.state.store import Changes
 
 __all__ = ["MemoryChangelog", "MemoryOutput", "MemorySource"]
 

@@ -8,9 +8,9 @@ from dataclasses import dataclass
 from confluent_kafka import KafkaError, KafkaException
 from confluent_kafka.admin import AdminClient, NewTopic
 
-from streams.errors import ConfigError
-from streams.kafka.config import confluent_config, reach
-from streams.settings import KafkaSettings
+from loopline.errors import ConfigError
+from loopline.kafka.config import confluent_config, reach
+from loopline.settings import KafkaSettings
 
 __all__ = ["TOPICS", "TopicSpec", "create_topics", "require_topics", "topic_specs"]
 
@@ -64,7 +64,7 @@ def require_topics(settings: KafkaSettings) -> None:
     broker's UNKNOWN_TOPIC_OR_PART somewhere deep in a client.
 
     Raises:
-        Unreachable: no broker answers (:func:`streams.kafka.config.reach`).
+        Unreachable: no broker answers (:func:`loopline.kafka.config.reach`).
         ConfigError: topics are missing; the message names them and the command that creates them.
     """
     existing = reach(settings).topics

@@ -9,11 +9,11 @@ from dataclasses import replace
 
 from confluent_kafka import Producer
 
-from models import ArtifactStore, ModelVersion, Registry, RegistryError
-from streams.codec import Codec, CodecError
-from streams.kafka.clients import read_to_end, send_all
-from streams.kafka.loop import RECORD_OVERHEAD_BYTES
-from streams.settings import KafkaSettings
+from loopline.codec import Codec, CodecError
+from loopline.kafka.clients import read_to_end, send_all
+from loopline.kafka.loop import RECORD_OVERHEAD_BYTES
+from loopline.models import ArtifactStore, ModelVersion, Registry, RegistryError
+from loopline.settings import KafkaSettings
 
 __all__ = ["VersionLookup", "fit_to_topic", "load_registry", "publish_versions"]
 

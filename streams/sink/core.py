@@ -5,11 +5,11 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
-from streams.codec import Codec, CodecError
-from streams.deadletters import DeadLetters
-from streams.records import Produced, SourceRecord
-from streams.settings import KafkaSettings
-from streams.sink.tables import TABLES, Row, Table
+from loopline.codec import Codec, CodecError
+from loopline.deadletters import DeadLetters
+from loopline.records import Produced, SourceRecord
+from loopline.settings import KafkaSettings
+from loopline.sink.tables import TABLES, Row, Table
 
 __all__ = ["SinkBatch", "SinkCore"]
 

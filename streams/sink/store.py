@@ -1,6 +1,6 @@
 """The sink's side of ClickHouse: one client, opened on first use and again after a failure.
 
-The same client answers analytics queries from other processes (:mod:`streams.analytics.server`),
+The same client answers analytics queries from other processes (:mod:`loopline.analytics.server`),
 because an embedded chdb directory can be open in one process only. A lock keeps the inserts and
 the queries of the two threads apart.
 """
@@ -13,10 +13,10 @@ from typing import Any
 
 from clickhouse_connect.driver.client import Client
 
-from streams.analytics.results import Result
-from streams.settings import ClickHouseSettings
-from streams.sink.core import SinkBatch
-from streams.store import connect, migrate
+from loopline.analytics.results import Result
+from loopline.settings import ClickHouseSettings
+from loopline.sink.core import SinkBatch
+from loopline.store import connect, migrate
 
 __all__ = ["Store"]
 

@@ -19,13 +19,13 @@ from collections.abc import Callable
 
 from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, KafkaException, TopicPartition
 
-from streams.kafka.config import confluent_config
-from streams.kafka.noise import client_callbacks, client_log
-from streams.metrics import STATE_RESTORE_SECONDS, STATE_RESTORED
-from streams.records import Topic
-from streams.settings import KafkaSettings, StateSettings
-from streams.state.state import OutOfRange, State
-from streams.state.store import Changes, DiskStore, MemoryStore, Store
+from loopline.kafka.config import confluent_config
+from loopline.kafka.noise import client_callbacks, client_log
+from loopline.metrics import STATE_RESTORE_SECONDS, STATE_RESTORED
+from loopline.records import Topic
+from loopline.settings import KafkaSettings, StateSettings
+from loopline.state.state import OutOfRange, State
+from loopline.state.store import Changes, DiskStore, MemoryStore, Store
 
 __all__ = ["KafkaChangelog", "kafka_state"]
 

@@ -36,8 +36,8 @@ import time
 from collections.abc import Callable, Iterable, Iterator
 from typing import Protocol
 
-from streams.records import Produced, SourceRecord
-from streams.state.store import Changes, Store
+from loopline.records import Produced, SourceRecord
+from loopline.state.store import Changes, Store
 
 __all__ = ["Changelog", "Mirror", "OutOfRange", "Restorable", "State"]
 
@@ -49,7 +49,7 @@ class OutOfRange(Exception):
 
 
 class Changelog(Protocol):
-    """Where a state's changes are read back from (``streams.state.changelog.KafkaChangelog``)."""
+    """Where a state's changes are read back from (``loopline.state.changelog.KafkaChangelog``)."""
 
     topic: str
     """The changelog topic's full name, where the batch loop sends the changes."""

@@ -1,7 +1,7 @@
 """The local key-value store of one input partition: keys in byte order, on disk (RocksDB) or in memory.
 
 A store holds only committed state: the agent's changes of a batch are written to it once the
-batch's transaction is committed (:class:`streams.state.state.State`). A store on disk also keeps
+batch's transaction is committed (:class:`loopline.state.state.State`). A store on disk also keeps
 a checkpoint, a changelog offset it holds every committed change before, replaced as the worker
 runs and when the partition is handed back cleanly. A store holds what was written after its
 checkpoint too, so a restore reads the changelog from the checkpoint and applies those changes

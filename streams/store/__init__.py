@@ -1,5 +1,5 @@
 """The analytics store: ClickHouse, embedded (chdb) or a server."""
 
-from streams.store.clickhouse import ConfigError, check_dsn, check_store, connect, migrate
+from loopline.store.clickhouse import ConfigError, check_dsn, check_store, connect, migrate
 
 __all__ = ["ConfigError", "check_dsn", "check_store", "connect", "migrate"]

@@ -19,9 +19,9 @@ import clickhouse_connect
 from clickhouse_connect.driver.client import Client
 from clickhouse_connect.driver.exceptions import ClickHouseError
 
-from streams.errors import ConfigError, Unreachable
-from streams.paths import CLICKHOUSE_DIR
-from streams.settings import ClickHouseSettings
+from loopline.errors import ConfigError, Unreachable
+from loopline.paths import CLICKHOUSE_DIR
+from loopline.settings import ClickHouseSettings
 
 __all__ = ["ConfigError", "check_dsn", "check_store", "connect", "location", "migrate", "migration_files"]
 

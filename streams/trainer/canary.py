@@ -2,7 +2,7 @@
 
 With ``LOOPLINE_TRAINER_CANARY_STEPS`` set (say ``0.05,0.25,0.5``), a candidate that passed the gate
 (and staging, when set) becomes a canary at the first share; the inference workers give it the
-entities of that share (:mod:`streams.inference.split`) and the serving version the rest, and the
+entities of that share (:mod:`loopline.inference.split`) and the serving version the rest, and the
 join gives both arms their labeled outcomes. :class:`Ramp` counts each arm's outcomes in the current
 step and, once both have ``canary_outcomes``, judges the step: the canary passes unless its accuracy
 is below the serving version's by more than ``canary_margin`` plus ``gate_standard_errors``
@@ -21,8 +21,8 @@ import math
 from dataclasses import dataclass, field
 from typing import Any
 
-from models import ModelVersion, Registry
-from streams.settings import TrainerSettings
+from loopline.models import ModelVersion, Registry
+from loopline.settings import TrainerSettings
 
 __all__ = ["Ramp", "RampVerdict", "go_live"]
 

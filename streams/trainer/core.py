@@ -10,7 +10,7 @@ the inference worker's loader on the held-out newest part. The gate (:func:`gate
 comparison on those outcomes: the candidate serves only if its accuracy beats the serving one's by
 more than ``min_improvement`` plus ``gate_standard_errors`` standard errors of the difference,
 reaches ``min_accuracy`` and passes the model's regression set
-(:mod:`streams.trainer.regression`); otherwise it is published as rejected, with the figures as
+(:mod:`loopline.trainer.regression`); otherwise it is published as rejected, with the figures as
 the reason. A tie never passes.
 """
 
@@ -23,8 +23,11 @@ from dataclasses import dataclass, replace
 
 import numpy as np
 
-from models import ArtifactStore, ModelVersion, Registry, Status, make_version
-from models.families import (
+from loopline.codec.typed import numeric_columns
+from loopline.inference.loader import LoadedModel, ModelRejected, admit, serving_or_fallback
+from loopline.kafka.versions import fit_to_topic
+from loopline.models import ArtifactStore, ModelVersion, Registry, Status, make_version
+from loopline.models.families import (
     FAMILIES,
     OPAQUE,
     PIPELINE,
@@ -35,20 +38,17 @@ from models.families import (
     onnx_bytes,
     probabilities,
 )
-from models.plugins import PluginConfig, provider
-from models.registry import empty_lineage
-from models.runtime.device import resolve_device
-from models.versions import package_versions
-from streams.codec.typed import numeric_columns
-from streams.inference.loader import LoadedModel, ModelRejected, admit, serving_or_fallback
-from streams.kafka.versions import fit_to_topic
-from streams.quality import LOG_LOSS_FLOOR
-from streams.settings import InferenceSettings, KafkaSettings, RegistrySettings, TrainerSettings
-from streams.trainer.canary import go_live
-from streams.trainer.gate import gate
-from streams.trainer.regression import check_version
-from streams.trainer.staging import STAGING_METRIC
-from streams.trainer.window import Window
+from loopline.models.plugins import PluginConfig, provider
+from loopline.models.registry import empty_lineage
+from loopline.models.runtime.device import resolve_device
+from loopline.models.versions import package_versions
+from loopline.quality import LOG_LOSS_FLOOR
+from loopline.settings import InferenceSettings, KafkaSettings, RegistrySettings, TrainerSettings
+from loopline.trainer.canary import go_live
+from loopline.trainer.gate import gate
+from loopline.trainer.regression import check_version
+from loopline.trainer.staging import STAGING_METRIC
+from loopline.trainer.window import Window
 
 __all__ = ["Decision", "Refused", "Trainer", "evaluate", "training_config", "training_rows"]
 
@@ -138,7 +138,7 @@ class Trainer:
                  max_message_bytes: int = KafkaSettings.model_fields["max_message_bytes"].default) -> None:  # fmt: skip
         """``max_message_bytes``: the largest record the model-versions topic takes
         (``LOOPLINE_KAFKA_MAX_MESSAGE_BYTES``); a candidate whose record would be larger carries its
-        artifact by URI (:func:`streams.kafka.versions.fit_to_topic`)."""
+        artifact by URI (:func:`loopline.kafka.versions.fit_to_topic`)."""
         self.settings, self.store, self.registry_settings = settings, store, registry
         self.max_message_bytes = max_message_bytes
         self.checks = InferenceSettings(device="cpu")
@@ -226,7 +226,7 @@ class Trainer:
         The candidate goes through the same checks as every serving version (:func:`admit`); one
         that fails them is published as rejected, with the failed check as the reason. Its lineage
         records ``requests_read``, the end of each retrain-requests partition when ``window`` was
-        read: the requests it answers (:func:`streams.trainer.requests.answered_by`).
+        read: the requests it answers (:func:`loopline.trainer.requests.answered_by`).
 
         Raises:
             Refused: the model is unknown, nothing that may serve passes its checks, or the window

@@ -1,7 +1,7 @@
 """The gate: whether a candidate beats the serving version on outcomes both scored (no Kafka).
 
 One test for every promotion decision: the trainer's on held-out outcomes, and staging's on the
-live outcomes of the same events (:mod:`streams.trainer.staging`).
+live outcomes of the same events (:mod:`loopline.trainer.staging`).
 """
 
 from __future__ import annotations
@@ -10,7 +10,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from streams.settings import TrainerSettings
+from loopline.settings import TrainerSettings
 
 __all__ = ["Verdict", "gate"]
 

@@ -27,8 +27,8 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
-from models import ModelVersion
-from streams.quality import SlidingMean
+from loopline.models import ModelVersion
+from loopline.quality import SlidingMean
 
 __all__ = ["RollbackGuard", "Verdict"]
 

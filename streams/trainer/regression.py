@@ -23,10 +23,10 @@ from typing import Any
 
 import numpy as np
 
-from models import ModelVersion
-from models.artifacts import sha256_hex
-from streams.inference.loader import LoadedModel
-from streams.settings import RegistrySettings
+from loopline.inference.loader import LoadedModel
+from loopline.models import ModelVersion
+from loopline.models.artifacts import sha256_hex
+from loopline.settings import RegistrySettings
 
 __all__ = ["RegressionError", "RegressionSet", "Verdict", "check", "check_version", "regression_set"]
 

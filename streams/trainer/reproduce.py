@@ -14,13 +14,13 @@ import numpy as np
 import onnx
 from onnx import numpy_helper
 
-from models import ArtifactFormat, ArtifactStore, ModelVersion, RegistryError, TabularMLP
-from models.export import state_dict_bytes
-from models.families import config_from_strings, fit, onnx_bytes
-from streams.kafka.versions import load_registry
-from streams.settings import KafkaSettings
-from streams.trainer.core import training_rows
-from streams.trainer.window import read_ranges
+from loopline.kafka.versions import load_registry
+from loopline.models import ArtifactFormat, ArtifactStore, ModelVersion, RegistryError, TabularMLP
+from loopline.models.export import state_dict_bytes
+from loopline.models.families import config_from_strings, fit, onnx_bytes
+from loopline.settings import KafkaSettings
+from loopline.trainer.core import training_rows
+from loopline.trainer.window import read_ranges
 
 __all__ = ["Reproduction", "reproduce"]
 

@@ -6,7 +6,7 @@ that comes while a training runs (on a window read before it) gets a training of
 that training's verdict was. "Before" is told by offsets, not clocks: a training notes the end of
 each retrain-requests partition when it reads its window, and a request below that end was
 written before (the writer's clock, wrong or not, plays no part). A rejected candidate ends nothing either: the drift agent keeps asking
-(:mod:`streams.drift.recovery`) while the model's error stays above its level before the drift.
+(:mod:`loopline.drift.recovery`) while the model's error stays above its level before the drift.
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from typing import Any
 
-from models import Registry
+from loopline.models import Registry
 
 __all__ = ["answered", "answered_by", "data_start"]
 

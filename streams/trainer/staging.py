@@ -5,7 +5,7 @@ published as a shadow version carrying that number in its metrics (``staging_out
 inference workers run it on every batch beside the serving version and the join gives both their
 labeled outcomes. :class:`Staging` pairs them by event id (in whichever order they come) and, once
 the staged version has ``staging_outcomes`` outcomes on events that the serving version also
-served, applies the trainer's gate (:func:`streams.trainer.gate.gate`) to the pairs: a staged
+served, applies the trainer's gate (:func:`loopline.trainer.gate.gate`) to the pairs: a staged
 version that does better by more than the noise is promoted, any other is rejected, with the
 figures. Each staged version is judged once. A version put in shadow by hand carries no
 ``staging_outcomes`` and is never judged.
@@ -23,9 +23,9 @@ from typing import Any
 
 import numpy as np
 
-from models import ModelVersion, Status
-from streams.settings import TrainerSettings
-from streams.trainer.gate import gate
+from loopline.models import ModelVersion, Status
+from loopline.settings import TrainerSettings
+from loopline.trainer.gate import gate
 
 __all__ = ["STAGING_METRIC", "Staging", "StagingVerdict"]
 

@@ -17,9 +17,9 @@ from typing import Any, TypedDict
 import numpy as np
 from confluent_kafka import TopicPartition
 
-from streams.codec import Codec, CodecError
-from streams.kafka.clients import offset_reader, read_spans, watermarks
-from streams.settings import KafkaSettings
+from loopline.codec import Codec, CodecError
+from loopline.kafka.clients import offset_reader, read_spans, watermarks
+from loopline.settings import KafkaSettings
 
 __all__ = ["Window", "read_ranges", "read_window", "start_offsets"]
 

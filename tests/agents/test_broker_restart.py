@@ -4,12 +4,12 @@ serves every event once."""
 import threading
 import uuid
 
-from models import ArtifactStore
-from streams.kafka.broker import Broker
-from streams.kafka.clients import make_sender
-from streams.kafka.topics import create_topics
-from streams.kafka.versions import publish_versions
-from streams.settings import BrokerSettings, KafkaSettings
+from loopline.kafka.broker import Broker
+from loopline.kafka.clients import make_sender
+from loopline.kafka.topics import create_topics
+from loopline.kafka.versions import publish_versions
+from loopline.models import ArtifactStore
+from loopline.settings import BrokerSettings, KafkaSettings
 from tests.agents.test_exactly_once import FAST, exactly_once
 from tests.helpers import features_record, rows, small_model, version_of
 from tests.workers import wait_for, worker

@@ -2,12 +2,12 @@
 
 import pytest
 
-from models import ArtifactStore
-from models.datasets import Concept, sample
-from streams.codec import Codec
-from streams.kafka.clients import read_to_end
-from streams.kafka.topics import create_topics
-from streams.kafka.versions import publish_versions
+from loopline.codec import Codec
+from loopline.kafka.clients import read_to_end
+from loopline.kafka.topics import create_topics
+from loopline.kafka.versions import publish_versions
+from loopline.models import ArtifactStore
+from loopline.models.datasets import Concept, sample
 from tests.helpers import N_FEATURES, send_labeled_events, trained_model, version_of
 from tests.workers import decoded, wait_for, wait_records, worker
 

@@ -11,17 +11,17 @@ from dataclasses import replace
 
 from confluent_kafka import Consumer, TopicPartition
 
-from models import ArtifactStore, Registry, Status
-from streams.codec import Codec
-from streams.drift.core import DriftCore
-from streams.kafka.clients import send_all
-from streams.kafka.config import confluent_config
-from streams.kafka.topics import create_topics
-from streams.kafka.versions import load_registry, publish_versions
-from streams.records import SourceRecord, Topic
-from streams.settings import DriftSettings
-from streams.state.changelog import KafkaChangelog
-from streams.state.store import DiskStore
+from loopline.codec import Codec
+from loopline.drift.core import DriftCore
+from loopline.kafka.clients import send_all
+from loopline.kafka.config import confluent_config
+from loopline.kafka.topics import create_topics
+from loopline.kafka.versions import load_registry, publish_versions
+from loopline.models import ArtifactStore, Registry, Status
+from loopline.records import SourceRecord, Topic
+from loopline.settings import DriftSettings
+from loopline.state.changelog import KafkaChangelog
+from loopline.state.store import DiskStore
 from tests.helpers import N_FEATURES, small_model, trained_model, version_of
 from tests.workers import Worker, decoded, wait_for
 

@@ -16,16 +16,16 @@ from collections import Counter
 import pytest
 from confluent_kafka import TopicPartition
 
-from models import ArtifactStore
-from streams.kafka.broker import Broker, free_port
-from streams.kafka.clients import make_sender, read_to_end, send_all
-from streams.kafka.loop import next_offsets
-from streams.kafka.output import KafkaOutput
-from streams.kafka.source import KafkaSource
-from streams.kafka.topics import create_topics
-from streams.kafka.versions import publish_versions
-from streams.records import Topic
-from streams.settings import BrokerSettings, KafkaSettings
+from loopline.kafka.broker import Broker, free_port
+from loopline.kafka.clients import make_sender, read_to_end, send_all
+from loopline.kafka.loop import next_offsets
+from loopline.kafka.output import KafkaOutput
+from loopline.kafka.source import KafkaSource
+from loopline.kafka.topics import create_topics
+from loopline.kafka.versions import publish_versions
+from loopline.models import ArtifactStore
+from loopline.records import Topic
+from loopline.settings import BrokerSettings, KafkaSettings
 from tests.agents.test_join_agent import parts
 from tests.helpers import features_record, rows, small_model, version_of
 from tests.workers import Worker, decoded, wait_for, worker
@@ -194,7 +194,7 @@ def test_a_zombie_cannot_commit_the_batch_it_held_while_its_partitions_moved(mod
 
 def kafka_cli(data_dir, *args):
     """``loopline kafka ARGS`` as a user runs it (a process of its own, so the broker outlives it)."""
-    return subprocess.run([sys.executable, "-m", "streams.cli", "kafka", *args, "--data-dir", str(data_dir)],
+    return subprocess.run([sys.executable, "-m", "loopline.cli", "kafka", *args, "--data-dir", str(data_dir)],
                           capture_output=True, text=True, timeout=180)  # fmt: skip
 
 

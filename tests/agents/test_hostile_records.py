@@ -9,12 +9,12 @@ import hashlib
 from confluent_kafka import Consumer, Producer, TopicPartition
 from confluent_kafka.admin import AdminClient, AlterConfigOpType, ConfigEntry, ConfigResource
 
-from models import ArtifactStore
-from streams.codec.varint import write_long
-from streams.kafka.clients import send_all
-from streams.kafka.config import confluent_config
-from streams.kafka.topics import create_topics
-from streams.kafka.versions import publish_versions
+from loopline.codec.varint import write_long
+from loopline.kafka.clients import send_all
+from loopline.kafka.config import confluent_config
+from loopline.kafka.topics import create_topics
+from loopline.kafka.versions import publish_versions
+from loopline.models import ArtifactStore
 from tests.helpers import FEATURES, features_record, rows, small_model, version_of
 from tests.workers import decoded, wait_for, worker
 

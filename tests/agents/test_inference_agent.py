@@ -10,15 +10,15 @@ from dataclasses import replace
 import numpy as np
 import pytest
 
-from models import ArtifactStore, Registry, Status
-from streams.agents.inference import VersionFollower
-from streams.codec import Codec
-from streams.inference.core import InferenceCore
-from streams.inference.loader import load_model, rollback_records
-from streams.kafka.clients import read_to_end, send_all
-from streams.kafka.topics import create_topics
-from streams.kafka.versions import load_registry, publish_versions
-from streams.settings import InferenceSettings
+from loopline.agents.inference import VersionFollower
+from loopline.codec import Codec
+from loopline.inference.core import InferenceCore
+from loopline.inference.loader import load_model, rollback_records
+from loopline.kafka.clients import read_to_end, send_all
+from loopline.kafka.topics import create_topics
+from loopline.kafka.versions import load_registry, publish_versions
+from loopline.models import ArtifactStore, Registry, Status
+from loopline.settings import InferenceSettings
 from tests.helpers import (
     FEATURES,
     N_FEATURES,

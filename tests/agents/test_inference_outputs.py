@@ -6,14 +6,14 @@ import threading
 
 import pytest
 
-from models import ArtifactStore
-from streams.codec import Codec
-from streams.inference.core import InferenceCore
-from streams.inference.loader import load_model
-from streams.kafka.loop import BatchLoop
-from streams.kafka.testing import MemoryOutput, MemorySource
-from streams.records import SourceRecord, Topic
-from streams.settings import InferenceSettings
+from loopline.codec import Codec
+from loopline.inference.core import InferenceCore
+from loopline.inference.loader import load_model
+from loopline.kafka.loop import BatchLoop
+from loopline.kafka.testing import MemoryOutput, MemorySource
+from loopline.models import ArtifactStore
+from loopline.records import SourceRecord, Topic
+from loopline.settings import InferenceSettings
 from tests.helpers import features_record, rows, small_model, version_of
 
 MIB = 1 << 20
@@ -46,7 +46,7 @@ def served(core, batch, caplog, **output):
     source = MemorySource(batch)
     sink = MemoryOutput(source, **output)
     loop = BatchLoop("inference", source, sink, core.process, max_batch=64, max_wait_s=0)
-    with caplog.at_level(logging.WARNING, logger="streams.kafka.loop"):
+    with caplog.at_level(logging.WARNING, logger="loopline.kafka.loop"):
         while not source.drained:
             loop.step(loop.take(), NEVER)
     halvings = [r for r in caplog.records if "names no input" in r.getMessage()]

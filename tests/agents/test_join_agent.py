@@ -4,12 +4,12 @@ import random
 
 import pytest
 
-from models import ArtifactStore
-from streams.codec import Codec
-from streams.kafka.clients import make_sender, read_to_end, send_all
-from streams.kafka.topics import create_topics
-from streams.kafka.versions import publish_versions
-from streams.records import Topic
+from loopline.codec import Codec
+from loopline.kafka.clients import make_sender, read_to_end, send_all
+from loopline.kafka.topics import create_topics
+from loopline.kafka.versions import publish_versions
+from loopline.models import ArtifactStore
+from loopline.records import Topic
 from tests.helpers import features_record, rows, small_model, version_of
 from tests.workers import decoded, wait_for, wait_records, worker
 

@@ -6,13 +6,13 @@ import json
 
 import numpy as np
 
-from models import ArtifactStore, Status, bootstrap_version
-from models.pipelines import PipelineConfig, spec_of
-from streams.codec import Codec
-from streams.codec.typed import Vectoriser, parse_inputs
-from streams.kafka.clients import send_all
-from streams.kafka.topics import create_topics
-from streams.kafka.versions import load_registry, publish_versions
+from loopline.codec import Codec
+from loopline.codec.typed import Vectoriser, parse_inputs
+from loopline.kafka.clients import send_all
+from loopline.kafka.topics import create_topics
+from loopline.kafka.versions import load_registry, publish_versions
+from loopline.models import ArtifactStore, Status, bootstrap_version
+from loopline.models.pipelines import PipelineConfig, spec_of
 from tests.helpers import PENGUIN_CLASSES, PENGUIN_NAMES, PENGUIN_TYPES, penguin_pipeline, penguins
 from tests.workers import decoded, wait_for, worker
 

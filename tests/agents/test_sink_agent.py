@@ -5,12 +5,12 @@ import sys
 
 import pytest
 
-from streams.analytics.queries import DEFAULTS, QUERIES
-from streams.codec import Codec
-from streams.kafka.clients import send_all
-from streams.kafka.topics import create_topics
-from streams.query_cli import run_query
-from streams.settings import ClickHouseSettings, SinkSettings
+from loopline.analytics.queries import DEFAULTS, QUERIES
+from loopline.codec import Codec
+from loopline.kafka.clients import send_all
+from loopline.kafka.topics import create_topics
+from loopline.query_cli import run_query
+from loopline.settings import ClickHouseSettings, SinkSettings
 from tests.samples import TOPIC_SCHEMA, analytics_records
 from tests.workers import free_port, wait_for, worker
 

@@ -8,20 +8,20 @@ import pytest
 import torch
 from confluent_kafka import Consumer, TopicPartition
 
-from models import ArtifactStore, Status, TrainConfig, load_backend, make_version
-from models.datasets import Concept, feature_names, sample
-from models.families import fit
-from streams.agents.trainer import Requests
-from streams.cli import main
-from streams.codec import Codec
-from streams.kafka.clients import read_to_end, send_all
-from streams.kafka.config import confluent_config
-from streams.kafka.source import to_source
-from streams.kafka.topics import create_topics
-from streams.kafka.versions import load_registry, publish_versions
-from streams.records import Topic
-from streams.settings import RegistrySettings, TrainerSettings
-from streams.trainer.reproduce import reproduce
+from loopline.agents.trainer import Requests
+from loopline.cli import main
+from loopline.codec import Codec
+from loopline.kafka.clients import read_to_end, send_all
+from loopline.kafka.config import confluent_config
+from loopline.kafka.source import to_source
+from loopline.kafka.topics import create_topics
+from loopline.kafka.versions import load_registry, publish_versions
+from loopline.models import ArtifactStore, Status, TrainConfig, load_backend, make_version
+from loopline.models.datasets import Concept, feature_names, sample
+from loopline.models.families import fit
+from loopline.records import Topic
+from loopline.settings import RegistrySettings, TrainerSettings
+from loopline.trainer.reproduce import reproduce
 from tests.helpers import N_FEATURES, trained_model, version_of
 from tests.samples import SAMPLES
 from tests.workers import decoded, wait_for, worker

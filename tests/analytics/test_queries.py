@@ -4,8 +4,8 @@ import re
 
 import pytest
 
-from streams.analytics.queries import OUTSIDE, QUERIES, QueryError, read_only_statement
-from streams.store import connect
+from loopline.analytics.queries import OUTSIDE, QUERIES, QueryError, read_only_statement
+from loopline.store import connect
 from tests.helpers import REPO_ROOT
 
 LOCAL = {

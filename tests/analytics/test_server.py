@@ -10,12 +10,12 @@ import threading
 import pytest
 from pydantic import SecretStr
 
-from streams.analytics.queries import QueryError
-from streams.analytics.server import QueryServer, ask, read_token
-from streams.kafka.broker import free_port
-from streams.settings import SinkSettings
-from streams.sink.store import Store
-from streams.store import connect
+from loopline.analytics.queries import QueryError
+from loopline.analytics.server import QueryServer, ask, read_token
+from loopline.kafka.broker import free_port
+from loopline.settings import SinkSettings
+from loopline.sink.store import Store
+from loopline.store import connect
 from tests.samples import load_analytics_records
 from tests.workers import wait_for
 

@@ -5,10 +5,10 @@ import fastavro
 import numpy as np
 import pytest
 
-from streams.codec import Codec, FeatureDecoder, load_schema
-from streams.codec.checks import MAX_ID_BYTES, MAX_TIME_MS, MIN_TIME_MS
-from streams.codec.compiled import scan_features
-from streams.codec.varint import read_long, write_long
+from loopline.codec import Codec, FeatureDecoder, load_schema
+from loopline.codec.checks import MAX_ID_BYTES, MAX_TIME_MS, MIN_TIME_MS
+from loopline.codec.compiled import scan_features
+from loopline.codec.varint import read_long, write_long
 
 
 @pytest.fixture(scope="module")

@@ -2,8 +2,8 @@ import copy
 
 import pytest
 
-from streams.codec import Codec, CodecError, load_schema, schema_names
-from streams.codec.framing import MAGIC
+from loopline.codec import Codec, CodecError, load_schema, schema_names
+from loopline.codec.framing import MAGIC
 from tests.samples import SAMPLES
 
 
@@ -94,7 +94,7 @@ def test_every_decoder_refuses_an_empty_event_id_and_times_clickhouse_cant_store
 def test_records_written_with_an_earlier_version_of_a_schema_decode_with_the_defaults():
     import json
 
-    from streams.paths import SCHEMAS_DIR
+    from loopline.paths import SCHEMAS_DIR
 
     earlier = Codec(json.loads((SCHEMAS_DIR / "previous" / "retrain_request.1.avsc").read_text()))
     old = {k: v for k, v in SAMPLES["retrain_request"].items() if k != "since"}
@@ -104,7 +104,7 @@ def test_records_written_with_an_earlier_version_of_a_schema_decode_with_the_def
 def test_version_records_written_before_regression_sets_decode_without_one():
     import json
 
-    from streams.paths import SCHEMAS_DIR
+    from loopline.paths import SCHEMAS_DIR
 
     earlier = Codec(json.loads((SCHEMAS_DIR / "previous" / "model_version.1.avsc").read_text()))
     sample = {k: v for k, v in SAMPLES["model_version"].items() if k not in ("traffic", "feature_types")}
@@ -116,7 +116,7 @@ def test_version_records_written_before_regression_sets_decode_without_one():
 def test_version_records_written_before_canaries_decode_with_no_traffic():
     import json
 
-    from streams.paths import SCHEMAS_DIR
+    from loopline.paths import SCHEMAS_DIR
 
     earlier = Codec(json.loads((SCHEMAS_DIR / "previous" / "model_version.2.avsc").read_text()))
     old = {k: v for k, v in SAMPLES["model_version"].items() if k not in ("traffic", "feature_types")}
@@ -126,7 +126,7 @@ def test_version_records_written_before_canaries_decode_with_no_traffic():
 def test_records_written_before_typed_inputs_decode_as_dense_ones():
     import json
 
-    from streams.paths import SCHEMAS_DIR
+    from loopline.paths import SCHEMAS_DIR
 
     for name, added in (("model_version.3", {"feature_types": []}), ("features.1", {"fields": {}})):
         earlier = Codec(json.loads((SCHEMAS_DIR / "previous" / f"{name}.avsc").read_text()))
@@ -138,7 +138,7 @@ def test_records_written_before_typed_inputs_decode_as_dense_ones():
 def test_version_records_carry_the_requests_their_training_answered_and_earlier_ones_decode_without():
     import json
 
-    from streams.paths import SCHEMAS_DIR
+    from loopline.paths import SCHEMAS_DIR
 
     codec = Codec.load("model_version")
     sample = SAMPLES["model_version"]

@@ -9,7 +9,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from streams.codec import Codec, CodecError, FeatureDecoder
+from loopline.codec import Codec, CodecError, FeatureDecoder
 from tests.samples import SAMPLES
 
 FUZZ = settings(max_examples=150, deadline=None, database=None, suppress_health_check=[HealthCheck.too_slow])

@@ -4,9 +4,9 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from streams.codec import Codec, CodecError
-from streams.codec.outcomes import OutcomeReader
-from streams.codec.varint import write_long
+from loopline.codec import Codec, CodecError
+from loopline.codec.outcomes import OutcomeReader
+from loopline.codec.varint import write_long
 from tests.codec.test_fuzz import mutated
 from tests.samples import SAMPLES
 

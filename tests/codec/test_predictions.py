@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 
-from streams.codec import Codec, FeatureDecoder, PredictionEncoder
+from loopline.codec import Codec, FeatureDecoder, PredictionEncoder
 
 
 @pytest.mark.parametrize("shadow", [False, True])

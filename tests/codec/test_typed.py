@@ -3,8 +3,8 @@ import math
 import numpy as np
 import pytest
 
-from streams.codec import Codec, FeatureDecoder
-from streams.codec.typed import Vectoriser, category_code, parse_inputs
+from loopline.codec import Codec, FeatureDecoder
+from loopline.codec.typed import Vectoriser, category_code, parse_inputs
 
 INPUTS = parse_inputs(["amount", "count", "country", "channel"], ["float", "int?", "category", "category?"])
 

@@ -7,12 +7,12 @@ import itertools
 
 import numpy as np
 
-from models import ArtifactFormat, ModelVersion, Status
-from models.datasets import Concept, feature_names, sample
-from streams.codec import Codec
-from streams.drift.core import DriftCore
-from streams.records import SourceRecord
-from streams.settings import DriftSettings
+from loopline.codec import Codec
+from loopline.drift.core import DriftCore
+from loopline.models import ArtifactFormat, ModelVersion, Status
+from loopline.models.datasets import Concept, feature_names, sample
+from loopline.records import SourceRecord
+from loopline.settings import DriftSettings
 
 N_FEATURES = 8
 T0 = 1_795_000_000_000

@@ -3,7 +3,7 @@ import itertools
 import numpy as np
 import pytest
 
-from streams.codec import Codec
+from loopline.codec import Codec
 from tests.drift.streams import Records, drift_core, run, stream
 
 DRIFT = Codec.load("drift_event")
@@ -111,7 +111,7 @@ def test_a_model_back_at_its_old_error_is_not_asked_for_again_once_the_spacing_i
 
 
 def test_a_record_stamped_beyond_what_the_schema_stores_still_makes_readable_drift_records():
-    from streams.codec.checks import MAX_TIME_MS
+    from loopline.codec.checks import MAX_TIME_MS
 
     share = (np.arange(6000) >= ONSET).astype(float)
     records = [r._replace(timestamp_ms=2**62) for r in Records().outcomes(*stream(6000, 0, after_share=share))]

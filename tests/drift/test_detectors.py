@@ -3,8 +3,8 @@
 import numpy as np
 import pytest
 
-from streams.drift.detectors import BINARY, DETECTORS, make_detector
-from streams.drift.monitor import BlockMonitor, ErrorMonitor
+from loopline.drift.detectors import BINARY, DETECTORS, make_detector
+from loopline.drift.monitor import BlockMonitor, ErrorMonitor
 
 
 @pytest.mark.parametrize("name", sorted(DETECTORS))

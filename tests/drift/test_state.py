@@ -5,11 +5,11 @@ import random
 import numpy as np
 import pytest
 
-from streams.drift import monitor
-from streams.drift.core import DriftCore
-from streams.drift.detectors import BINARY, DETECTORS
-from streams.drift.monitor import BlockMonitor, ErrorMonitor, load_head
-from streams.settings import DriftSettings
+from loopline.drift import monitor
+from loopline.drift.core import DriftCore
+from loopline.drift.detectors import BINARY, DETECTORS
+from loopline.drift.monitor import BlockMonitor, ErrorMonitor, load_head
+from loopline.settings import DriftSettings
 from tests.drift.streams import OUTCOMES, VERSION, Records, drift_core, stream
 from tests.drift.test_core import events, requests
 

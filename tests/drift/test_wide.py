@@ -3,11 +3,11 @@
 import numpy as np
 import pytest
 
-from models import ArtifactFormat, ModelVersion, Status
-from models.datasets import feature_names
-from streams.drift.core import DriftCore
-from streams.drift.monitor import BlockMonitor, reference_std
-from streams.settings import DriftSettings
+from loopline.drift.core import DriftCore
+from loopline.drift.monitor import BlockMonitor, reference_std
+from loopline.models import ArtifactFormat, ModelVersion, Status
+from loopline.models.datasets import feature_names
+from loopline.settings import DriftSettings
 from tests.drift.streams import OUTCOMES, Records
 from tests.drift.test_core import events, requests
 

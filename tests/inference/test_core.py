@@ -6,13 +6,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from models import ArtifactStore, Status
-from streams.codec import Codec
-from streams.inference.core import InferenceCore, NotServing
-from streams.inference.loader import ModelRejected, load_model
-from streams.inference.split import bucket
-from streams.records import SourceRecord
-from streams.settings import InferenceSettings
+from loopline.codec import Codec
+from loopline.inference.core import InferenceCore, NotServing
+from loopline.inference.loader import ModelRejected, load_model
+from loopline.inference.split import bucket
+from loopline.models import ArtifactStore, Status
+from loopline.records import SourceRecord
+from loopline.settings import InferenceSettings
 from tests.helpers import features_record, nan_model, rows, small_model, tampered, version_of
 
 PREDICTION = Codec.load("prediction")

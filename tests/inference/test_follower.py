@@ -6,14 +6,14 @@ from functools import partial
 
 import pytest
 
-from models import ArtifactStore, Status
-from streams.agents import inference
-from streams.agents.inference import VersionFollower
-from streams.codec import Codec
-from streams.inference.core import InferenceCore
-from streams.metrics import CANARY_TRAFFIC, MODEL_FALLBACKS, MODEL_SWAPS, SERVING_VERSION
-from streams.records import SourceRecord
-from streams.settings import InferenceSettings, KafkaSettings
+from loopline.agents import inference
+from loopline.agents.inference import VersionFollower
+from loopline.codec import Codec
+from loopline.inference.core import InferenceCore
+from loopline.metrics import CANARY_TRAFFIC, MODEL_FALLBACKS, MODEL_SWAPS, SERVING_VERSION
+from loopline.models import ArtifactStore, Status
+from loopline.records import SourceRecord
+from loopline.settings import InferenceSettings, KafkaSettings
 from tests.helpers import N_FEATURES, small_model, tampered, version_of
 
 VERSIONS = Codec.load("model_version")

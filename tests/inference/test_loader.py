@@ -8,14 +8,14 @@ import numpy as np
 import pytest
 from onnx import TensorProto, helper, numpy_helper
 
-from models import ArtifactFormat, ArtifactStore, ModelVersion, Registry, RegistryError, Status
-from models.export import OPSET
-from models.registry import empty_lineage
-from streams.codec import Codec
-from streams.inference.core import InferenceCore
-from streams.inference.loader import ModelRejected, admit, rollback_records, serving_or_fallback
-from streams.records import SourceRecord
-from streams.settings import InferenceSettings
+from loopline.codec import Codec
+from loopline.inference.core import InferenceCore
+from loopline.inference.loader import ModelRejected, admit, rollback_records, serving_or_fallback
+from loopline.models import ArtifactFormat, ArtifactStore, ModelVersion, Registry, RegistryError, Status
+from loopline.models.export import OPSET
+from loopline.models.registry import empty_lineage
+from loopline.records import SourceRecord
+from loopline.settings import InferenceSettings
 from tests.helpers import N_FEATURES, features_record, rows, small_model, tampered, version_of
 
 SETTINGS = InferenceSettings(device="cpu")

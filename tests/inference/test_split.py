@@ -1,7 +1,7 @@
 import chdb
 import numpy as np
 
-from streams.inference.split import bucket, canary_rows
+from loopline.inference.split import bucket, canary_rows
 
 ENTITIES = [f"user-{i}" for i in range(2000)]
 

@@ -3,12 +3,12 @@ import math
 
 import pytest
 
-from streams.codec import Codec
-from streams.join.core import SHADOW, Entry, JoinCore, JoinTopics, decode_entry, encode_entry
-from streams.kafka.testing import MemoryChangelog
-from streams.records import SourceRecord, Topic
-from streams.state.state import State
-from streams.state.store import DiskStore, MemoryStore
+from loopline.codec import Codec
+from loopline.join.core import SHADOW, Entry, JoinCore, JoinTopics, decode_entry, encode_entry
+from loopline.kafka.testing import MemoryChangelog
+from loopline.records import SourceRecord, Topic
+from loopline.state.state import State
+from loopline.state.store import DiskStore, MemoryStore
 
 TOPICS = JoinTopics("f", "p", "sp", "l")
 HOUR = 3_600_000

@@ -5,10 +5,10 @@ import uuid
 
 import pytest
 
-from streams.kafka.broker import Broker, BrokerError, _port_in_use, free_port
-from streams.kafka.clients import read_topic, send_all
-from streams.kafka.topics import create_topics
-from streams.settings import BrokerSettings, KafkaSettings
+from loopline.kafka.broker import Broker, BrokerError, _port_in_use, free_port
+from loopline.kafka.clients import read_topic, send_all
+from loopline.kafka.topics import create_topics
+from loopline.settings import BrokerSettings, KafkaSettings
 
 
 def test_the_session_broker_answers(broker):
@@ -84,7 +84,7 @@ def test_missing_java_says_what_to_install(tmp_path, monkeypatch):
 
 
 def test_missing_maven_says_what_to_install(tmp_path, monkeypatch):
-    from streams.kafka.broker import fetch_classpath
+    from loopline.kafka.broker import fetch_classpath
 
     monkeypatch.setenv("PATH", str(tmp_path))
     with pytest.raises(BrokerError, match=r"`mvn` was not found.*maven"):

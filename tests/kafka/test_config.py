@@ -3,8 +3,8 @@ import ssl
 import faust
 from pydantic import SecretStr
 
-from streams.kafka.config import confluent_config, faust_credentials
-from streams.settings import KafkaSettings
+from loopline.kafka.config import confluent_config, faust_credentials
+from loopline.settings import KafkaSettings
 
 
 def sasl_settings(**extra):

@@ -8,15 +8,15 @@ from collections import Counter
 
 import pytest
 
-from streams.codec import Codec
-from streams.join.core import JoinCore
-from streams.kafka.loop import BatchLoop, Track, next_offsets
-from streams.kafka.testing import MemoryChangelog, MemoryOutput, MemorySource
-from streams.records import Produced, SourceRecord, Topic
-from streams.settings import KafkaSettings
-from streams.sink.core import SinkCore
-from streams.state.state import State
-from streams.state.store import MemoryStore
+from loopline.codec import Codec
+from loopline.join.core import JoinCore
+from loopline.kafka.loop import BatchLoop, Track, next_offsets
+from loopline.kafka.testing import MemoryChangelog, MemoryOutput, MemorySource
+from loopline.records import Produced, SourceRecord, Topic
+from loopline.settings import KafkaSettings
+from loopline.sink.core import SinkCore
+from loopline.state.state import State
+from loopline.state.store import MemoryStore
 from tests.join.test_core import CLASSES, T0, TOPICS, Stream
 
 NEVER = threading.Event()

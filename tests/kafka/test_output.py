@@ -6,13 +6,13 @@ from collections import Counter
 
 import pytest
 
-from streams.kafka.broker import free_port
-from streams.kafka.clients import read_to_end, send_all
-from streams.kafka.loop import kafka_loop
-from streams.kafka.output import KafkaOutput, Unanswered, _bounded
-from streams.kafka.topics import create_topics
-from streams.records import Produced, Topic
-from streams.settings import KafkaSettings
+from loopline.kafka.broker import free_port
+from loopline.kafka.clients import read_to_end, send_all
+from loopline.kafka.loop import kafka_loop
+from loopline.kafka.output import KafkaOutput, Unanswered, _bounded
+from loopline.kafka.topics import create_topics
+from loopline.records import Produced, Topic
+from loopline.settings import KafkaSettings
 from tests.workers import wait_for
 
 

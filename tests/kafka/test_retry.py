@@ -5,8 +5,8 @@ import threading
 import pytest
 from confluent_kafka import KafkaError, KafkaException
 
-import streams.kafka.retry as retry
-from streams.kafka.retry import Stopped, until_answered
+import loopline.kafka.retry as retry
+from loopline.kafka.retry import Stopped, until_answered
 
 
 @pytest.fixture(autouse=True)

@@ -1,6 +1,6 @@
-from streams.codec import Codec
-from streams.kafka.clients import read_topic, send_all
-from streams.kafka.topics import create_topics
+from loopline.codec import Codec
+from loopline.kafka.clients import read_topic, send_all
+from loopline.kafka.topics import create_topics
 from tests.samples import SAMPLES
 
 TOPIC_OF = {

@@ -1,7 +1,7 @@
 from confluent_kafka.admin import AdminClient, ConfigResource
 
-from streams.kafka.config import confluent_config
-from streams.kafka.topics import TOPICS, create_topics, topic_specs
+from loopline.kafka.config import confluent_config
+from loopline.kafka.topics import TOPICS, create_topics, topic_specs
 
 
 def test_topics_get_their_partitions_and_cleanup_policy(kafka):

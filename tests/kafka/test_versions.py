@@ -1,10 +1,10 @@
 import pytest
 
-from models import ArtifactStore, RegistryError, Status
-from streams.codec import Codec
-from streams.kafka.clients import read_to_end, send_all
-from streams.kafka.topics import create_topics
-from streams.kafka.versions import VersionLookup, load_registry, publish_versions
+from loopline.codec import Codec
+from loopline.kafka.clients import read_to_end, send_all
+from loopline.kafka.topics import create_topics
+from loopline.kafka.versions import VersionLookup, load_registry, publish_versions
+from loopline.models import ArtifactStore, RegistryError, Status
 from tests.helpers import small_model, version_of
 
 

@@ -1,8 +1,8 @@
 import numpy as np
 import pytest
 
-from models import ArtifactStore, TrainConfig, train_mlp
-from models.datasets import Concept, sample
+from loopline.models import ArtifactStore, TrainConfig, train_mlp
+from loopline.models.datasets import Concept, sample
 
 
 @pytest.fixture(scope="session")

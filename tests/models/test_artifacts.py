@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from models import ArtifactError, ArtifactFormat, ArtifactStore, ModelVersion, Status
-from models.artifacts import read_bounded, sha256_hex
+from loopline.models import ArtifactError, ArtifactFormat, ArtifactStore, ModelVersion, Status
+from loopline.models.artifacts import read_bounded, sha256_hex
 
 
 def draft(name="m", number=1):

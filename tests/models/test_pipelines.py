@@ -6,8 +6,8 @@ import numpy as np
 import onnxruntime as ort
 import pytest
 
-from models.pipelines import PipelineConfig, build, spec_of, train_pipeline
-from streams.codec.typed import Vectoriser, parse_inputs
+from loopline.codec.typed import Vectoriser, parse_inputs
+from loopline.models.pipelines import PipelineConfig, build, spec_of, train_pipeline
 from tests.helpers import PENGUIN_CLASSES, PENGUIN_NAMES, PENGUIN_TYPES, penguin_pipeline, penguins
 
 

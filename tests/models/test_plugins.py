@@ -2,13 +2,13 @@
 
 import pytest
 
-from models import ArtifactStore, Registry
-from models.datasets import Concept, sample
-from models.families import config_from_strings, fit, onnx_bytes
-from models.plugins import PluginConfig, PluginModel, plugin_names, provider
-from streams.settings import RegistrySettings, TrainerSettings
-from streams.trainer.core import Trainer
-from streams.trainer.window import Window
+from loopline.models import ArtifactStore, Registry
+from loopline.models.datasets import Concept, sample
+from loopline.models.families import config_from_strings, fit, onnx_bytes
+from loopline.models.plugins import PluginConfig, PluginModel, plugin_names, provider
+from loopline.settings import RegistrySettings, TrainerSettings
+from loopline.trainer.core import Trainer
+from loopline.trainer.window import Window
 from tests.helpers import N_FEATURES, trained_model, version_of
 
 

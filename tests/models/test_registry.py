@@ -2,8 +2,8 @@ from dataclasses import replace
 
 import pytest
 
-from models import ArtifactError, ArtifactFormat, ArtifactStore, ModelVersion, Registry, RegistryError, Status
-from streams.codec import Codec
+from loopline.codec import Codec
+from loopline.models import ArtifactError, ArtifactFormat, ArtifactStore, ModelVersion, Registry, RegistryError, Status
 
 
 def version(n, status=Status.CANDIDATE, name="fraud"):

@@ -4,8 +4,8 @@ import numpy as np
 import pytest
 import torch
 
-from models import ArtifactFormat, BackendError, load_backend
-from models.export import state_dict_bytes, to_onnx
+from loopline.models import ArtifactFormat, BackendError, load_backend
+from loopline.models.export import state_dict_bytes, to_onnx
 
 BACKENDS = {
     "onnxruntime": (ArtifactFormat.ONNX, to_onnx),

@@ -3,9 +3,9 @@ import logging
 import numpy as np
 import torch
 
-from models import TrainConfig, train_mlp
-from models.datasets import Concept, sample
-from models.train import accuracy
+from loopline.models import TrainConfig, train_mlp
+from loopline.models.datasets import Concept, sample
+from loopline.models.train import accuracy
 
 
 def test_training_learns_the_concept(trained):
@@ -38,9 +38,9 @@ def test_a_covariate_shift_moves_one_feature_only():
 
 def test_a_training_logs_one_line_at_info_and_its_epochs_at_debug(dataset, caplog):
     x, y = dataset
-    with caplog.at_level(logging.DEBUG, logger="models.train"):
+    with caplog.at_level(logging.DEBUG, logger="loopline.models.train"):
         train_mlp(x, y, 2, TrainConfig(hidden=(8,), epochs=3, min_steps=0))
-    lines = [(r.levelno, r.getMessage()) for r in caplog.records if r.name == "models.train"]
+    lines = [(r.levelno, r.getMessage()) for r in caplog.records if r.name == "loopline.models.train"]
     assert [message.split(" loss")[0] for level, message in lines if level == logging.DEBUG] == [
         "epoch 1/3", "epoch 2/3", "epoch 3/3"]  # fmt: skip
     info = [message for level, message in lines if level == logging.INFO]

@@ -3,9 +3,9 @@
 import numpy as np
 import pytest
 
-from models import ArtifactFormat, ArtifactStore, TrainConfig, TreesConfig, load_backend, make_version
-from models.families import config_from_strings, fit
-from models.trees import train_trees, trees_to_onnx
+from loopline.models import ArtifactFormat, ArtifactStore, TrainConfig, TreesConfig, load_backend, make_version
+from loopline.models.families import config_from_strings, fit
+from loopline.models.trees import train_trees, trees_to_onnx
 
 
 def rows(n, seed):

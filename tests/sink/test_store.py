@@ -2,13 +2,13 @@
 
 import pytest
 
-from streams.codec import Codec
-from streams.records import SourceRecord
-from streams.settings import KafkaSettings
-from streams.sink.core import SinkCore
-from streams.sink.store import Store
-from streams.sink.tables import DAY_MS
-from streams.store import connect
+from loopline.codec import Codec
+from loopline.records import SourceRecord
+from loopline.settings import KafkaSettings
+from loopline.sink.core import SinkCore
+from loopline.sink.store import Store
+from loopline.sink.tables import DAY_MS
+from loopline.store import connect
 from tests.samples import SAMPLES, T0
 
 DAYS = 130

@@ -13,11 +13,11 @@ import sys
 
 from confluent_kafka import Producer
 
-from streams.kafka.config import confluent_config
-from streams.kafka.topics import create_topics
-from streams.state.changelog import KafkaChangelog
-from streams.state.state import State
-from streams.state.store import DiskStore
+from loopline.kafka.config import confluent_config
+from loopline.kafka.topics import create_topics
+from loopline.state.changelog import KafkaChangelog
+from loopline.state.state import State
+from loopline.state.store import DiskStore
 from tests.helpers import REPO_ROOT
 from tests.state import writer
 from tests.state.writer import KEYS_PER_ROUND, PARTITIONS

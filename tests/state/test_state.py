@@ -2,9 +2,9 @@
 
 import pytest
 
-from streams.kafka.testing import MemoryChangelog
-from streams.state.state import OutOfRange, State
-from streams.state.store import DiskStore, MemoryStore
+from loopline.kafka.testing import MemoryChangelog
+from loopline.state.state import OutOfRange, State
+from loopline.state.store import DiskStore, MemoryStore
 
 
 def logged(state, changelog):

@@ -17,12 +17,12 @@ from pathlib import Path
 
 from confluent_kafka import Producer
 
-from streams.kafka.config import confluent_config
-from streams.records import Topic
-from streams.settings import KafkaSettings
-from streams.state.changelog import KafkaChangelog
-from streams.state.state import State
-from streams.state.store import DiskStore
+from loopline.kafka.config import confluent_config
+from loopline.records import Topic
+from loopline.settings import KafkaSettings
+from loopline.state.changelog import KafkaChangelog
+from loopline.state.state import State
+from loopline.state.store import DiskStore
 
 KEYS, KEYS_PER_ROUND, PARTITIONS = 50, 10, (0, 1)
 TRANSACTIONAL_ID = "state-writer"

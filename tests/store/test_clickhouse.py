@@ -3,11 +3,11 @@ import datetime as dt
 import pytest
 from pydantic import ValidationError
 
-from streams.errors import Unreachable
-from streams.kafka.broker import free_port
-from streams.settings import ClickHouseSettings
-from streams.store import ConfigError, check_dsn, check_store, connect, migrate
-from streams.store.clickhouse import migration_files
+from loopline.errors import Unreachable
+from loopline.kafka.broker import free_port
+from loopline.settings import ClickHouseSettings
+from loopline.store import ConfigError, check_dsn, check_store, connect, migrate
+from loopline.store.clickhouse import migration_files
 
 TABLES = {
     "predictions",

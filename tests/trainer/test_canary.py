@@ -5,11 +5,11 @@ from dataclasses import replace
 import numpy as np
 import pytest
 
-from models import ModelVersion, Registry, RegistryError, Status
-from models.registry import moved
-from streams.settings import TrainerSettings
-from streams.trainer.canary import Ramp, go_live
-from streams.trainer.core import Decision
+from loopline.models import ModelVersion, Registry, RegistryError, Status
+from loopline.models.registry import moved
+from loopline.settings import TrainerSettings
+from loopline.trainer.canary import Ramp, go_live
+from loopline.trainer.core import Decision
 from tests.samples import SAMPLES
 
 SETTINGS = TrainerSettings(canary_steps="0.05,0.25,0.5", canary_outcomes=200)

@@ -5,14 +5,14 @@ from dataclasses import replace
 import numpy as np
 import pytest
 
-from models import ArtifactStore, Registry, Status, TrainConfig, TreesConfig
-from models.datasets import Concept, sample
-from streams.settings import RegistrySettings, TrainerSettings
-from streams.trainer.core import Refused, Trainer, training_config
-from streams.trainer.gate import gate
-from streams.trainer.guard import RollbackGuard
-from streams.trainer.requests import answered, data_start
-from streams.trainer.window import Window
+from loopline.models import ArtifactStore, Registry, Status, TrainConfig, TreesConfig
+from loopline.models.datasets import Concept, sample
+from loopline.settings import RegistrySettings, TrainerSettings
+from loopline.trainer.core import Refused, Trainer, training_config
+from loopline.trainer.gate import gate
+from loopline.trainer.guard import RollbackGuard
+from loopline.trainer.requests import answered, data_start
+from loopline.trainer.window import Window
 from tests.helpers import N_FEATURES, trained_model, version_of
 
 CLASSES = ["no", "yes"]
@@ -224,9 +224,9 @@ def test_with_canary_steps_a_candidate_that_passes_the_gate_serves_the_first_sha
 def test_a_pipeline_version_with_typed_inputs_is_retrained_as_the_same_pipeline_and_a_model_file_is_not(tmp_path):
     import json
 
-    from models import bootstrap_version
-    from models.pipelines import PipelineConfig, spec_of
-    from streams.codec.typed import Vectoriser, parse_inputs
+    from loopline.codec.typed import Vectoriser, parse_inputs
+    from loopline.models import bootstrap_version
+    from loopline.models.pipelines import PipelineConfig, spec_of
     from tests.helpers import PENGUIN_CLASSES, PENGUIN_NAMES, PENGUIN_TYPES, penguin_pipeline, penguins
 
     rows, species = penguins()

@@ -3,8 +3,8 @@
 import numpy as np
 import pytest
 
-from models import ArtifactFormat, ModelVersion, Status
-from streams.trainer.guard import RollbackGuard
+from loopline.models import ArtifactFormat, ModelVersion, Status
+from loopline.trainer.guard import RollbackGuard
 from tests.drift.test_state import apply
 
 MODEL = "team/m"  # a "/" in the name: state keys must not split on it

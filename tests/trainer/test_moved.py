@@ -2,12 +2,12 @@
 
 from dataclasses import replace
 
-from models import ModelVersion, Registry, Status
-from streams.agents import trainer as agent
-from streams.records import Produced, SourceRecord
-from streams.settings import KafkaSettings, RegistrySettings, TrainerSettings
-from streams.trainer.core import Decision
-from streams.trainer.window import Window
+from loopline.agents import trainer as agent
+from loopline.models import ModelVersion, Registry, Status
+from loopline.records import Produced, SourceRecord
+from loopline.settings import KafkaSettings, RegistrySettings, TrainerSettings
+from loopline.trainer.core import Decision
+from loopline.trainer.window import Window
 from tests.samples import SAMPLES
 
 BASE = replace(ModelVersion.from_record(SAMPLES["model_version"]), model_name="m", version=1)

@@ -3,13 +3,13 @@
 import numpy as np
 import pytest
 
-from models import ArtifactStore, Registry, Status
-from models.datasets import Concept, sample
-from streams.inference.loader import load_model
-from streams.settings import InferenceSettings, RegistrySettings, TrainerSettings
-from streams.trainer.core import Trainer
-from streams.trainer.regression import RegressionError, check, regression_set
-from streams.trainer.window import Window
+from loopline.inference.loader import load_model
+from loopline.models import ArtifactStore, Registry, Status
+from loopline.models.datasets import Concept, sample
+from loopline.settings import InferenceSettings, RegistrySettings, TrainerSettings
+from loopline.trainer.core import Trainer
+from loopline.trainer.regression import RegressionError, check, regression_set
+from loopline.trainer.window import Window
 from tests.helpers import N_FEATURES, trained_model, version_of
 
 CLASSES = ["no", "yes"]

@@ -3,9 +3,9 @@
 import time
 from datetime import UTC, datetime
 
-from streams.kafka.clients import send_all
-from streams.kafka.topics import create_topics
-from streams.trainer.window import start_offsets
+from loopline.kafka.clients import send_all
+from loopline.kafka.topics import create_topics
+from loopline.trainer.window import start_offsets
 
 
 def test_since_an_offset_or_a_time_starts_each_outcomes_partition_there(kafka):

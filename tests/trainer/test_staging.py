@@ -4,9 +4,9 @@ from dataclasses import replace
 
 import numpy as np
 
-from models import ModelVersion, Registry, Status
-from streams.settings import TrainerSettings
-from streams.trainer.staging import STAGING_METRIC, Staging
+from loopline.models import ModelVersion, Registry, Status
+from loopline.settings import TrainerSettings
+from loopline.trainer.staging import STAGING_METRIC, Staging
 from tests.samples import SAMPLES
 
 
