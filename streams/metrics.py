@@ -7,6 +7,7 @@ import urllib.request
 import numpy as np
 from prometheus_client import Counter, Gauge, Histogram, start_http_server
 from prometheus_client.parser import text_string_to_metric_families
+from prometheus_client.samples import Sample
 
 from loopline.settings import MetricsSettings
 
@@ -48,6 +49,7 @@ __all__ = [
     "STATE_RESTORE_SECONDS",
     "observe_all",
     "read_metric",
+    "reports_metric",
     "serve_metrics",
 ]
 
@@ -159,6 +161,12 @@ def serve_metrics(settings: MetricsSettings) -> None:
         start_http_server(settings.port, addr=settings.host)
 
 
+def _samples(port: int, timeout_s: float) -> list[Sample]:
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=timeout_s) as response:
+        text = response.read().decode()
+    return [sample for family in text_string_to_metric_families(text) for sample in family.samples]
+
+
 def read_metric(port: int, name: str, timeout_s: float = 5.0, **labels: str) -> float:
     """The sum of the samples of ``name`` whose labels include ``labels``, scraped from a worker on
     127.0.0.1:``port`` (0 when it has none).
@@ -166,7 +174,12 @@ def read_metric(port: int, name: str, timeout_s: float = 5.0, **labels: str) -> 
     Raises:
         OSError: the worker does not answer.
     """
-    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=timeout_s) as response:
-        text = response.read().decode()
-    return sum(sample.value for family in text_string_to_metric_families(text) for sample in family.samples
-               if sample.name == name and labels.items() <= sample.labels.items())  # fmt: skip
+    return sum(s.value for s in _samples(port, timeout_s) if s.name == name and labels.items() <= s.labels.items())
+
+
+def reports_metric(port: int, name: str, timeout_s: float = 5.0) -> bool:
+    """Whether the worker on 127.0.0.1:``port`` answers with a sample of ``name`` (False when it does not answer)."""
+    try:
+        return any(s.name == name for s in _samples(port, timeout_s))
+    except OSError:
+        return False

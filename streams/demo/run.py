@@ -26,7 +26,7 @@ from loopline.kafka.broker import Broker, free_port, metadata_answers
 from loopline.kafka.clients import make_sender, send_all
 from loopline.kafka.topics import create_topics
 from loopline.kafka.versions import load_registry, publish_versions
-from loopline.metrics import read_metric
+from loopline.metrics import read_metric, reports_metric
 from loopline.models import ArtifactStore, TrainConfig, bootstrap_version
 from loopline.models.datasets import Concept, feature_names, sample
 from loopline.query_cli import run_query
@@ -93,6 +93,17 @@ class Workers:
         except OSError:
             return 0.0
 
+    def wait_until_consuming(self, timeout_s: float = 180.0) -> None:
+        """Wait until every worker reads its partitions (it reports their lag): on a busy machine a worker can
+        take many seconds to start, and a stream sent before would find the loop behind it."""
+        deadline = time.monotonic() + timeout_s
+        waiting = list(AGENTS)
+        while waiting and time.monotonic() < deadline:
+            waiting = [agent for agent in waiting if not reports_metric(self.ports[agent], "loopline_consumer_lag")]
+            time.sleep(0.5)
+        if waiting:
+            print(f"workers    {', '.join(waiting)} not consuming after {timeout_s:.0f}s; sending anyway")
+
     def stop(self) -> None:
         for process in self.processes:
             process.terminate()
@@ -156,9 +167,9 @@ def run_demo(
         }
     )
     stream = DemoStream(settings)
-    start_ms = int(time.time() * 1000) + 10_000  # event time of event 0, once the workers are up
     with running(env, report_dir / "logs") as workers:
-        time.sleep(max(0.0, (start_ms - time.time() * 1000) / 1000))
+        workers.wait_until_consuming()
+        start_ms = int(time.time() * 1000)  # event time of event 0
         started, sent, shown = time.monotonic(), 0, 0.0
         producer = make_sender(kafka)
         send_all(kafka, kafka.topic("features"), malformed(), producer)

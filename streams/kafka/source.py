@@ -95,6 +95,7 @@ class KafkaSource:
         first = self.consumer.poll(FIRST_RECORD_WAIT_S if first_wait_s is None else first_wait_s)
         if first is None:
             self._returned = time.monotonic()
+            self._report_lag()
             return []
         messages = [first]
         if max_records > 1:
@@ -180,6 +181,8 @@ class KafkaSource:
                 _, high = self.consumer.get_watermark_offsets(tp, cached=True)
                 if high >= 0 and tp.offset >= 0:
                     lags[tp] = max(0, high - tp.offset)
+                elif high == 0:  # fetched and empty: nothing to read before a first record gives a position
+                    lags[tp] = 0
         except KafkaException as exc:
             if exc.args[0].code() != KafkaError._STATE:
                 raise
