@@ -2,7 +2,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 CLASSPATH := $(or $(XDG_CACHE_HOME),$(HOME)/.cache)/loopline/kafka/classpath.txt
 
-.PHONY: help setup demo test lint format bench kafka-stop clean
+.PHONY: help setup demo test test-quick lint format bench kafka-stop clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-12s %s\n", $$1, $$2}'
@@ -23,6 +23,9 @@ demo: setup ## start the local broker and run the demo
 
 test: setup ## run the test suite (starts its own broker)
 	$(BIN)/pytest
+
+test-quick: setup ## run the tests without the long integration ones (those marked slow)
+	$(BIN)/pytest -m "not slow"
 
 lint: setup ## check style and types (changes nothing)
 	$(BIN)/ruff check .

@@ -76,8 +76,8 @@ from loopline.kafka.broker import Broker, free_port
 from loopline.kafka.clients import read_to_end
 from loopline.kafka.config import confluent_config
 from loopline.kafka.topics import create_topics
-from loopline.kafka.versions import publish_versions
 from loopline.models import ArtifactFormat, ArtifactStore, ModelVersion
+from loopline.models.registry import publish
 from loopline.records import KeyValue, Produced, SourceRecord, Topic
 from loopline.settings import BrokerSettings, DriftSettings, InferenceSettings, JoinSettings, KafkaSettings
 
@@ -310,7 +310,7 @@ class Bench:
         """Publish the bench model (trained once, inline ONNX artifact) as serving version 1 of ``bench``."""
         if self.version is None:
             self.version = bench_model(ArtifactFormat.ONNX, ArtifactStore(self.work / "artifacts", 4 << 20))
-        publish_versions(case, [self.version])
+        publish(case, [self.version])
 
     def env(self, case: KafkaSettings, **extra: str) -> dict[str, str]:
         return {

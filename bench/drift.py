@@ -31,12 +31,12 @@ from loopline.drift.core import DriftCore
 from loopline.drift.detectors import BINARY, DETECTORS
 from loopline.drift.monitor import BlockMonitor, ErrorMonitor
 from loopline.join.core import JoinCore, JoinTopics
-from loopline.kafka.testing import MemoryChangelog
 from loopline.models import ArtifactFormat, ModelVersion, Status
 from loopline.records import SourceRecord
 from loopline.settings import DriftSettings
 from loopline.state.state import State
 from loopline.state.store import MemoryStore
+from loopline.testing import MemoryChangelog
 
 ONSET = 3000
 WARMUP = 500

@@ -85,9 +85,9 @@ from loopline.kafka.broker import free_port
 from loopline.kafka.clients import make_sender, offset_reader, read_to_end, send_all
 from loopline.kafka.config import confluent_config
 from loopline.kafka.topics import create_topics
-from loopline.kafka.versions import load_registry, publish_versions
 from loopline.metrics import read_metric
 from loopline.models import ArtifactStore, ModelVersion, bootstrap_version
+from loopline.models.registry import load_registry, publish
 from loopline.records import KeyValue, Topic
 from loopline.settings import KafkaSettings, RegistrySettings
 
@@ -299,7 +299,7 @@ def serve_bootstrap(kafka: KafkaSettings, store: ArtifactStore, model: str, data
     version = bootstrap_version(data.x, y, model_name=model, feature_names=data.names, classes=CLASSES, store=store)
     registry = load_registry(kafka)
     registry.apply(version)
-    publish_versions(kafka, [version, *registry.promote(model, version.version, "bench bootstrap")])
+    publish(kafka, [version, *registry.promote(model, version.version, "bench bootstrap")])
     return version
 
 

@@ -16,9 +16,11 @@ import stat
 import uuid
 from dataclasses import replace
 from pathlib import Path
+from typing import TYPE_CHECKING
 from urllib.parse import unquote, urlsplit
 
-from loopline.models.registry import ModelVersion
+if TYPE_CHECKING:
+    from loopline.models.registry import ModelVersion
 
 __all__ = ["DEFAULT_MAX_BYTES", "ArtifactError", "ArtifactStore", "read_bounded", "sha256_hex"]
 

@@ -122,6 +122,16 @@ class PipelineConfig:
     seed: int = 0
     family: str = FAMILY
 
+    @classmethod
+    def of(cls, estimator: Any, feature_names: Sequence[str], seed: int = 0) -> PipelineConfig:
+        """The config of an (unfitted) scikit-learn pipeline or estimator, whose ColumnTransformer
+        columns name ``feature_names``.
+
+        Raises:
+            ValueError: see :func:`spec_of`.
+        """
+        return cls(json.dumps(spec_of(estimator, feature_names)), seed)
+
     def as_strings(self) -> dict[str, str]:
         """The lineage's hyper-parameters."""
         return {"family": FAMILY, "pipeline": self.pipeline, "seed": str(self.seed)}

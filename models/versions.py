@@ -5,15 +5,17 @@ from __future__ import annotations
 import importlib.metadata
 import platform
 import time
-from collections.abc import Sequence
-from typing import Any
+from collections.abc import Mapping, Sequence
+from typing import Any, cast
 
 import numpy as np
 
+from loopline.codec.typed import Vectoriser
 from loopline.models.artifacts import ArtifactStore
 from loopline.models.export import state_dict_bytes
 from loopline.models.families import Config, Model, fit, onnx_bytes, probabilities
 from loopline.models.mlp import TabularMLP
+from loopline.models.pipelines import PipelineConfig
 from loopline.models.registry import ArtifactFormat, ModelVersion, Status, empty_lineage
 from loopline.models.train import TrainConfig, accuracy
 
@@ -82,31 +84,62 @@ def make_version(
 
 
 def bootstrap_version(
-    x: np.ndarray,
-    y: np.ndarray,
+    x: np.ndarray | Sequence[Sequence[float]] | Sequence[Mapping[str, Any]],
+    y: np.ndarray | Sequence[int] | Sequence[str],
     *,
     model_name: str,
     feature_names: Sequence[str],
     classes: Sequence[str],
     store: ArtifactStore,
     config: Config | None = None,
+    pipeline: Any = None,
     version: int = 1,
     artifact_format: ArtifactFormat = ArtifactFormat.ONNX,
     holdout_fraction: float = 0.2,
     feature_types: Sequence[str] = (),
 ) -> ModelVersion:
-    """Train a first version of ``config``'s family (the MLP by default) from a dataset (the most
-    recent ``holdout_fraction`` rows held out); with ``feature_types``, a version with typed inputs
-    whose rows ``x`` are the :class:`loopline.codec.typed.Vectoriser`'s.
+    """Train a first version from a dataset (the most recent ``holdout_fraction`` rows held out).
 
-    The version is a candidate with ``holdout_accuracy`` in its metrics; promote it to serve.
+    The version is a candidate with ``holdout_accuracy`` in its metrics; publish it with the status
+    serving to serve it.
+
+    Args:
+        x: the rows: float vectors in ``feature_names`` order, or (with ``feature_types``) each
+            event's named fields, turned into rows as the agents do
+            (:class:`~loopline.codec.typed.Vectoriser`).
+        y: each row's class, as an index into ``classes`` or as its name.
+        model_name: the model the version belongs to.
+        feature_names: the model's features.
+        classes: the class names, in the order of the model's scores.
+        store: where an artifact too large to travel inline is written.
+        config: the family and hyper-parameters to train (the MLP's defaults when neither this
+            nor ``pipeline`` is given).
+        pipeline: an unfitted scikit-learn pipeline (or estimator) to train instead: its steps are
+            recorded as a spec in the lineage (:func:`loopline.models.pipelines.spec_of`, its
+            ColumnTransformer's columns named by ``feature_names``), and every retrain fits the same steps.
+        version: the version number.
+        artifact_format: ONNX, or a torch state dict (the MLP only).
+        holdout_fraction: the share of the newest rows held out to score the version.
+        feature_types: each feature's type (``float``, ``int``, ``category``, with ``?`` when optional)
+            for a version that takes named fields.
+
+    Raises:
+        ValueError: both ``config`` and ``pipeline`` are given, a class name is not one of
+            ``classes``, rows of fields come without ``feature_types``, or a pipeline parameter
+            can't be written as data.
     """
+    if pipeline is not None:
+        if config is not None:
+            raise ValueError("give a config or a pipeline, not both")
+        config = PipelineConfig.of(pipeline, feature_names)
     config = config or TrainConfig()
-    split = int(len(x) * (1 - holdout_fraction))
+    rows = _rows(x, feature_names, feature_types)
+    labels = _class_indices(y, classes)
+    split = int(len(rows) * (1 - holdout_fraction))
     start = time.perf_counter()
-    model = fit(config, x[:split], y[:split], len(classes))
+    model = fit(config, rows[:split], labels[:split], len(classes))
     duration_ms = int((time.perf_counter() - start) * 1000)
-    holdout = accuracy(probabilities(model, x[split:]), y[split:])
+    holdout = accuracy(probabilities(model, rows[split:]), labels[split:])
     lineage = empty_lineage() | {
         "code_version": package_versions().get("loopline", ""),
         "hyperparameters": config.as_strings(),
@@ -128,3 +161,30 @@ def bootstrap_version(
         reason="bootstrap from a dataset",
         feature_types=feature_types,
     )
+
+
+def _rows(
+    x: np.ndarray | Sequence[Sequence[float]] | Sequence[Mapping[str, Any]],
+    feature_names: Sequence[str],
+    feature_types: Sequence[str],
+) -> np.ndarray:
+    """The rows of ``x``: an array as it is, named fields vectorised, other sequences as float32."""
+    if isinstance(x, np.ndarray):
+        return x
+    if len(x) and isinstance(x[0], Mapping):
+        if not feature_types:
+            raise ValueError("rows of named fields need feature_types to become a model's rows")
+        return Vectoriser.of(feature_names, feature_types).matrix(cast(Sequence[Mapping[str, Any]], x))
+    return np.asarray(x, dtype=np.float32)
+
+
+def _class_indices(y: np.ndarray | Sequence[int] | Sequence[str], classes: Sequence[str]) -> np.ndarray:
+    """Each row's class index: an array of indices as it is, names looked up in ``classes``."""
+    labels = np.asarray(y)
+    if labels.dtype.kind not in "USO":
+        return labels if isinstance(y, np.ndarray) else labels.astype(np.int64)
+    index = {name: i for i, name in enumerate(classes)}
+    unknown = sorted({str(label) for label in labels.tolist()} - set(index))
+    if unknown:
+        raise ValueError(f"classes {unknown} are not among {list(classes)}")
+    return np.asarray([index[str(label)] for label in labels.tolist()], dtype=np.int64)

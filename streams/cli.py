@@ -14,9 +14,7 @@ import sys
 import warnings
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
-from functools import partial
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 from clickhouse_connect.driver.exceptions import ClickHouseError
 from confluent_kafka import KafkaError, KafkaException
@@ -26,15 +24,17 @@ from pydantic_settings import BaseSettings, SettingsError
 from loopline.analytics.queries import QueryError
 from loopline.errors import ConfigError, Unreachable
 from loopline.inference.loader import ModelRejected
-from loopline.kafka.broker import Broker, BrokerError, fetch_classpath
+from loopline.kafka.broker import Broker, BrokerError, fetch_classpath, local_kafka_settings
 from loopline.models import ArtifactError, RegistryError
 from loopline.models_cli import add_models_parser
 from loopline.paths import CACHE_DIR
 from loopline.query_cli import add_query_parser
-from loopline.settings import BrokerSettings, ClickHouseSettings, KafkaSettings, all_settings_classes
-
-if TYPE_CHECKING:
-    import faust
+from loopline.settings import (
+    BrokerSettings,
+    ClickHouseSettings,
+    KafkaSettings,
+    all_settings_classes,
+)
 
 __all__ = ["main"]
 
@@ -80,7 +80,7 @@ def cmd_kafka(args: argparse.Namespace) -> int:
 def cmd_topics(args: argparse.Namespace) -> int:
     from loopline.kafka.topics import create_topics
 
-    kafka = KafkaSettings()
+    kafka = local_kafka_settings()
     _ready(kafka, topics=False)
     for name, state in create_topics(kafka).items():
         print(f"{name}: {state}")
@@ -106,76 +106,23 @@ def cmd_demo(args: argparse.Namespace) -> int:
     from loopline.settings import DemoSettings, RegistrySettings
 
     overrides = {"events": args.events} if args.events is not None else {}
-    run_demo(KafkaSettings(), BrokerSettings(), ClickHouseSettings(), RegistrySettings(), DemoSettings(**overrides))
+    broker = BrokerSettings()
+    kafka = local_kafka_settings(broker)
+    run_demo(kafka, broker, ClickHouseSettings(), RegistrySettings(), DemoSettings(**overrides))
     return 0
 
 
 def cmd_config(args: argparse.Namespace) -> int:
-    from loopline.settings import settings_table
+    from loopline.reference import configuration_reference
 
-    print(settings_table())
+    print(configuration_reference(), end="")
     return 0
 
 
 def cmd_worker(args: argparse.Namespace) -> int:
-    from loopline.agents.app import run
-    from loopline.metrics import serve_metrics
-    from loopline.settings import (
-        DriftSettings,
-        InferenceSettings,
-        JoinSettings,
-        MetricsSettings,
-        RegistrySettings,
-        SinkSettings,
-        StateSettings,
-        TrainerSettings,
-    )
+    from loopline.agents.app import run_worker
 
-    kafka, metrics = KafkaSettings(), MetricsSettings()
-    if kafka.commit_interval_ms >= kafka.transaction_timeout_ms:
-        raise ConfigError(
-            f"LOOPLINE_KAFKA_COMMIT_INTERVAL_MS ({kafka.commit_interval_ms}) must be shorter than "
-            f"LOOPLINE_KAFKA_TRANSACTION_TIMEOUT_MS ({kafka.transaction_timeout_ms}): the broker would abort "
-            "every transaction that lasts that long"
-        )
-    store: ClickHouseSettings | None = None
-    build: Callable[[], faust.App]
-    if args.agent == "inference":
-        from loopline.agents.inference import build_inference_app
-
-        build = partial(build_inference_app, kafka, InferenceSettings(), RegistrySettings())
-    elif args.agent == "join":
-        from loopline.agents.join import build_join_app
-
-        build = partial(build_join_app, kafka, JoinSettings(), StateSettings())
-    elif args.agent == "drift":
-        from loopline.agents.drift import build_drift_app
-
-        build = partial(build_drift_app, kafka, DriftSettings(), StateSettings())
-    elif args.agent == "sink":
-        from loopline.agents.sink import build_sink_app
-
-        store = ClickHouseSettings()
-        build = partial(build_sink_app, kafka, store, SinkSettings())
-    else:
-        from loopline.agents.trainer import build_trainer_app
-
-        trainer = TrainerSettings()
-        if trainer.wait_minutes * 60_000 >= kafka.max_poll_interval_ms:
-            raise ConfigError(
-                f"LOOPLINE_TRAINER_WAIT_MINUTES ({trainer.wait_minutes:g}) must be shorter than "
-                f"LOOPLINE_KAFKA_MAX_POLL_INTERVAL_MS ({kafka.max_poll_interval_ms} ms): a training that waits "
-                "longer than that is taken off its requests by a rebalance"
-            )
-        build = partial(build_trainer_app, kafka, trainer, RegistrySettings(), StateSettings())
-    if store is not None:  # a DSN that can't work stops it here; a store that is down is waited for, input held
-        from loopline.store import check_dsn
-
-        check_dsn(store)
-    _ready(kafka, topics=True)
-    app = build()
-    serve_metrics(metrics)
-    run(app, loglevel=args.loglevel)
+    run_worker(args.agent, local_kafka_settings(), loglevel=args.loglevel)
     return 0
 
 
@@ -187,7 +134,7 @@ def cmd_retrain(args: argparse.Namespace) -> int:
     from loopline.kafka.clients import send_all
     from loopline.trainer.window import start_offsets
 
-    kafka = KafkaSettings()
+    kafka = local_kafka_settings()
     _ready(kafka, topics=True)
     reason = args.reason
     if args.since is not None:
@@ -247,7 +194,7 @@ def build_parser() -> argparse.ArgumentParser:
                               "written at or after this ISO time (e.g. 2026-11-24T09:30Z)")  # fmt: skip
     retrain.set_defaults(func=cmd_retrain)
 
-    config = sub.add_parser("config", help="print every LOOPLINE_* setting as a markdown table")
+    config = sub.add_parser("config", help="print every LOOPLINE_* setting: the configuration reference, in markdown")
     config.set_defaults(func=cmd_config)
 
     demo = sub.add_parser("demo", help="the whole loop on a drifting stream: live progress, then a report")
@@ -355,7 +302,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         args = build_parser().parse_args(argv)
         func: Callable[[argparse.Namespace], int] = args.func
         if args.command == "models":  # every models command starts by reading the model-versions topic
-            _ready(KafkaSettings(), topics=True)
+            _ready(local_kafka_settings(), topics=True)
         return func(args)
     except (
         ValidationError, SettingsError, ConfigError, Unreachable, KafkaException, BrokerError, ModelRejected,

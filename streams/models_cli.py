@@ -1,4 +1,8 @@
-"""``loopline models ...``: list, show, register, bootstrap, promote and roll back model versions."""
+"""``loopline models ...``: list, show, register, bootstrap, promote and roll back model versions.
+
+The registry is read as every worker folds it (:func:`loopline.models.registry.load_registry`), and
+what serves is what the workers serve (:mod:`loopline.models.registry.admission`).
+"""
 
 from __future__ import annotations
 
@@ -10,8 +14,8 @@ from pathlib import Path
 
 import numpy as np
 
-from loopline.inference.loader import LoadedModel, ModelRejected, admit, rollback_records, serving_or_fallback
-from loopline.kafka.versions import fit_to_topic, load_registry, publish_versions
+from loopline.inference.loader import LoadedModel, ModelRejected
+from loopline.kafka.broker import local_kafka_settings
 from loopline.models import (
     ArtifactFormat,
     ArtifactStore,
@@ -25,7 +29,8 @@ from loopline.models import (
 from loopline.models.artifacts import read_bounded
 from loopline.models.datasets import Concept, feature_names, sample
 from loopline.models.families import FAMILIES, OPAQUE
-from loopline.models.registry import empty_lineage
+from loopline.models.registry import empty_lineage, fit_to_topic, load_registry, publish
+from loopline.models.registry.admission import admit, on_the_workers, rollback_records, serving_or_fallback
 from loopline.settings import InferenceSettings, KafkaSettings, RegistrySettings
 from loopline.trainer.regression import check_version
 
@@ -51,7 +56,7 @@ def _describe(version: ModelVersion) -> dict[str, object]:
 
 
 def _publish(kafka: KafkaSettings, records: list[ModelVersion]) -> None:
-    publish_versions(kafka, records)
+    publish(kafka, records)
     for record in records:
         print(f"{record.model_name} v{record.version}: {record.status} ({record.reason})")
 
@@ -81,43 +86,12 @@ def _publish_new(kafka: KafkaSettings, registry: Registry, store: ArtifactStore,
         raise
 
 
-def as_served(registry: Registry, model_name: str) -> dict[int, tuple[str, str]]:
-    """The versions of ``model_name`` whose role on the inference workers differs from what their record
-    says, as (status, why). The workers' choice (:func:`serving_or_fallback`: their order and their
-    checks) is the one ``serving`` version; any other version that says serving, or the canary or the
-    shadow, is ``refused`` when it fails its checks, and another version that says serving and passes
-    is ``superseded``."""
-    shown: dict[int, tuple[str, str]] = {}
-    checks, store = _checks(), _store()
-
-    def refused(version: ModelVersion, exc: ModelRejected) -> None:
-        shown[version.version] = ("refused", f"fails its checks: {exc}")
-
-    loaded = serving_or_fallback(registry, model_name, checks, store, refused)
-    served = loaded.version if loaded is not None else None
-    others = [v for v in registry.versions(model_name) if v.status == Status.SERVING]
-    for version in [*others, *filter(None, [registry.canary(model_name), registry.shadow(model_name)])]:
-        if version.version in shown or (served is not None and version.version == served.version):
-            continue
-        try:
-            admit(registry, version, checks, store, shadow=version.status == Status.SHADOW)
-        except ModelRejected as exc:
-            refused(version, exc)
-            continue
-        if version.status == Status.SERVING:
-            shown[version.version] = ("superseded", f"says serving, but version {served.version if served else '-'} "
-                                                    f"serves; {version.reason}")  # fmt: skip
-    if served is not None and served.status != Status.SERVING:
-        shown[served.version] = ("serving", f"serves: every version that says serving fails its checks; "
-                                            f"{served.reason}")  # fmt: skip
-    return shown
-
-
 def cmd_list(args: argparse.Namespace, kafka: KafkaSettings, registry: Registry) -> None:
     names = [args.model] if args.model else registry.models()
+    checks, store = _checks(), _store()
     print(f"{'model':<16} {'version':>7}  {'status':<10} {'format':<6} {'sha256':<12}  created              reason")
     for name in names:
-        shown = as_served(registry, name)
+        shown = on_the_workers(registry, name, checks, store)
         for v in registry.versions(name):
             status, reason = shown.get(v.version, (v.status.value, v.reason))
             created = time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(v.created_time / 1000))
@@ -128,7 +102,8 @@ def cmd_list(args: argparse.Namespace, kafka: KafkaSettings, registry: Registry)
 def cmd_show(args: argparse.Namespace, kafka: KafkaSettings, registry: Registry) -> None:
     version = registry.get(args.model, args.version)
     described = _describe(version)
-    status, why = as_served(registry, args.model).get(version.version, (version.status.value, ""))
+    shown = on_the_workers(registry, args.model, _checks(), _store())
+    status, why = shown.get(version.version, (version.status.value, ""))
     described["on_the_workers"] = status + (f" ({why})" if why else "")
     print(json.dumps(described, indent=2, default=str))
 
@@ -250,7 +225,7 @@ def cmd_reproduce(args: argparse.Namespace, kafka: KafkaSettings, registry: Regi
 
 def run_models(args: argparse.Namespace) -> int:
     """Dispatch one ``loopline models`` command against the model-versions topic."""
-    kafka = KafkaSettings()
+    kafka = local_kafka_settings()
     args.action(args, kafka, load_registry(kafka))
     return 0
 

@@ -14,9 +14,9 @@ import pytest
 from confluent_kafka import KafkaError, KafkaException
 
 from loopline.cli import _one_line, main
-from loopline.kafka.broker import Broker, free_port
+from loopline.kafka.broker import Broker, free_port, local_kafka_settings
 from loopline.kafka.topics import require_topics
-from loopline.kafka.versions import load_registry
+from loopline.models.registry import load_registry
 from loopline.settings import KafkaSettings
 
 
@@ -58,6 +58,7 @@ BAD_SETTINGS = [
     (["worker", "inference"], "LOOPLINE_INFERENCE_BACKEND", "tensorflow", "'auto', 'onnxruntime' or 'torch'"),
     (["worker", "drift"], "LOOPLINE_DRIFT_CONCEPT_PARAMS", "{delta: 0.1", "not valid JSON"),
     (["worker", "drift"], "LOOPLINE_DRIFT_CONCEPT_PARAMS", '{"nope": 1}', "bad parameters for ADWIN"),
+    (["worker", "trainer"], "LOOPLINE_TRAINER_FAMILIES", "mlp,forest", "families must name some of mlp, trees"),
     (["worker", "sink"], "LOOPLINE_CLICKHOUSE_DSN", "mysql://db:3306/x", "unknown ClickHouse DSN scheme 'mysql'"),
     (["worker", "sink"], "LOOPLINE_SINK_QUERY_PORT", "70000", "less than or equal to 65535"),
     (["topics", "create"], "LOOPLINE_KAFKA_CONNECT_TIMEOUT_S", "0", "greater than 0"),
@@ -84,6 +85,15 @@ def test_a_bad_setting_is_one_line_naming_the_variable(isolated, capsys, argv, v
     isolated.setenv(variable, value)
     line = one_line(main(argv), capsys.readouterr().err)
     assert line.startswith(f"loopline: bad setting {variable}") and why in line
+
+
+def test_an_unreadable_record_of_the_local_broker_is_one_line_naming_it(isolated, tmp_path, capsys):
+    (tmp_path / "no-broker").mkdir()
+    (tmp_path / "no-broker" / "broker.json").write_text("{")
+    line = one_line(main(["topics", "create"]), capsys.readouterr().err)
+    assert line.startswith(
+        f"loopline: the local broker's state file {tmp_path / 'no-broker' / 'broker.json'} is unreadable"
+    )
 
 
 def test_an_embedded_store_that_cant_be_created_stops_the_sink_at_start(isolated, capsys):
@@ -165,5 +175,5 @@ def test_after_kafka_start_the_other_commands_reach_that_broker(broker: Broker, 
     prefix = f"t{uuid.uuid4().hex[:12]}."
     isolated.setenv("LOOPLINE_KAFKA_TOPIC_PREFIX", prefix)
     assert main(["topics", "create"]) == 0
-    assert KafkaSettings().bootstrap_servers == broker.bootstrap_servers
+    assert local_kafka_settings().bootstrap_servers == broker.bootstrap_servers
     require_topics(KafkaSettings(bootstrap_servers=broker.bootstrap_servers, topic_prefix=prefix))

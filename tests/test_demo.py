@@ -1,7 +1,11 @@
 """Acceptance: the whole loop on a small drifting stream, through the demo, against the session broker."""
 
+import pytest
+
 from loopline.demo import run_demo
 from loopline.settings import BrokerSettings, ClickHouseSettings, DemoSettings, RegistrySettings
+
+pytestmark = pytest.mark.slow  # a long integration test: `make test-quick` leaves it out
 
 
 def test_the_loop_notices_the_drift_retrains_and_recovers_and_stores_every_event_once(kafka, tmp_path, capsys):

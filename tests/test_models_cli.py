@@ -11,10 +11,10 @@ from loopline.cli import main
 from loopline.codec import Codec
 from loopline.kafka.clients import send_all
 from loopline.kafka.topics import create_topics
-from loopline.kafka.versions import load_registry, publish_versions
 from loopline.models import ArtifactStore, Status
 from loopline.models.datasets import Concept, sample
 from loopline.models.export import to_onnx
+from loopline.models.registry import load_registry, publish
 from tests.agents.test_inference_agent import send_features
 from tests.helpers import N_FEATURES, nan_model, small_model, tampered, version_of
 from tests.inference.test_loader import raw_scores
@@ -119,7 +119,7 @@ def test_a_version_with_other_features_never_serves_and_rollback_returns_to_one_
     registry = load_registry(kafka)
     other = replace(version_of(small_model(1), 2, ArtifactStore(tmp_path / "artifacts", 1 << 20)),
                     feature_names=[f"y{i}" for i in range(N_FEATURES)])  # fmt: skip
-    publish_versions(kafka, [registry.get("m", 1).with_status(Status.RETIRED, "forced"), other])
+    publish(kafka, [registry.get("m", 1).with_status(Status.RETIRED, "forced"), other])
     code, out, err = cli("rollback", "--model", "m")
     assert code == 0 and "m v1: serving" in out
     assert statuses(kafka) == {1: Status.SERVING, 2: Status.RETIRED}

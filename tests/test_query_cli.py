@@ -10,7 +10,7 @@ from loopline.analytics.server import QueryServer, ask, read_token
 from loopline.cli import main
 from loopline.kafka.broker import free_port
 from loopline.settings import ClickHouseSettings, SinkSettings
-from loopline.sink.store import Store
+from loopline.sink.clickhouse import ClickHouseSink
 from loopline.store import connect
 from tests.samples import SAMPLES, load_analytics_records, write_records
 
@@ -188,7 +188,7 @@ def test_every_query_runs_within_the_limits(store, capsys, monkeypatch):
 def test_the_sink_endpoint_runs_one_read_only_statement(store, monkeypatch, capsys, tmp_path):
     before = row_counts(store)
     settings = SinkSettings(query_port=free_port(), query_token_file=tmp_path / "token")
-    sink, server = Store(store), None
+    sink, server = ClickHouseSink(store), None
     try:
         server = QueryServer(sink, settings)
         server.start()

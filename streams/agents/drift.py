@@ -12,10 +12,11 @@ from __future__ import annotations
 import faust
 
 from loopline.agents.app import make_app
+from loopline.agents.versions import SnapshotLookup, VersionPeek
 from loopline.drift.core import DriftCore, DriftOutput
 from loopline.kafka.loop import kafka_loop
-from loopline.kafka.versions import VersionLookup
 from loopline.metrics import DRIFT_EVENTS, ONLINE_ACCURACY, ONLINE_LOG_LOSS, RETRAIN_REQUESTS
+from loopline.models.registry import RegistryFollower
 from loopline.records import Produced, Topic
 from loopline.settings import DriftSettings, KafkaSettings, StateSettings
 from loopline.state.changelog import kafka_state
@@ -25,16 +26,23 @@ __all__ = ["build_drift_app"]
 
 
 def build_drift_app(kafka: KafkaSettings, settings: DriftSettings, state_settings: StateSettings) -> faust.App:
-    """The Faust app of a drift worker."""
-    core = DriftCore(settings, kafka.topic(Topic.OUTCOMES), VersionLookup(kafka))
+    """The Faust app of a drift worker: the registry follower and the batch loop.
+
+    A batch whose records name a version the registry snapshot does not hold waits for the follower
+    to catch up before the core sees it (:class:`SnapshotLookup`).
+    """
+    follower = RegistryFollower(kafka)
+    named = VersionPeek({kafka.topic(Topic.OUTCOMES): "outcome", kafka.topic(Topic.PREDICTIONS): "prediction"})
+    lookup = SnapshotLookup(follower, named)
+    core = DriftCore(settings, kafka.topic(Topic.OUTCOMES), lookup)
     state = kafka_state(kafka, state_settings, "drift", Topic.DRIFT_CHANGELOG)
-    mirror = Mirror(state, core, core.process)
+    mirror = Mirror(state, core, lookup.before(core.process))
     loop = kafka_loop(
         kafka, "drift", [Topic.OUTCOMES, Topic.PREDICTIONS], mirror.process, settings.max_batch_size,
         settings.max_wait_ms / 1000, on_assign=mirror.assigned, on_revoke=mirror.revoked, observe=_record_metrics,
         state=state,
     )  # fmt: skip
-    return make_app("drift", kafka, loop.run)
+    return make_app("drift", kafka, follower.run, loop.run)
 
 
 def _record_metrics(produced: Produced) -> None:

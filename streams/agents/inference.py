@@ -3,17 +3,18 @@
 A canary version, with the share of the entities it serves, is followed like the serving one: a
 ramp's new share is swapped in between batches.
 
-Every worker follows the model-versions topic itself (no consumer group), so each one swaps to a
-new serving version, and each one keeps serving the old version when the new one fails a check.
+Every worker follows the model-versions topic with a registry follower of its own
+(:class:`loopline.models.registry.RegistryFollower`, no consumer group), so each one swaps to a new
+serving version, and each one keeps serving the old version when the new one fails a check.
 A worker that has nothing loaded yet (it just started) and whose serving version fails falls back
 to the next of the registry's serving candidates that passes (another version that says serving,
 else the newest retired one); with nothing to serve once it has read the topic to its
 end it says so, again every ``NOTHING_TO_SERVE_EVERY_S``, and reports the backlog it is not reading
 as its consumer lag.
 
-The follower thread stages versions in the core; the batch loop's thread swaps them in, before a
-batch and while it waits for one, and sets the version gauges as it does, so that they say what
-serves.
+The follower's thread stages versions in the core (:class:`VersionStager`, told of each snapshot);
+the batch loop's thread swaps them in, before a batch and while it waits for one, and sets the
+version gauges as it does, so that they say what serves.
 """
 
 from __future__ import annotations
@@ -26,18 +27,16 @@ from functools import partial
 from typing import Protocol
 
 import faust
-from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaException, TopicPartition
+from confluent_kafka import Consumer, KafkaException, TopicPartition
 
 from loopline.agents.app import make_app
-from loopline.codec import Codec, CodecError
 from loopline.deadletters import DeadLetters
 from loopline.inference.core import BatchOutput, InferenceCore, where
-from loopline.inference.loader import LoadedModel, ModelRejected, admit
-from loopline.kafka.clients import consume_to_end, make_sender, send_all
+from loopline.inference.loader import LoadedModel, ModelRejected
+from loopline.kafka.clients import make_sender, send_all
 from loopline.kafka.config import confluent_config
 from loopline.kafka.loop import kafka_loop
 from loopline.kafka.noise import client_callbacks
-from loopline.kafka.source import to_source
 from loopline.metrics import (
     BACKEND_SWITCHES,
     CANARY_TRAFFIC,
@@ -54,10 +53,12 @@ from loopline.metrics import (
     observe_all,
 )
 from loopline.models import ArtifactStore, ModelVersion, Registry
+from loopline.models.registry import RegistryFollower, RegistryView, Snapshot
+from loopline.models.registry.admission import admit, serving_or_fallback
 from loopline.records import KeyValue, Produced, SourceRecord, Topic
 from loopline.settings import InferenceSettings, KafkaSettings, RegistrySettings
 
-__all__ = ["build_inference_app"]
+__all__ = ["VersionStager", "build_inference_app"]
 
 log = logging.getLogger("loopline.inference")
 
@@ -67,97 +68,53 @@ LAG_EVERY_S = 1.0
 """How often a worker with nothing to serve reports the lag of the features it is not reading."""
 
 
-class VersionFollower:
-    """Reads model-versions from the start, and loads and stages every new serving or shadow version.
+class VersionStager:
+    """Loads and stages in the core the versions the registry says serve, run as a canary or in shadow.
 
-    Every version goes through :func:`loopline.inference.loader.admit`, the checks of the CLI and
-    the trainer. The registry is acted on as soon as a serving version is read, but a fallback
-    and the "nothing to serve" report wait until the topic is read to its end (every partition
-    reached its end once, and a poll brought nothing), so that a worker reading its history does
-    not act on half of it.
+    It listens to the worker's :class:`RegistryFollower` (on its thread). Every version goes through
+    :func:`loopline.models.registry.admission.admit`, the checks of the CLI and the trainer. A serving
+    version is acted on as soon as it is read, but a fallback and the "nothing to serve" report wait
+    until the topic was read to its end (:attr:`Snapshot.complete`), so that a worker reading its
+    history does not act on half of it.
     """
 
     def __init__(
         self,
         core: InferenceCore,
-        kafka: KafkaSettings,
         settings: InferenceSettings,
         store: ArtifactStore,
         emit: Callable[[KeyValue], None],
         lag: Lag,
     ) -> None:
-        self.core, self.kafka, self.settings, self.store = core, kafka, settings, store
-        self.emit, self.lag = emit, lag
-        self.registry = Registry()
-        self.codec = Codec.load("model_version")
+        self.core, self.settings, self.store, self.emit, self.lag = core, settings, store, emit, lag
+        self.registry: RegistryView = Registry()
+        """The snapshot acted on last."""
         self.dead = DeadLetters("inference")
         self.staged: dict[str, ModelVersion | None] = {"serving": None, "canary": None, "shadow": None}
         self.tried: dict[str, str] = {}  # role → event_id of the version record last tried
         self.failed: set[str] = set()  # event_ids of version records that failed their checks
-        self.reported: set[tuple[int, int]] = set()  # (partition, offset) of conflicting records dead-lettered
-        self.sources: dict[str, SourceRecord] = {}  # event_id → the record it came in
+        self.walked = -1  # the revision whose serving candidates the last fallback walked
+        self.sources: dict[str, SourceRecord] = {}  # version key → the record of its latest status
         self.idle_said = float("-inf")
         self.lag_reported = float("-inf")
 
-    def run(self, stop: threading.Event) -> None:
-        """Follow the topic until ``stop`` is set; errors are logged and the reading starts over."""
-        try:
-            while not stop.is_set():
-                try:
-                    self._read(stop)
-                except Exception:
-                    log.exception("following model-versions failed; starting over in 2s")
-                    stop.wait(2)
-        finally:
-            self.lag.close()
+    def folded(self, source: SourceRecord, version: ModelVersion) -> None:
+        """Remember where ``version``'s record came from, for the dead letter should it fail its checks."""
+        self.sources[version.key] = source
 
-    def _read(self, stop: threading.Event) -> None:
-        # No group: this worker reads every partition, from the start of the topic.
-        topic = self.kafka.topic(Topic.MODEL_VERSIONS)
-        consumer = Consumer(confluent_config(self.kafka, {
-            "group.id": "loopline-unused", "enable.auto.commit": False, "isolation.level": "read_committed",
-            "fetch.message.max.bytes": self.kafka.max_message_bytes, "enable.partition.eof": True,
-            **client_callbacks(),
-        }))  # fmt: skip
-        try:
-            partitions = consumer.list_topics(topic, timeout=30).topics[topic].partitions
-            consumer.assign([TopicPartition(topic, p, OFFSET_BEGINNING) for p in partitions])
-            self.registry = Registry()
-            unread = set(partitions)  # not read to their end yet: the first polls come before the first fetch
-            while not stop.is_set():
-                messages, ended = consume_to_end(
-                    consumer, 0.05
-                )  # a new version is taken within 50 ms, not half a second
-                unread -= ended
-                for message in messages:
-                    self.apply(to_source(message))
-                self.follow(caught_up=not unread and not messages)
-        finally:
-            consumer.close()
-
-    def apply(self, source: SourceRecord) -> None:
-        """Fold one model-versions record; an undecodable or conflicting one is dead-lettered."""
-        try:
-            version = ModelVersion.from_record(self.codec.decode(source.value))
-        except CodecError as exc:
-            log.error("model-versions offset %d is not a version record: %s", source.offset, exc)
-            self._dead_letter(source, exc.reason, str(exc))
-            return
-        conflict = self.registry.apply(version)
-        if conflict is None:
-            self.sources[version.event_id] = source
-        elif (source.partition, source.offset) not in self.reported:
-            self.reported.add((source.partition, source.offset))
-            MODEL_REJECTIONS.labels(version.model_name, "version-conflict").inc()
-            log.error("model-versions offset %d: %s", source.offset, conflict)
-            self._dead_letter(source, "version-conflict", conflict)
-
-    def _dead_letter(self, source: SourceRecord, reason: str, error: str) -> None:
+    def refused(self, source: SourceRecord, version: ModelVersion | None, reason: str, error: str) -> None:
+        """Dead-letter a record the registry did not fold (a conflicting one is also counted as a rejection)."""
+        if version is not None:
+            MODEL_REJECTIONS.labels(version.model_name, reason).inc()
         self.emit(self.dead.encode(source, reason, error))
 
+    def polled(self, snapshot: Snapshot) -> None:
+        """Act on the registry as read so far."""
+        self.registry = snapshot
+        self.follow(caught_up=snapshot.complete)
+
     def follow(self, caught_up: bool) -> None:
-        """Act on the registry as read so far; ``caught_up`` when the topic was read to its end and the last
-        poll found nothing new."""
+        """Act on :attr:`registry`; ``caught_up`` once the topic was read to its end."""
         name = self.settings.model_name
         wanted = self.registry.serving(name)
         if wanted is not None and self.tried.get("serving") != wanted.event_id:
@@ -166,7 +123,8 @@ class VersionFollower:
             if current is None or current.version != wanted.version:
                 self._load("serving", wanted)
         if self.staged["serving"] is None and caught_up:
-            if wanted is not None and wanted.event_id in self.failed:
+            if wanted is not None and wanted.event_id in self.failed and self.walked != self.registry.revision:
+                self.walked = self.registry.revision
                 self._fall_back(name, wanted)
             if self.staged["serving"] is None:
                 self._nothing_to_serve(name)
@@ -189,30 +147,38 @@ class VersionFollower:
             self._load(role, wanted)
 
     def _fall_back(self, name: str, failed: ModelVersion) -> None:
-        """Serve the next of the registry's serving candidates that passes (another version that says serving,
-        else the newest retired one: :func:`loopline.inference.loader.serving_or_fallback`'s order), since the
-        serving one fails and nothing is loaded."""
-        for version in self.registry.serving_candidates(name):
-            if version.version == failed.version or version.event_id in self.failed:
-                continue
-            if self._load("serving", version):
-                MODEL_FALLBACKS.labels(name).inc()
-                log.warning("serving version %d of %s fails its checks; serving version %d instead, the next "
-                            "that passes", failed.version, name, version.version)  # fmt: skip
-                return
+        """Serve what :func:`serving_or_fallback` says serves (the next of the serving candidates that passes:
+        another version that says serving, else the newest retired one), since the serving one fails and
+        nothing is loaded."""
+        loaded = serving_or_fallback(self.registry, name, self.settings, self.store,
+                                     lambda version, exc: self._rejected("serving", version, exc))  # fmt: skip
+        if loaded is None:
+            return
+        self._stage("serving", loaded)
+        MODEL_FALLBACKS.labels(name).inc()
+        log.warning("serving version %d of %s fails its checks; serving version %d instead, the next that passes",
+                    failed.version, name, loaded.version.version)  # fmt: skip
 
-    def _load(self, role: str, version: ModelVersion) -> bool:
+    def _load(self, role: str, version: ModelVersion) -> None:
         """Check and stage ``version`` as ``role``; a failure is logged, counted and dead-lettered once."""
         try:
-            loaded: LoadedModel = admit(self.registry, version, self.settings, self.store, shadow=role == "shadow")
+            loaded = admit(self.registry, version, self.settings, self.store, shadow=role == "shadow")
         except ModelRejected as exc:
-            self.failed.add(version.event_id)
-            MODEL_REJECTIONS.labels(version.model_name, exc.reason).inc()
-            log.error("rejected version %d of %s as %s: %s", version.version, version.model_name, role, exc)
-            self._dead_letter(
-                self.sources[version.event_id], "model-rejected", f"{role} version {version.version}: {exc}"
-            )
-            return False
+            self._rejected(role, version, exc)
+            return
+        self._stage(role, loaded)
+
+    def _rejected(self, role: str, version: ModelVersion, exc: ModelRejected) -> None:
+        if version.event_id in self.failed:
+            return
+        self.failed.add(version.event_id)
+        MODEL_REJECTIONS.labels(version.model_name, exc.reason).inc()
+        log.error("rejected version %d of %s as %s: %s", version.version, version.model_name, role, exc)
+        source = self.sources[version.key]
+        self.emit(self.dead.encode(source, "model-rejected", f"{role} version {version.version}: {exc}"))
+
+    def _stage(self, role: str, loaded: LoadedModel) -> None:
+        version = loaded.version
         self.core.stage(role, loaded, self._fallbacks(version, loaded) if role == "serving" else ())
         self.staged[role] = version
         if role == "serving":
@@ -224,7 +190,6 @@ class VersionFollower:
                         "the same", role, version.version, version.model_name, serving.version)  # fmt: skip
         log.info("version %d of %s loaded on %s/%s, swapping in as %s%s at the next batch", version.version,
                  version.model_name, loaded.backend.info.backend, loaded.backend.info.device, role, share)  # fmt: skip
-        return True
 
     def _fallbacks(self, version: ModelVersion, loaded: LoadedModel) -> list[LoadedModel]:
         """What serves the rows ``version`` fails on at run time: the same version on the CPU when it runs
@@ -349,7 +314,7 @@ def _record_metrics(model: str, produced: Produced) -> None:
 
 
 def build_inference_app(kafka: KafkaSettings, settings: InferenceSettings, registry: RegistrySettings) -> faust.App:
-    """The Faust app of an inference worker: the version follower and the batch loop.
+    """The Faust app of an inference worker: the registry follower (staging versions) and the batch loop.
 
     No batch is read until a version serves.
     """
@@ -360,7 +325,14 @@ def build_inference_app(kafka: KafkaSettings, settings: InferenceSettings, regis
     def emit(dead_letter: KeyValue) -> None:  # the follower's dead letters, outside any batch's transaction
         send_all(kafka, kafka.topic(Topic.DEAD_LETTERS), [dead_letter], sender)
 
-    follower = VersionFollower(core, kafka, settings, store, emit, UnreadLag(kafka))
+    stager = VersionStager(core, settings, store, emit, UnreadLag(kafka))
+    follower = RegistryFollower(kafka, stager)
+
+    def follow(stop: threading.Event) -> None:
+        try:
+            follower.run(stop)
+        finally:
+            stager.lag.close()
 
     def ready() -> bool:  # the loop asks before every take: a version staged while it waits swaps in now
         core.swap()
@@ -370,4 +342,4 @@ def build_inference_app(kafka: KafkaSettings, settings: InferenceSettings, regis
         kafka, "inference", [Topic.FEATURES], core.process, settings.max_batch_size, settings.max_wait_ms / 1000,
         ready=ready, observe=partial(_record_metrics, settings.model_name),
     )  # fmt: skip
-    return make_app("inference", kafka, follower.run, loop.run)
+    return make_app("inference", kafka, follow, loop.run)

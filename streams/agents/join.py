@@ -12,15 +12,18 @@ from __future__ import annotations
 
 import functools
 from collections import Counter
+from collections.abc import Callable
 
 import faust
 
 from loopline.agents.app import make_app
+from loopline.agents.versions import SnapshotLookup, VersionPeek
 from loopline.codec.typed import Vectoriser, parse_inputs
 from loopline.join.core import JoinCore, JoinOutput, JoinTopics
 from loopline.kafka.loop import RECORD_OVERHEAD_BYTES, kafka_loop
-from loopline.kafka.versions import VersionLookup
 from loopline.metrics import JOIN_DUPLICATES, JOIN_EXPIRED, JOIN_PENDING, JOIN_SKIPPED, LABEL_RATE, OUTCOMES_OUT
+from loopline.models import ModelVersion
+from loopline.models.registry import RegistryFollower
 from loopline.records import Produced, Topic
 from loopline.settings import JoinSettings, KafkaSettings, StateSettings
 from loopline.state.changelog import kafka_state
@@ -31,9 +34,10 @@ __all__ = ["INPUTS", "build_join_app", "join_core"]
 INPUTS = [Topic.FEATURES, Topic.PREDICTIONS, Topic.SHADOW_PREDICTIONS, Topic.LABELS]
 
 
-def join_core(kafka: KafkaSettings, settings: JoinSettings, state: State) -> JoinCore:
-    """The join core of a worker, wired to its version lookup and its state."""
-    lookup = VersionLookup(kafka)
+def join_core(
+    kafka: KafkaSettings, settings: JoinSettings, state: State, lookup: Callable[[str, int], ModelVersion]
+) -> JoinCore:
+    """The join core of a worker, wired to its version lookup (no I/O: :class:`SnapshotLookup`) and its state."""
 
     @functools.cache
     def typed(model: str, version: int) -> Vectoriser | None:  # a version's inputs never change
@@ -54,14 +58,23 @@ def join_core(kafka: KafkaSettings, settings: JoinSettings, state: State) -> Joi
 
 
 def build_join_app(kafka: KafkaSettings, settings: JoinSettings, state_settings: StateSettings) -> faust.App:
-    """The Faust app of a join worker."""
+    """The Faust app of a join worker: the registry follower and the batch loop.
+
+    A batch whose predictions name a version the registry snapshot does not hold waits for the
+    follower to catch up before the core sees it (:class:`SnapshotLookup`).
+    """
     state = kafka_state(kafka, state_settings, "join", Topic.JOIN_CHANGELOG)
-    core = join_core(kafka, settings, state)
+    follower = RegistryFollower(kafka)
+    named = VersionPeek(
+        {kafka.topic(Topic.PREDICTIONS): "prediction", kafka.topic(Topic.SHADOW_PREDICTIONS): "prediction"}
+    )
+    lookup = SnapshotLookup(follower, named)
+    core = join_core(kafka, settings, state, lookup)
     loop = kafka_loop(
-        kafka, "join", INPUTS, core.process, settings.max_batch_size, settings.max_wait_ms / 1000,
+        kafka, "join", INPUTS, lookup.before(core.process), settings.max_batch_size, settings.max_wait_ms / 1000,
         on_assign=core.assigned, on_revoke=core.revoked, observe=_record_metrics, state=state,
     )  # fmt: skip
-    return make_app("join", kafka, loop.run)
+    return make_app("join", kafka, follower.run, loop.run)
 
 
 def _record_metrics(produced: Produced) -> None:

@@ -23,15 +23,15 @@ import torch
 from confluent_kafka import TopicPartition
 
 from loopline.agents.app import make_app
+from loopline.agents.versions import SnapshotLookup, VersionPeek
 from loopline.codec import Codec, CodecError
 from loopline.deadletters import DeadLetters
-from loopline.inference.loader import rollback_records
 from loopline.kafka.clients import make_sender, offset_reader, watermarks
 from loopline.kafka.loop import kafka_loop
-from loopline.kafka.versions import VersionLookup, load_registry, publish_versions
 from loopline.metrics import CANARY_STEPS, RETRAINS, ROLLBACKS, STAGING_VERDICTS
 from loopline.models import ArtifactStore, Registry, Status
-from loopline.models.registry import moved
+from loopline.models.registry import RegistryFollower, RegistryView, moved, publish
+from loopline.models.registry.admission import rollback_records
 from loopline.records import Produced, SourceRecord, Topic
 from loopline.settings import InferenceSettings, KafkaSettings, RegistrySettings, StateSettings, TrainerSettings
 from loopline.state.changelog import kafka_state
@@ -52,17 +52,16 @@ Request = tuple[SourceRecord, dict[str, Any]]
 TRAININGS_PER_REQUEST = 2
 """A training whose registry moved meanwhile (another version came to serve) is done once more on the
 registry as it is; a second move makes its candidate a rejection that names the change."""
-REGISTRY_EVERY_S = 1.0
-"""How often the guard reads model-versions again to learn which canary step runs."""
 
 
 class Requests:
     """The request side of the worker: coalesce, train, publish, answer."""
 
-    def __init__(self, kafka: KafkaSettings, settings: TrainerSettings, registry: RegistrySettings) -> None:
-        self.kafka, self.settings = kafka, settings
+    def __init__(self, kafka: KafkaSettings, settings: TrainerSettings, registry: RegistrySettings,
+                 checks: InferenceSettings, follower: RegistryFollower) -> None:  # fmt: skip
+        self.kafka, self.settings, self.follower = kafka, settings, follower
         store = ArtifactStore(registry.artifact_dir, registry.inline_limit_bytes, registry.max_artifact_bytes)
-        self.trainer = Trainer(settings, store, registry, kafka.max_message_bytes)
+        self.trainer = Trainer(settings, store, registry, checks, kafka.max_message_bytes)
         self.codec = Codec.load("retrain_request")
         self.dead = DeadLetters("trainer")
         self.read_upto: dict[str, dict[int, int] | None] = {}
@@ -104,7 +103,7 @@ class Requests:
         answers them with that version instead of training again.
         """
         if model not in self.read_upto:
-            self.read_upto[model] = answered_by(load_registry(self.kafka), model)
+            self.read_upto[model] = answered_by(self.follower.catch_up().registry(), model)
         return self.read_upto[model]
 
     def _retrain(self, out: Produced, model: str, requests: list[Request]) -> None:
@@ -115,7 +114,7 @@ class Requests:
             for attempt in range(TRAININGS_PER_REQUEST):
                 decision = self.trainer.retrain(registry, model, window, why, requests_read=self.read_upto.get(model))
                 with self.publishing:
-                    now = load_registry(self.kafka)
+                    now = self.follower.catch_up()
                     change = moved(registry, now, model)
                     then, serving = registry.serving(model), now.serving(model)
                     kept = then is not None and serving is not None and serving.takes_input_of(then)  # the window fits
@@ -124,10 +123,10 @@ class Requests:
                         if change:
                             decision = decision.stale(change)
                             log.warning("%s v%d: %s", model, decision.candidate.version, decision.reason)
-                        publish_versions(self.kafka, decision.records, self.producer)
+                        publish(self.kafka, decision.records, self.producer)
                         break
                 log.info("%s: the registry moved during the training (%s); training again on it", model, change)
-                registry = now
+                registry = now.registry()
         except Refused as exc:
             RETRAINS.labels(model, "refused").inc()
             log.warning("retrain of %s refused: %s", model, exc)
@@ -161,7 +160,7 @@ class Requests:
         said = float("-inf")
         while True:
             self.read_upto[model] = self._request_ends()
-            registry = load_registry(self.kafka)
+            registry = self.follower.catch_up().registry()
             serving = registry.serving(model)
             versions = registry.same_input(serving) if serving is not None else None
             window = read_window(self.kafka, model, s.window_events, max_age_s, since, versions=versions)
@@ -178,29 +177,28 @@ class Guard:
     """The rollback guard, the staging judge and the canary ramp over the outcome stream: it outputs nothing,
     it publishes rollbacks, promotions, canary steps and rejections."""
 
-    def __init__(self, kafka: KafkaSettings, settings: TrainerSettings, store: ArtifactStore,
-                 publishing: threading.Lock) -> None:  # fmt: skip
+    def __init__(self, kafka: KafkaSettings, settings: TrainerSettings, store: ArtifactStore, checks: InferenceSettings,
+                 publishing: threading.Lock, follower: RegistryFollower) -> None:  # fmt: skip
         self.kafka, self.settings, self.store, self.publishing = kafka, settings, store, publishing
-        lookup = VersionLookup(kafka)
-        self.watch = RollbackGuard(settings.guard_outcomes, settings.guard_margin, lookup)
-        self.staging = Staging(settings, lookup)
+        self.checks, self.follower = checks, follower
+        self.lookup = SnapshotLookup(follower, VersionPeek({kafka.topic(Topic.OUTCOMES): "outcome"}))
+        self.watch = RollbackGuard(settings.guard_outcomes, settings.guard_margin, self.lookup)
+        self.staging = Staging(settings, self.lookup)
         self.ramp = Ramp(settings)
-        self.registry, self.read_at = Registry(), float("-inf")
         self.codec = Codec.load("outcome")
 
-    def _current(self, now: bool = False) -> Registry:
-        """The registry the ramp counts under, read again every ``REGISTRY_EVERY_S`` (or ``now``); the last
-        one read while the broker does not answer."""
-        if self.settings.canary_shares and (now or time.monotonic() - self.read_at >= REGISTRY_EVERY_S):
-            self.read_at = time.monotonic()
-            try:
-                self.registry = load_registry(self.kafka)
-            except Exception as exc:  # the guard must keep watching
-                log.warning("can't read model-versions, the canary steps are counted as last read: %s", exc)
-        return self.registry
+    def _caught_up(self, registry: RegistryView) -> RegistryView:
+        """The registry once the follower read what was just published; ``registry`` while the broker does
+        not answer."""
+        try:
+            return self.follower.catch_up()
+        except TimeoutError as exc:  # the guard must keep watching
+            log.warning("the canary steps are counted on the registry as last read: %s", exc)
+            return registry
 
     def process(self, records: list[SourceRecord]) -> Produced:
-        registry = self._current()
+        """Count a batch of outcomes under the registry snapshot taken for it, and act on the verdicts."""
+        registry: RegistryView = self.lookup.pin(records)
         for record in records:
             try:
                 outcome = self.codec.decode(record.value)
@@ -212,36 +210,46 @@ class Guard:
             if staged is not None:
                 try:
                     with self.publishing:
-                        _judge_staged(self.kafka, staged, self.settings.canary_shares)
+                        _judge_staged(self.kafka, self.follower, staged, self.settings.canary_shares)
                 except Exception:  # the guard must keep watching
                     log.exception("acting on the live verdict on version %d of %s failed", staged.version,
                                   staged.model_name)  # fmt: skip
             if step is not None:
                 try:
                     with self.publishing:
-                        _judge_step(self.kafka, step)
+                        _judge_step(self.kafka, self.follower, step)
                 except Exception:  # the guard must keep watching
                     log.exception("acting on the canary verdict on version %d of %s failed", step.version,
                                   step.model_name)  # fmt: skip
-                registry = self._current(now=True)  # the rest of the batch counts for the next step
+                registry = self._caught_up(registry)  # the rest of the batch counts for the next step
             if verdict is None:
                 continue
             try:
                 with self.publishing:
-                    _roll_back(self.kafka, self.store, verdict, f"automatic: {verdict.reason}")
+                    _roll_back(self.kafka, self.follower, self.store, self.checks, verdict,
+                               f"automatic: {verdict.reason}")  # fmt: skip
             except Exception:  # the guard must keep watching: say so loudly and go on
                 log.exception("rolling %s back from version %d failed", verdict.model_name, verdict.version)
         return Produced()
 
 
 def build_trainer_app(
-    kafka: KafkaSettings, settings: TrainerSettings, registry: RegistrySettings, state_settings: StateSettings
+    kafka: KafkaSettings,
+    settings: TrainerSettings,
+    registry: RegistrySettings,
+    state_settings: StateSettings,
+    checks: InferenceSettings,
 ) -> faust.App:
-    """The Faust app of a trainer worker: the request loop and the rollback guard (its windows in a state store)."""
-    requests = Requests(kafka, settings, registry)
+    """The Faust app of a trainer worker: the registry follower, the request loop and the rollback guard (its
+    windows in a state store).
+
+    ``checks``: the inference workers' settings for the checks every candidate and every rollback passes.
+    """
+    follower = RegistryFollower(kafka)
+    requests = Requests(kafka, settings, registry, checks, follower)
     # A batch of requests may take minutes of training: longer than a transaction may stay open.
     train = kafka_loop(kafka, "trainer", [Topic.RETRAIN_REQUESTS], requests.handle, 100, 0.5, spans=False)
-    watch = Guard(kafka, settings, requests.trainer.store, requests.publishing)
+    watch = Guard(kafka, settings, requests.trainer.store, checks, requests.publishing, follower)
     state = kafka_state(kafka, state_settings, "guard", Topic.GUARD_CHANGELOG, group="trainer-guard")
     mirror = Mirror(state, watch.watch, watch.process)
     guard = kafka_loop(kafka, "trainer", [Topic.OUTCOMES], mirror.process, 4096, 0.1, group="trainer-guard",
@@ -253,13 +261,14 @@ def build_trainer_app(
         requests.trainer.warm_up()
         train.run(stop)
 
-    return make_app("trainer", kafka, run_requests, guard.run)
+    return make_app("trainer", kafka, follower.run, run_requests, guard.run)
 
 
-def _judge_staged(kafka: KafkaSettings, verdict: StagingVerdict, steps: list[float]) -> None:
+def _judge_staged(kafka: KafkaSettings, follower: RegistryFollower, verdict: StagingVerdict,
+                  steps: list[float]) -> None:  # fmt: skip
     """Put a staged version live (a canary at the first of ``steps``, else serving) or reject it on its live
     verdict, if it is still staged (a newer candidate or a person may have acted meanwhile)."""
-    registry = load_registry(kafka)
+    registry = follower.catch_up()
     staged = registry.get(verdict.model_name, verdict.version)
     if staged.status != Status.SHADOW:
         log.info("version %d of %s is %s, no longer staged: %s", staged.version, staged.model_name, staged.status,
@@ -269,15 +278,15 @@ def _judge_staged(kafka: KafkaSettings, verdict: StagingVerdict, steps: list[flo
         records = go_live(registry, staged.model_name, staged.version, f"staging passed: {verdict.figures}", steps)
     else:
         records = [staged.with_status(Status.REJECTED, f"staging failed: {verdict.figures}")]
-    publish_versions(kafka, records)
+    publish(kafka, records)
     STAGING_VERDICTS.labels(staged.model_name, "promoted" if verdict.passed else "rejected").inc()
     log.warning("%s v%d: %s", staged.model_name, staged.version, records[-1].reason)
 
 
-def _judge_step(kafka: KafkaSettings, verdict: RampVerdict) -> None:
+def _judge_step(kafka: KafkaSettings, follower: RegistryFollower, verdict: RampVerdict) -> None:
     """Move a canary to its next share, to serving, or reject it, if it still runs the step judged (a person
     may have acted meanwhile)."""
-    registry = load_registry(kafka)
+    registry = follower.catch_up()
     canary = registry.canary(verdict.model_name)
     if canary is None or (canary.version, canary.traffic) != (verdict.version, verdict.traffic):
         log.info("%s: the canary step judged no longer runs: %s", verdict.model_name, verdict.figures)
@@ -292,12 +301,13 @@ def _judge_step(kafka: KafkaSettings, verdict: RampVerdict) -> None:
     else:
         records = registry.promote(canary.model_name, canary.version, f"canary passed: {verdict.figures}")
         outcome = "promoted"
-    publish_versions(kafka, records)
+    publish(kafka, records)
     CANARY_STEPS.labels(canary.model_name, outcome).inc()
     log.warning("%s v%d: %s", canary.model_name, canary.version, records[-1].reason)
 
 
-def _roll_back(kafka: KafkaSettings, store: ArtifactStore, verdict: Verdict, reason: str) -> None:
+def _roll_back(kafka: KafkaSettings, follower: RegistryFollower, store: ArtifactStore, checks: InferenceSettings,
+               verdict: Verdict, reason: str) -> None:  # fmt: skip
     """Put the predecessor back if the judged version still serves (a person may have acted meanwhile),
     after the checks every serving version passes.
 
@@ -305,12 +315,12 @@ def _roll_back(kafka: KafkaSettings, store: ArtifactStore, verdict: Verdict, rea
         ModelRejected: the predecessor fails its checks (nothing is published).
     """
     model, version, predecessor = verdict.model_name, verdict.version, verdict.predecessor
-    registry = load_registry(kafka)
+    registry = follower.catch_up()
     serving = registry.serving(model)
     if serving is None or serving.version != version:
         log.info("version %d of %s no longer serves; no rollback", version, model)
         return
-    records, _ = rollback_records(registry, model, reason, InferenceSettings(device="cpu"), store, to=predecessor)
-    publish_versions(kafka, records)
+    records, _ = rollback_records(registry, model, reason, checks, store, to=predecessor)
+    publish(kafka, records)
     ROLLBACKS.labels(model).inc()
     log.warning("rolled %s back from version %d to %d: %s", model, version, predecessor, reason)

@@ -25,6 +25,8 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+import numpy as np
+
 from loopline.codec.errors import CodecError
 
 __all__ = ["TYPES", "Input", "Vectoriser", "category_code", "numeric_columns", "parse_inputs"]
@@ -75,10 +77,36 @@ def category_code(value: str) -> float:
 
 
 class Vectoriser:
-    """Turns events' named fields into the float rows a typed model version takes."""
+    """Turns events' named fields into the float rows a typed model version takes (build one with
+    :meth:`of` from the version's feature names and types)."""
 
     def __init__(self, inputs: Sequence[Input]) -> None:
         self.inputs = list(inputs)
+
+    @classmethod
+    def of(cls, names: Sequence[str], types: Sequence[str]) -> Vectoriser:
+        """The vectoriser of a version's ``feature_names`` and ``feature_types`` (``float``, ``int`` or
+        ``category``, each with a trailing ``?`` when the value may be missing).
+
+        Example:
+            >>> vectoriser = Vectoriser.of(["amount", "country"], ["float", "category?"])
+            >>> vectoriser.row({"amount": 12.5, "country": "NL"})
+            [12.5, 4404479.0]
+
+        Raises:
+            ValueError: a type is unknown, or there is not one per name.
+        """
+        return cls(parse_inputs(names, types))
+
+    def matrix(self, events: Sequence[Mapping[str, Any]]) -> np.ndarray:
+        """The float32 rows of many events' ``fields``, shape (events, features): what a typed
+        version is trained on.
+
+        Raises:
+            CodecError: ``missing-field`` or ``wrong-type``, naming the field.
+        """
+        rows = [self.row(fields) for fields in events]
+        return np.asarray(rows, dtype=np.float32).reshape(len(rows), len(self.inputs))
 
     def row(self, fields: Mapping[str, Any]) -> list[float]:
         """The row of one event's ``fields``.

@@ -25,10 +25,10 @@ from loopline.errors import ConfigError
 from loopline.kafka.broker import Broker, free_port, metadata_answers
 from loopline.kafka.clients import make_sender, send_all
 from loopline.kafka.topics import create_topics
-from loopline.kafka.versions import load_registry, publish_versions
 from loopline.metrics import read_metric, reports_metric
 from loopline.models import ArtifactStore, TrainConfig, bootstrap_version
 from loopline.models.datasets import Concept, feature_names, sample
+from loopline.models.registry import load_registry, publish
 from loopline.query_cli import run_query
 from loopline.settings import (
     BrokerSettings,
@@ -66,7 +66,7 @@ def serve_bootstrap_model(kafka: KafkaSettings, registry_settings: RegistrySetti
                                 store=store, config=TrainConfig(epochs=5))  # fmt: skip
     registry = load_registry(kafka)
     registry.apply(version)
-    publish_versions(kafka, [version, *registry.promote(MODEL, version.version, "demo bootstrap")])
+    publish(kafka, [version, *registry.promote(MODEL, version.version, "demo bootstrap")])
     print(f"model      trained {MODEL} v1 (holdout accuracy {version.metrics['holdout_accuracy']:.3f}), serving")
 
 

@@ -1,19 +1,19 @@
-"""Loading a model version for serving, and the checks it must pass before it serves or runs in shadow.
+"""Loading a model version to run it, and the checks a version must pass to be loaded.
 
-This is the one validation path: the inference worker (at start and on every new version), the
-CLI (register, bootstrap, promote, rollback), the trainer's gate and the rollback guard all go
-through :func:`admit`, so they agree on which versions may serve. A version passes when its
-artifact is where artifacts may be, within the size cap and matches its sha256; its features are
-the model's feature contract (:meth:`loopline.models.Registry.contract`; a version with typed inputs names
-its own, of known types); the backend loads it with the declared widths; and a probe batch gives
-one probability distribution per row (a version that declares ``logits`` has the softmax applied
-by the loader; a typed version's probe rows have category codes and, for optional inputs, missing
-values).
+What may serve is decided in one place, :mod:`loopline.models.registry.admission`, whose
+:func:`~loopline.models.registry.admission.admit` is :func:`load_model` against the model's feature
+contract: the inference worker (at start and on every new version), the CLI (register, bootstrap,
+promote, rollback), the trainer's gate and the rollback guard all go through it, so they agree on
+which versions may serve. A version passes when its artifact is where artifacts may be, within the
+size cap and matches its sha256; its features are the model's feature contract
+(:meth:`loopline.models.Registry.contract`; a version with typed inputs names its own, of known
+types); the backend loads it with the declared widths; and a probe batch gives one probability
+distribution per row (a version that declares ``logits`` has the softmax applied by the loader; a
+typed version's probe rows have category codes and, for optional inputs, missing values).
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
@@ -28,8 +28,6 @@ from loopline.models import (
     BackendInfo,
     ModelVersion,
     Outputs,
-    Registry,
-    RegistryError,
     load_backend,
 )
 from loopline.settings import InferenceSettings
@@ -38,11 +36,8 @@ __all__ = [
     "PROBABILITY_TOLERANCE",
     "LoadedModel",
     "ModelRejected",
-    "admit",
     "are_probabilities",
     "load_model",
-    "rollback_records",
-    "serving_or_fallback",
 ]
 
 PROBABILITY_TOLERANCE = 1e-3
@@ -132,7 +127,8 @@ def load_model(
     its sha256), that the feature names equal ``expected_features`` (if given), that the backend
     loads it with the declared widths, and that a probe batch runs and gives one probability
     distribution per input row (after the softmax, for a version whose outputs are ``logits``).
-    :func:`admit` is this with the model's feature contract as ``expected_features``.
+    :func:`loopline.models.registry.admission.admit` is this with the model's feature contract as
+    ``expected_features``.
 
     Raises:
         ModelRejected: a check failed; the message says which and why.
@@ -199,82 +195,3 @@ def load_model(
             Codec.load("prediction"), version.model_name, version.version, version.classes, shadow=shadow
         ),
     )
-
-
-def admit(
-    registry: Registry,
-    version: ModelVersion,
-    settings: InferenceSettings,
-    store: ArtifactStore,
-    *,
-    shadow: bool = False,
-) -> LoadedModel:
-    """Every check a version must pass to serve (or run in shadow): :func:`load_model` against the
-    model's feature contract in ``registry``.
-
-    Raises:
-        ModelRejected: a check failed.
-    """
-    contract = registry.contract(version.model_name)
-    return load_model(version, settings, store, shadow=shadow, expected_features=contract)
-
-
-Rejected = Callable[[ModelVersion, ModelRejected], None]
-"""Told of each version that failed its checks on the way to one that passes."""
-
-
-def serving_or_fallback(
-    registry: Registry, model_name: str, settings: InferenceSettings, store: ArtifactStore, rejected: Rejected
-) -> LoadedModel | None:
-    """What actually serves ``model_name``: the first of :meth:`loopline.models.Registry.serving_candidates` that
-    passes (the most recently published version that says serving, else an earlier one that says so, else
-    the newest retired one); None when nothing says serving or nothing passes.
-
-    The inference worker's follower walks the same candidates, so the CLI and the trainer name the
-    version the workers serve.
-    """
-    for version in registry.serving_candidates(model_name):
-        try:
-            return admit(registry, version, settings, store)
-        except ModelRejected as exc:
-            rejected(version, exc)
-    return None
-
-
-def rollback_records(
-    registry: Registry,
-    model_name: str,
-    reason: str,
-    settings: InferenceSettings,
-    store: ArtifactStore,
-    to: int | None = None,
-) -> tuple[list[ModelVersion], list[str]]:
-    """The records of a rollback to ``to``, or to the first earlier version of
-    :meth:`loopline.models.Registry.serving_candidates` that passes its checks (an earlier one that says serving,
-    as another client may have left one, else the newest earlier retired one).
-
-    Returns:
-        The records to publish, and a line for each version skipped because it failed.
-
-    Raises:
-        ModelRejected: version ``to`` fails its checks.
-        RegistryError: nothing serves, or no earlier retired version passes.
-    """
-    current = registry.serving(model_name)
-    if current is None:
-        raise RegistryError(f"model {model_name!r} has no serving version to roll back")
-    if to is not None:
-        admit(registry, registry.get(model_name, to), settings, store)
-        return registry.rollback(model_name, reason, to), []
-    skipped = []
-    earlier = [v for v in registry.serving_candidates(model_name) if v.version < current.version]
-    for version in earlier:
-        try:
-            admit(registry, version, settings, store)
-        except ModelRejected as exc:
-            skipped.append(f"skipped version {version.version}: {exc}")
-            continue
-        return registry.rollback(model_name, reason, version.version), skipped
-    passing = " that passes its checks" if skipped else ""
-    raise RegistryError(f"model {model_name!r} has no retired version before {current.version}{passing}"
-                        + "".join(f"; {line}" for line in skipped))  # fmt: skip

@@ -23,46 +23,34 @@ expire the state at once. A record stamped in the past (a replay, a producer's c
 of 1 ms or below zero) waits from the record time at which it came, not from its stamp: its
 timestamp moves no clock and expires nothing early.
 
-The state of a partition, per key (see docs/architecture.md for sizing):
-
-- ``e<event_id>``: the entry, in :func:`encode_entry`'s layout;
-- ``t<deadline, 8 bytes big-endian><event_id>``: empty, the expiry index in deadline order.
-
-Every change of an entry goes to the join's changelog in the transaction of the batch's outcomes
-and input offsets: a restarted or newly assigned worker restores the entries and reads on from the
-committed offsets, with nothing to re-read and nothing sent twice. The index is not logged (it
-would double the changelog): :meth:`JoinCore.assigned` rebuilds it, and the count of entries,
-from the restored entries. The label-rate windows are this worker's
-own (in memory): they start empty after a restart.
+The entries are held as :mod:`loopline.join.pending` describes. Every change of an entry goes to
+the join's changelog in the transaction of the batch's outcomes and input offsets: a restarted or
+newly assigned worker restores the entries and reads on from the committed offsets, with nothing to
+re-read and nothing sent twice; :meth:`JoinCore.assigned` rebuilds the expiry index and the count of
+entries from the restored entries. The label-rate windows are this worker's own (in memory): they
+start empty after a restart.
 """
 
 from __future__ import annotations
 
 import heapq
-import math
-import struct
 import time
 from collections import Counter
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 from loopline.codec import Codec, CodecError
 from loopline.codec.typed import Vectoriser
 from loopline.deadletters import DeadLetters
-from loopline.quality import LOG_LOSS_FLOOR, SlidingMean
+from loopline.join.entry import ENTRY_OVERHEAD, SERVING, SHADOW, Entry
+from loopline.join.outcome import outcome
+from loopline.join.pending import Touched, by_deadline, reindex
+from loopline.quality import SlidingMean
 from loopline.records import KeyValue, Produced, SourceRecord, Topic
 from loopline.state.state import State
 
-__all__ = ["Entry", "JoinCore", "JoinOutput", "JoinTopics", "decode_entry", "encode_entry"]
-
-SERVING, SHADOW = 1, 2  # bits of Entry.sent
-ENTRY_FORMAT = 1
-_HEAD = struct.Struct(">BqB")  # format, deadline, sent
-_LENGTH = struct.Struct(">i")  # -1: absent
-_LABEL = struct.Struct(">qq")  # the label record's offset and timestamp
-_DEADLINE = struct.Struct(">Q")
-ENTRY_OVERHEAD = 64  # bytes of an encoded entry besides its parts and event_id
+__all__ = ["JoinCore", "JoinOutput", "JoinTopics"]
 
 
 @dataclass(frozen=True)
@@ -77,74 +65,6 @@ class JoinTopics:
     @property
     def all(self) -> list[str]:
         return [self.features, self.predictions, self.shadow_predictions, self.labels]
-
-
-@dataclass(eq=False)
-class Entry:
-    """Everything held of one event_id: its parts as they came (Avro bytes) and which outcomes were sent."""
-
-    deadline_ms: int
-    features: bytes | None = None
-    prediction: bytes | None = None
-    shadow: bytes | None = None
-    label: SourceRecord | None = None
-    """The label record as it came (it is dead-lettered itself when not one of the version's classes)."""
-    sent: int = 0
-    """SERVING | SHADOW: the outcomes sent (or found impossible: an unknown label)."""
-
-    @property
-    def size(self) -> int:
-        parts = (self.features, self.prediction, self.shadow, self.label.value if self.label else None)
-        return (
-            ENTRY_OVERHEAD
-            + sum(len(part) for part in parts if part)
-            + len(self.label.key or b"" if self.label else b"")
-        )
-
-    @property
-    def done(self) -> bool:
-        """Every prediction held, the serving one included, has its outcome sent."""
-        held = (SERVING if self.prediction is not None else 0) | (SHADOW if self.shadow is not None else 0)
-        return bool(self.sent & SERVING) and self.sent & held == held
-
-
-def encode_entry(entry: Entry) -> bytes:
-    """An entry as stored: ``>BqB`` (format 1, deadline ms, sent bits), then the features, serving
-    prediction, shadow prediction and label values, each as a ``>i`` length (-1: absent) and its
-    bytes, then for a label its offset and timestamp (``>qq``) and key (length and bytes)."""
-    parts = [_HEAD.pack(ENTRY_FORMAT, entry.deadline_ms, entry.sent)]
-    label = entry.label
-    for value in (
-        entry.features,
-        entry.prediction,
-        entry.shadow,
-        label.value if label else None,
-        label.key if label else None,
-    ):
-        parts += [_LENGTH.pack(-1)] if value is None else [_LENGTH.pack(len(value)), value]
-    if label is not None:
-        parts.append(_LABEL.pack(label.offset, label.timestamp_ms))
-    return b"".join(parts)
-
-
-def decode_entry(data: bytes, labels: str, partition: int) -> Entry:
-    """The entry stored as ``data`` (see :func:`encode_entry`); its label record is on ``labels``[``partition``]."""
-    fmt, deadline, sent = _HEAD.unpack_from(data)
-    if fmt != ENTRY_FORMAT:
-        raise ValueError(f"join entry format {fmt} is not {ENTRY_FORMAT}")
-    at = _HEAD.size
-    values: list[bytes | None] = []
-    for _ in range(5):
-        (length,) = _LENGTH.unpack_from(data, at)
-        at += _LENGTH.size
-        values.append(None if length < 0 else data[at : at + length])
-        at += max(length, 0)
-    features, prediction, shadow, label_value, label_key = values
-    label = None
-    if label_value is not None:
-        offset, timestamp = _LABEL.unpack_from(data, at)
-        label = SourceRecord(label_key, label_value, labels, partition, offset, timestamp)
-    return Entry(deadline, features, prediction, shadow, label, sent)
 
 
 @dataclass
@@ -165,53 +85,6 @@ class JoinOutput(Produced):
     @property
     def outcomes(self) -> list[KeyValue]:
         return self.to(Topic.OUTCOMES)
-
-
-class Touched:
-    """The entries a batch read or changed, written back to the state once, at the batch's end."""
-
-    def __init__(self, state: State, labels: str, counts: dict[int, int]) -> None:
-        self.state, self.labels = state, labels
-        self.entries: dict[tuple[int, str], Entry | None] = {}
-        self.dirty: set[tuple[int, str]] = set()
-        self.counts = dict(counts)
-        """Entries per partition as this batch leaves them (the core's figures change once it is done)."""
-
-    def get(self, partition: int, event_id: str) -> Entry | None:
-        key = (partition, event_id)
-        if key not in self.entries:
-            data = self.state.get(partition, b"e" + event_id.encode())
-            self.entries[key] = decode_entry(data, self.labels, partition) if data is not None else None
-        return self.entries[key]
-
-    def create(self, partition: int, event_id: str, deadline_ms: int) -> Entry:
-        entry = Entry(deadline_ms)
-        self.entries[(partition, event_id)] = entry
-        self.dirty.add((partition, event_id))
-        self.state.put(partition, _index_key(deadline_ms, event_id), b"", logged=False)
-        self.counts[partition] += 1
-        return entry
-
-    def changed(self, partition: int, event_id: str) -> None:
-        self.dirty.add((partition, event_id))
-
-    def delete(self, partition: int, event_id: str, entry: Entry) -> None:
-        self.entries[(partition, event_id)] = None
-        self.dirty.add((partition, event_id))
-        self.state.delete(partition, _index_key(entry.deadline_ms, event_id), logged=False)
-        self.counts[partition] -= 1
-
-    def save(self) -> None:
-        for partition, event_id in self.dirty:
-            entry, key = self.entries[(partition, event_id)], b"e" + event_id.encode()
-            if entry is None:
-                self.state.delete(partition, key)
-            else:
-                self.state.put(partition, key, encode_entry(entry))
-
-
-def _index_key(deadline_ms: int, event_id: str) -> bytes:
-    return b"t" + _DEADLINE.pack(max(deadline_ms, 0)) + event_id.encode()
 
 
 class JoinCore:
@@ -269,15 +142,9 @@ class JoinCore:
         Wired as the batch loop's ``on_assign``, which runs after the state restored the stores.
         """
         for partition in sorted({partition for _, partition in committed}):
-            store = self.state.stores[partition]
-            index: dict[bytes, bytes | None] = {key: None for key, _ in store.range(b"t", b"u")}
-            count = 0
-            for key, value in store.range(b"e", b"f"):
-                deadline = _HEAD.unpack_from(value)[1]
-                index[_index_key(deadline, key[1:].decode())] = b""
-                self.now_ms = max(self.now_ms, deadline - self.ttl_ms)  # the clock when its newest entry came
-                count += 1
-            store.write(index)
+            count, latest = reindex(self.state.stores[partition])
+            if latest is not None:
+                self.now_ms = max(self.now_ms, latest - self.ttl_ms)  # the clock when its newest entry came
             self.counts[partition] = count
 
     def revoked(self, partitions: list[tuple[str, int]], lost: bool) -> None:
@@ -388,35 +255,8 @@ class JoinCore:
                 except CodecError as exc:
                     self.dead.add(out, entry.label, exc.reason, f"version {version} of {model}: {exc}")
                     continue
-            outcome = self.outcome_codec.encode(self._outcome(features, prediction, label, rate.mean))
-            out.send(Topic.OUTCOMES, model.encode(), outcome, source=record)
-
-    def _outcome(
-        self, features: dict[str, Any], prediction: dict[str, Any], label: dict[str, Any], label_rate: float
-    ) -> dict[str, Any]:
-        classes = list(self.classes(prediction["model_name"], prediction["model_version"]))
-        scores = prediction["scores"]
-        truth = label["label"]
-        score = scores[classes.index(truth)] if len(scores) == len(classes) else 0.0
-        event_time = features["event_time"]
-        return {
-            "event_id": features["event_id"],
-            "event_time": event_time,
-            "entity_id": features["entity_id"],
-            "values": features["values"],
-            "model_name": prediction["model_name"],
-            "model_version": prediction["model_version"],
-            "shadow": prediction["shadow"],
-            "scores": scores,
-            "predicted_class": prediction["predicted_class"],
-            "label": truth,
-            "label_time": label["event_time"],
-            "prediction_delay_ms": prediction["prediction_time"] - event_time,
-            "label_delay_ms": label["event_time"] - event_time,
-            "correct": prediction["predicted_class"] == truth,
-            "log_loss": -math.log(max(score, LOG_LOSS_FLOOR)),
-            "label_rate": label_rate,
-        }
+            encoded = self.outcome_codec.encode(outcome(features, prediction, label, classes, rate.mean))
+            out.send(Topic.OUTCOMES, model.encode(), encoded, source=record)
 
     def _label_rate(self, model: str, version: int) -> SlidingMean:
         key = (model, version)
@@ -428,7 +268,7 @@ class JoinCore:
         """Drop the entries past their deadline, then the oldest beyond ``max_pending``."""
         partitions = self.state.partitions
         total = sum(touched.counts.values())
-        oldest = heapq.merge(*(self._by_deadline(partition) for partition in partitions))
+        oldest = heapq.merge(*(by_deadline(self.state, partition) for partition in partitions))
         for deadline, partition, event_id in oldest:
             if deadline >= self.now_ms and total <= self.max_pending:
                 return
@@ -456,8 +296,3 @@ class JoinCore:
             rate = self._label_rate(model, version)
             rate.add(0.0)
             out.label_rates[(model, version)] = rate.mean
-
-    def _by_deadline(self, partition: int) -> Iterator[tuple[int, int, str]]:
-        """(deadline, partition, event_id) of the partition's entries, oldest deadline first."""
-        for key, _ in self.state.range(partition, b"t", b"u"):
-            yield _DEADLINE.unpack_from(key, 1)[0], partition, key[1 + _DEADLINE.size :].decode()

@@ -3,7 +3,8 @@
 The jars come from Maven Central through the Maven project in ``ops/kafka`` (the package's
 ``streams/resources/kafka``), resolved into ``~/.m2`` with the classpath cached under
 :data:`~loopline.paths.CACHE_DIR`; the broker runs as a plain ``java`` process whose pid, rendered config and log live under a data directory. Its ports are
-recorded there too, so that a restart comes back on the same address with the same data.
+recorded there too, so that a restart comes back on the same address with the same data, and so
+that the ``loopline`` commands find it without an address (:func:`local_kafka_settings`).
 """
 
 from __future__ import annotations
@@ -25,9 +26,9 @@ from string import Template
 from confluent_kafka.admin import AdminClient
 
 from loopline.paths import CACHE_DIR, KAFKA_DIR
-from loopline.settings import BrokerSettings
+from loopline.settings import BrokerSettings, KafkaSettings
 
-__all__ = ["Broker", "BrokerError", "BrokerStatus", "fetch_classpath"]
+__all__ = ["Broker", "BrokerError", "BrokerStatus", "fetch_classpath", "local_kafka_settings"]
 
 
 class BrokerError(RuntimeError):
@@ -341,3 +342,26 @@ def _reap(pid: int) -> None:
     """Collect the exit status of ``pid`` if it is our child, so it does not linger as a zombie."""
     with contextlib.suppress(ChildProcessError):
         os.waitpid(pid, os.WNOHANG)
+
+
+def local_kafka_settings(broker: BrokerSettings | None = None) -> KafkaSettings:
+    """Kafka settings for a command run on this host: the environment's, and without an address the local broker's.
+
+    ``loopline kafka start --port 0`` picks a free port and records it in its data dir
+    (``broker``'s, by default ``LOOPLINE_BROKER_DATA_DIR``); reading it back here lets the other
+    commands reach that broker without an export, instead of whatever else listens on 127.0.0.1:9092.
+    An address that is set (``LOOPLINE_KAFKA_BOOTSTRAP_SERVERS``) is always used as given; with no
+    broker recorded, the settings' default stands.
+
+    Raises:
+        BrokerError: the broker's state file is there but can't be read.
+    """
+    kafka = KafkaSettings()
+    if "bootstrap_servers" in kafka.model_fields_set:
+        return kafka
+    local = Broker(broker or BrokerSettings())
+    try:
+        recorded = local.bootstrap_servers
+    except (ValueError, KeyError, OSError) as exc:
+        raise BrokerError(f"the local broker's state file {local.state_file} is unreadable ({exc!r})") from None
+    return kafka if recorded is None else kafka.model_copy(update={"bootstrap_servers": recorded})

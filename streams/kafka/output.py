@@ -22,12 +22,11 @@ from __future__ import annotations
 import contextlib
 import logging
 import threading
-import time
 import uuid
-from collections.abc import Callable
 
 from confluent_kafka import KafkaError, KafkaException, Message, Producer, TopicPartition
 
+from loopline.kafka.bounded import CALL_S, LOST, Unanswered, bounded
 from loopline.kafka.clients import producer_max_bytes
 from loopline.kafka.config import confluent_config
 from loopline.kafka.noise import client_callbacks, client_log
@@ -40,11 +39,6 @@ from loopline.state.store import Changes
 __all__ = ["RECORD_ERRORS", "KafkaOutput", "Refused"]
 
 log = logging.getLogger(__name__)
-
-CALL_S = 10  # librdkafka's own timeout of a transactional call
-GRACE_S = 5  # how much longer a call may take before it is taken to hang
-LOST = frozenset({KafkaError._TRANSPORT, KafkaError._ALL_BROKERS_DOWN})
-"""Errors a client reports when it lost a broker connection (see :func:`_bounded`)."""
 
 RECORD_ERRORS = frozenset(
     {
@@ -197,7 +191,7 @@ class KafkaOutput:
             sent = False
             if not self.open:
                 producer.poll(0)  # serves the error callbacks of the time since the last transaction
-                if self.outage.is_set():  # see _bounded: a new producer knows no coordinator from before
+                if self.outage.is_set():  # see loopline.kafka.bounded: a new producer knows no coordinator from before
                     self._renew("it lost a broker connection since its last transaction", stop)
                     producer = self.producer
                 producer.begin_transaction()
@@ -228,7 +222,7 @@ class KafkaOutput:
                 self.failures.clear()
                 return False
             commit = lambda: producer.commit_transaction(CALL_S)  # noqa: E731
-            until_answered(lambda: _bounded(commit, producer, self.outage), "committing", stop)
+            until_answered(lambda: bounded(commit, producer, self.outage), "committing", stop)
             self.open = False
             return True
         except (Refused, Stopped):
@@ -257,7 +251,7 @@ class KafkaOutput:
     def _send_offsets(self, offsets: list[TopicPartition], stop: threading.Event) -> None:
         group = self.source.consumer.consumer_group_metadata()
         until_answered(
-            lambda: _bounded(
+            lambda: bounded(
                 lambda: self.producer.send_offsets_to_transaction(offsets, group, CALL_S), self.producer, self.outage
             ),
             "sending offsets",
@@ -376,52 +370,3 @@ class KafkaOutput:
             with contextlib.suppress(KafkaException):  # the broker is away: it aborts the transaction itself
                 self.producer.abort_transaction(5)
         self.producer.flush(5)
-
-
-class Unanswered(Exception):
-    """A librdkafka call ran past its own timeout, or was left when its producer lost a broker connection."""
-
-
-WATCH_S = 0.05  # how often a bounded call's wait looks whether its producer lost a broker connection
-
-
-def _bounded(call: Callable[[], None], producer: Producer, outage: threading.Event) -> None:
-    """``call()`` in a thread of its own, waited for ``CALL_S + GRACE_S`` at most, and no longer once
-    ``outage`` is set (``producer`` reported a lost broker connection, :data:`LOST`: its error
-    callbacks are served by polling it while the call runs, as a transactional call does not).
-
-    librdkafka's ``send_offsets_to_transaction`` can block past its timeout, for good, when the
-    group coordinator went away during the transaction (librdkafka issues 5456 and 5511). Seen
-    here after a broker restart: the restarted broker briefly left the metadata, the producer
-    decommissioned its handle (``Handle is terminating in state INIT``), which stayed cached as
-    the group coordinator, and the next transaction's ``send_offsets_to_transaction`` waited on
-    that handle until the bound, 15 s after the broker answered again. So a producer that lost a
-    broker connection is not waited for: the caller replaces it (a new one with the same
-    transactional id fences the old one and aborts its transaction; it starts once the broker
-    answers), and one that lost a connection between two transactions is replaced before the next
-    begins. ``_ALL_BROKERS_DOWN`` alone is not enough: a producer whose handles were never
-    connected (sparse connections) does not count them, and did not report it in a restart.
-
-    Raises:
-        Unanswered: the call did not return in time, or the producer lost a connection meanwhile.
-    """
-    failure: list[BaseException] = []
-
-    def target() -> None:
-        try:
-            call()
-        except BaseException as exc:  # handed to the caller's thread
-            failure.append(exc)
-
-    thread = threading.Thread(target=target, name="librdkafka-call", daemon=True)
-    thread.start()
-    deadline = time.monotonic() + CALL_S + GRACE_S
-    while thread.is_alive() and not outage.is_set() and time.monotonic() < deadline:
-        thread.join(WATCH_S)
-        producer.poll(0)
-    if thread.is_alive():
-        if outage.is_set():
-            raise Unanswered("it lost a broker connection during a transactional call")
-        raise Unanswered(f"it did not answer in {CALL_S + GRACE_S:.0f}s")
-    if failure:
-        raise failure[0]

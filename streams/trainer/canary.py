@@ -9,10 +9,10 @@ is below the serving version's by more than ``canary_margin`` plus ``gate_standa
 standard errors of the difference (two independent arms: the entities differ). A passed step moves
 the canary to the next share, the last one to serving; a failed step rejects it, with the figures.
 
-The counts live in memory, per step: the registry as last read says which step runs (a step
-changed by hand, a rollback of the serving version or a new canary starts the counts again), an
-outcome read twice (a batch read again after an aborted commit) counts once, and a worker that
-restarts counts the step again from its committed offsets.
+The counts live in memory, per step: the registry snapshot a batch is counted under says which
+step runs (a step changed by hand, a rollback of the serving version or a new canary starts the
+counts again), an outcome read twice (a batch read again after an aborted commit) counts once, and
+a worker that restarts counts the step again from its committed offsets.
 """
 
 from __future__ import annotations
@@ -21,7 +21,8 @@ import math
 from dataclasses import dataclass, field
 from typing import Any
 
-from loopline.models import ModelVersion, Registry
+from loopline.models import ModelVersion
+from loopline.models.registry import Registry, RegistryView
 from loopline.settings import TrainerSettings
 
 __all__ = ["Ramp", "RampVerdict", "go_live"]
@@ -50,7 +51,9 @@ class _Step:
     judged: bool = False
 
 
-def go_live(registry: Registry, model_name: str, version: int, reason: str, steps: list[float]) -> list[ModelVersion]:
+def go_live(
+    registry: RegistryView, model_name: str, version: int, reason: str, steps: list[float]
+) -> list[ModelVersion]:
     """The records that put a version that passed its checks live: a canary at the first of ``steps``, or
     serving when there are none."""
     if steps:
@@ -64,11 +67,11 @@ class Ramp:
     def __init__(self, settings: TrainerSettings) -> None:
         self.settings = settings
         self.steps: dict[str, _Step] = {}
-        self.read: tuple[Registry, int, dict[str, tuple[int, float, int] | None]] = (Registry(), 0, {})
+        self.read: tuple[RegistryView, int, dict[str, tuple[int, float, int] | None]] = (Registry(), 0, {})
         """The registry last counted under, its revision, and the step it names per model (each looked up
         once per revision, not per outcome)."""
 
-    def add(self, outcome: dict[str, Any], registry: Registry) -> RampVerdict | None:
+    def add(self, outcome: dict[str, Any], registry: RegistryView) -> RampVerdict | None:
         """Count one labeled outcome under the step ``registry`` names; a verdict when it completes the step."""
         if outcome["shadow"] or not self.settings.canary_shares:
             return None
@@ -92,7 +95,7 @@ class Ramp:
         step.judged = True
         return self._judge(model, step)
 
-    def _step_of(self, registry: Registry, model: str) -> tuple[int, float, int] | None:
+    def _step_of(self, registry: RegistryView, model: str) -> tuple[int, float, int] | None:
         """(canary version, its share, serving version) of ``model`` in ``registry``; None without a canary."""
         if self.read[0] is not registry or self.read[1] != registry.revision:
             self.read = (registry, registry.revision, {})

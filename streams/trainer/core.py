@@ -24,8 +24,7 @@ from dataclasses import dataclass, replace
 import numpy as np
 
 from loopline.codec.typed import numeric_columns
-from loopline.inference.loader import LoadedModel, ModelRejected, admit, serving_or_fallback
-from loopline.kafka.versions import fit_to_topic
+from loopline.inference.loader import LoadedModel, ModelRejected
 from loopline.models import ArtifactStore, ModelVersion, Registry, Status, make_version
 from loopline.models.families import (
     FAMILIES,
@@ -39,7 +38,8 @@ from loopline.models.families import (
     probabilities,
 )
 from loopline.models.plugins import PluginConfig, provider
-from loopline.models.registry import empty_lineage
+from loopline.models.registry import empty_lineage, fit_to_topic
+from loopline.models.registry.admission import admit, serving_or_fallback
 from loopline.models.runtime.device import resolve_device
 from loopline.models.versions import package_versions
 from loopline.quality import LOG_LOSS_FLOOR
@@ -135,13 +135,15 @@ class Trainer:
     """Trains, gates and describes new versions of any registered model."""
 
     def __init__(self, settings: TrainerSettings, store: ArtifactStore, registry: RegistrySettings,
+                 checks: InferenceSettings,
                  max_message_bytes: int = KafkaSettings.model_fields["max_message_bytes"].default) -> None:  # fmt: skip
-        """``max_message_bytes``: the largest record the model-versions topic takes
+        """``checks``: the inference workers' settings for the checks that what serves and every candidate
+        pass (:func:`admit`), on the CPU. ``max_message_bytes``: the largest record the model-versions topic takes
         (``LOOPLINE_KAFKA_MAX_MESSAGE_BYTES``); a candidate whose record would be larger carries its
-        artifact by URI (:func:`loopline.kafka.versions.fit_to_topic`)."""
+        artifact by URI (:func:`loopline.models.registry.fit_to_topic`)."""
         self.settings, self.store, self.registry_settings = settings, store, registry
         self.max_message_bytes = max_message_bytes
-        self.checks = InferenceSettings(device="cpu")
+        self.checks = checks
 
     def warm_up(self) -> None:
         """Train and export a tiny model once, at start.

@@ -14,10 +14,10 @@ import numpy as np
 import onnx
 from onnx import numpy_helper
 
-from loopline.kafka.versions import load_registry
 from loopline.models import ArtifactFormat, ArtifactStore, ModelVersion, RegistryError, TabularMLP
 from loopline.models.export import state_dict_bytes
 from loopline.models.families import config_from_strings, fit, onnx_bytes
+from loopline.models.registry import load_registry
 from loopline.settings import KafkaSettings
 from loopline.trainer.core import training_rows
 from loopline.trainer.window import read_ranges

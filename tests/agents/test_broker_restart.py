@@ -4,15 +4,19 @@ serves every event once."""
 import threading
 import uuid
 
+import pytest
+
 from loopline.kafka.broker import Broker
 from loopline.kafka.clients import make_sender
 from loopline.kafka.topics import create_topics
-from loopline.kafka.versions import publish_versions
 from loopline.models import ArtifactStore
+from loopline.models.registry import publish
 from loopline.settings import BrokerSettings, KafkaSettings
 from tests.agents.test_exactly_once import FAST, exactly_once
 from tests.helpers import features_record, rows, small_model, version_of
 from tests.workers import wait_for, worker
+
+pytestmark = pytest.mark.slow  # a long integration test: `make test-quick` leaves it out
 
 
 class Stream:
@@ -48,7 +52,7 @@ def test_an_inference_worker_through_broker_restarts_waits_out_no_hung_call_and_
         kafka = KafkaSettings(bootstrap_servers=broker.bootstrap_servers, topic_prefix=f"t{uuid.uuid4().hex[:12]}.",
                               partitions=2)  # fmt: skip
         create_topics(kafka)
-        publish_versions(kafka, [version_of(small_model(), 1, ArtifactStore(tmp_path / "artifacts", 1 << 20))])
+        publish(kafka, [version_of(small_model(), 1, ArtifactStore(tmp_path / "artifacts", 1 << 20))])
         stream = Stream(kafka)
         with worker("inference", kafka, tmp_path, **FAST) as w:
             served = 0.0

@@ -5,9 +5,9 @@ import pytest
 from loopline.codec import Codec
 from loopline.kafka.clients import read_to_end
 from loopline.kafka.topics import create_topics
-from loopline.kafka.versions import publish_versions
 from loopline.models import ArtifactStore
 from loopline.models.datasets import Concept, sample
+from loopline.models.registry import publish
 from tests.helpers import N_FEATURES, send_labeled_events, trained_model, version_of
 from tests.workers import decoded, wait_for, wait_records, worker
 
@@ -18,7 +18,7 @@ OUTCOME = Codec.load("outcome")
 def test_drift_in_the_input_stream_ends_in_exactly_one_retrain_request(kafka, tmp_path):
     create_topics(kafka)
     # The served model learned concept 1; after 1,500 events the labels follow concept 2.
-    publish_versions(kafka, [version_of(trained_model(concept_seed=1), 1, ArtifactStore(tmp_path / "a", 1 << 20))])
+    publish(kafka, [version_of(trained_model(concept_seed=1), 1, ArtifactStore(tmp_path / "a", 1 << 20))])
     before = sample(Concept(seed=1, n_features=N_FEATURES), 1500, seed=10)
     x_after, _ = sample(Concept(seed=1, n_features=N_FEATURES), 1500, seed=11)
     after = (x_after, Concept(seed=2, n_features=N_FEATURES).label(x_after))

@@ -9,6 +9,7 @@ import random
 import signal
 from dataclasses import replace
 
+import pytest
 from confluent_kafka import Consumer, TopicPartition
 
 from loopline.codec import Codec
@@ -16,14 +17,16 @@ from loopline.drift.core import DriftCore
 from loopline.kafka.clients import send_all
 from loopline.kafka.config import confluent_config
 from loopline.kafka.topics import create_topics
-from loopline.kafka.versions import load_registry, publish_versions
 from loopline.models import ArtifactStore, Registry, Status
+from loopline.models.registry import load_registry, publish
 from loopline.records import SourceRecord, Topic
 from loopline.settings import DriftSettings
 from loopline.state.changelog import KafkaChangelog
 from loopline.state.store import DiskStore
 from tests.helpers import N_FEATURES, small_model, trained_model, version_of
 from tests.workers import Worker, decoded, wait_for
+
+pytestmark = pytest.mark.slow  # a long integration test: `make test-quick` leaves it out
 
 T0 = 1_795_000_000_000
 OUTCOME, DRIFT = Codec.load("outcome"), Codec.load("drift_event")
@@ -86,7 +89,7 @@ def detection(kafka):
 def test_a_drift_that_straddles_a_kill_is_detected_at_the_same_outcome(kafka, tmp_path):
     create_topics(kafka)
     version = version_of(small_model(), 1, ArtifactStore(tmp_path / "artifacts", 1 << 20))
-    publish_versions(kafka, [version])
+    publish(kafka, [version])
     stream = outcomes(600, 0.1, seed=1) + outcomes(1400, 0.5, seed=2, start=600)  # the error rises at offset 600
     env = {
         "LOOPLINE_DRIFT_MIN_SAMPLES": "300",
@@ -129,7 +132,7 @@ def test_a_guard_restarted_between_a_promotion_and_its_verdict_still_rolls_the_b
     good = version_of(trained_model(concept_seed=1), 1, store)
     bad = version_of(trained_model(concept_seed=2), 2, store, status=Status.CANDIDATE)
     bad = replace(bad, lineage=bad.lineage | {"parent_version": 1})
-    publish_versions(kafka, [good])
+    publish(kafka, [good])
     env = {"LOOPLINE_TRAINER_GUARD_OUTCOMES": "200", "LOOPLINE_REGISTRY_ARTIFACT_DIR": str(tmp_path / "artifacts"),
            "LOOPLINE_KAFKA_WORKER_ID": "t1"}  # fmt: skip
     group = f"{kafka.topic_prefix}trainer-guard"
@@ -139,7 +142,7 @@ def test_a_guard_restarted_between_a_promotion_and_its_verdict_still_rolls_the_b
         registry = Registry()
         registry.apply(good)
         registry.apply(bad)
-        publish_versions(kafka, [bad, *registry.promote("m", 2, "planted regression")])
+        publish(kafka, [bad, *registry.promote("m", 2, "planted regression")])
         send_all(kafka, kafka.topic("outcomes"), outcomes(120, 0.5, seed=4, version=2, start=300))
         wait_for(lambda: committed(kafka, group) == 420, what="the guard to read the first outcomes of version 2")
         kill(trainer)  # version 2 has 120 of the 200 outcomes it is judged on

@@ -18,17 +18,19 @@ from confluent_kafka import TopicPartition
 
 from loopline.kafka.broker import Broker, free_port
 from loopline.kafka.clients import make_sender, read_to_end, send_all
-from loopline.kafka.loop import next_offsets
+from loopline.kafka.offsets import next_offsets
 from loopline.kafka.output import KafkaOutput
 from loopline.kafka.source import KafkaSource
 from loopline.kafka.topics import create_topics
-from loopline.kafka.versions import publish_versions
 from loopline.models import ArtifactStore
+from loopline.models.registry import publish
 from loopline.records import Topic
 from loopline.settings import BrokerSettings, KafkaSettings
 from tests.agents.test_join_agent import parts
 from tests.helpers import features_record, rows, small_model, version_of
 from tests.workers import Worker, decoded, wait_for, worker
+
+pytestmark = pytest.mark.slow  # a long integration test: `make test-quick` leaves it out
 
 FAST = {
     "LOOPLINE_INFERENCE_MODEL_NAME": "m",
@@ -75,7 +77,7 @@ def exactly_once(kafka, topic, schema, expected, timeout_s=120):
 @pytest.fixture
 def model(kafka, tmp_path):
     create_topics(kafka)
-    publish_versions(kafka, [version_of(small_model(), 1, ArtifactStore(tmp_path / "artifacts", 1 << 20))])
+    publish(kafka, [version_of(small_model(), 1, ArtifactStore(tmp_path / "artifacts", 1 << 20))])
     return kafka, tmp_path
 
 
@@ -212,7 +214,7 @@ def test_a_broker_killed_mid_stream_and_restarted_loses_and_doubles_nothing(tmp_
     try:
         kafka = KafkaSettings(bootstrap_servers=servers, topic_prefix=f"t{uuid.uuid4().hex[:12]}.", partitions=2)
         create_topics(kafka)
-        publish_versions(kafka, [version_of(small_model(), 1, ArtifactStore(tmp_path / "artifacts", 1 << 20))])
+        publish(kafka, [version_of(small_model(), 1, ArtifactStore(tmp_path / "artifacts", 1 << 20))])
         first = set(Paced(kafka, 2000, rate=2000).join())
         with worker("inference", kafka, tmp_path, **FAST) as w:
             wait_for(lambda: w.metric("loopline_events_in_total") >= 500, what="the worker to serve")

@@ -13,8 +13,8 @@ from loopline.codec.varint import write_long
 from loopline.kafka.clients import send_all
 from loopline.kafka.config import confluent_config
 from loopline.kafka.topics import create_topics
-from loopline.kafka.versions import publish_versions
 from loopline.models import ArtifactStore
+from loopline.models.registry import publish
 from tests.helpers import FEATURES, features_record, rows, small_model, version_of
 from tests.workers import decoded, wait_for, worker
 
@@ -46,7 +46,7 @@ def test_records_near_the_limit_are_dead_lettered_and_the_worker_serves_every_va
         [ConfigResource("topic", kafka.topic("predictions"), incremental_configs=[smaller])]
     ).values():
         future.result()  # predictions take 1 MiB here: the broker refuses what the worker thinks fits
-    publish_versions(kafka, [version_of(small_model(), 1, ArtifactStore(tmp_path / "artifacts", 1 << 20))])
+    publish(kafka, [version_of(small_model(), 1, ArtifactStore(tmp_path / "artifacts", 1 << 20))])
     huge = near("huge", kafka.max_message_bytes - 200)  # a wrong-length record about 200 bytes under 16 MiB
     assert kafka.max_message_bytes - 210 < len(huge) <= kafka.max_message_bytes - 200
     wide = FEATURES.encode({"event_id": "wide", "event_time": 1_795_000_000_000, "entity_id": "w" * (2 * MIB),

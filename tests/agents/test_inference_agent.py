@@ -10,14 +10,15 @@ from dataclasses import replace
 import numpy as np
 import pytest
 
-from loopline.agents.inference import VersionFollower
+from loopline.agents.inference import VersionStager
 from loopline.codec import Codec
 from loopline.inference.core import InferenceCore
-from loopline.inference.loader import load_model, rollback_records
+from loopline.inference.loader import load_model
 from loopline.kafka.clients import read_to_end, send_all
 from loopline.kafka.topics import create_topics
-from loopline.kafka.versions import load_registry, publish_versions
 from loopline.models import ArtifactStore, Registry, Status
+from loopline.models.registry import load_registry, publish
+from loopline.models.registry.admission import rollback_records
 from loopline.settings import InferenceSettings
 from tests.helpers import (
     FEATURES,
@@ -30,6 +31,7 @@ from tests.helpers import (
     tampered,
     version_of,
 )
+from tests.models.test_follower import following
 from tests.workers import decoded, wait_for, wait_records, worker
 
 MODEL = {"LOOPLINE_INFERENCE_MODEL_NAME": "m", "LOOPLINE_INFERENCE_MAX_WAIT_MS": "20"}
@@ -61,7 +63,7 @@ def served(kafka):
 
 def test_n_events_give_exactly_n_predictions(setup):
     kafka, store, tmp = setup
-    publish_versions(kafka, [version_of(small_model(), 1, store)])
+    publish(kafka, [version_of(small_model(), 1, store)])
     ids = send_features(kafka, 300)
     with worker("inference", kafka, tmp, **MODEL) as w:
         wait_records(kafka, "predictions", "prediction", 300)
@@ -74,7 +76,7 @@ def test_n_events_give_exactly_n_predictions(setup):
 
 def test_malformed_events_are_dead_lettered_and_the_rest_served(setup):
     kafka, store, tmp = setup
-    publish_versions(kafka, [version_of(small_model(), 1, store)])
+    publish(kafka, [version_of(small_model(), 1, store)])
     good = rows(4)
     batch = [("g0", features_record(good[0], "g0")), ("bad-bytes", b"\x00\x01garbage"),
              ("g1", features_record(good[1], "g1")), ("short", features_record([1.0, 2.0], "short")),
@@ -92,7 +94,7 @@ def test_malformed_events_are_dead_lettered_and_the_rest_served(setup):
 
 def test_a_swap_under_load_to_another_input_predicts_every_event_once_and_changes_version_at_a_batch_boundary(setup):
     kafka, store, tmp = setup
-    publish_versions(kafka, [version_of(small_model(0), 1, store)])  # a dense vector
+    publish(kafka, [version_of(small_model(0), 1, store)])  # a dense vector
     sent: list[str] = []
     stop = threading.Event()
 
@@ -109,7 +111,7 @@ def test_a_swap_under_load_to_another_input_predicts_every_event_once_and_change
         try:
             wait_for(lambda: len(read_to_end(kafka, kafka.topic("predictions"))) > 400, what="v1 predictions")
             named = replace(version_of(small_model(1), 2, store), feature_types=["float"] * N_FEATURES)
-            publish_versions(kafka, [named])  # named fields: another input contract, no restart
+            publish(kafka, [named])  # named fields: another input contract, no restart
             wait_for(lambda: any(p["model_version"] == 2 for p in served(kafka)), what="v2 predictions")
             time.sleep(1)
         finally:
@@ -145,12 +147,12 @@ def _versions_by_partition(kafka, version_of_event):
 
 def test_a_corrupted_artifact_and_a_nan_model_are_rejected_and_the_old_version_keeps_serving(setup):
     kafka, store, tmp = setup
-    publish_versions(kafka, [version_of(small_model(), 1, store)])
+    publish(kafka, [version_of(small_model(), 1, store)])
     with worker("inference", kafka, tmp, **MODEL) as w:
         send_features(kafka, 20, seed=1)
         wait_records(kafka, "predictions", "prediction", 20)
-        publish_versions(kafka, [tampered(version_of(small_model(1), 2, store))])
-        publish_versions(kafka, [version_of(nan_model(), 3, store)])
+        publish(kafka, [tampered(version_of(small_model(1), 2, store))])
+        publish(kafka, [version_of(nan_model(), 3, store)])
         letters = wait_records(kafka, "dead-letters", "dead_letter", 2)
         send_features(kafka, 20, seed=2)
         predictions = wait_records(kafka, "predictions", "prediction", 40)
@@ -165,7 +167,7 @@ def test_a_corrupted_artifact_and_a_nan_model_are_rejected_and_the_old_version_k
 
 def test_a_shadow_version_runs_on_the_same_events_but_is_never_served(setup):
     kafka, store, tmp = setup
-    publish_versions(kafka, [version_of(small_model(0), 1, store), version_of(small_model(1), 2, store, Status.SHADOW)])
+    publish(kafka, [version_of(small_model(0), 1, store), version_of(small_model(1), 2, store, Status.SHADOW)])
     with worker("inference", kafka, tmp, **MODEL):
         wait_for(lambda: send_features(kafka, 1) and decoded(kafka, "shadow-predictions", "prediction"),
                  what="the shadow version to load")  # fmt: skip
@@ -197,7 +199,7 @@ def test_rows_that_break_the_serving_backend_are_served_once_by_the_previous_ver
     for version in (version_of(good, 1, store), store.attach(version_of(other, 2, store, Status.CANDIDATE),
                                                              poisoned(other))):  # fmt: skip
         registry.apply(version)
-    publish_versions(kafka, [*registry.versions("m"), *registry.promote("m", 2, "a version with a poisoned kernel")])
+    publish(kafka, [*registry.versions("m"), *registry.promote("m", 2, "a version with a poisoned kernel")])
     x = rows(400, seed=4)
     x[::40, 0] = 1000.0  # ten rows the serving graph fails on, spread over the batches
     ids = [f"p{i:03d}" for i in range(400)]
@@ -220,7 +222,7 @@ def test_two_workers_split_the_partitions_give_a_canary_the_same_entities_and_on
     registry = Registry()
     for version in (version_of(small_model(0), 1, store), version_of(small_model(1), 2, store, Status.CANDIDATE)):
         registry.apply(version)
-    publish_versions(kafka, [*registry.versions("m"), *registry.start_canary("m", 2, 0.2, "a 20% canary")])
+    publish(kafka, [*registry.versions("m"), *registry.start_canary("m", 2, 0.2, "a 20% canary")])
     with worker("inference", kafka, tmp, **MODEL) as first, worker("inference", kafka, tmp, **MODEL) as second:
         warm = set(send_features(kafka, 10, seed=0))
 
@@ -235,7 +237,7 @@ def test_two_workers_split_the_partitions_give_a_canary_the_same_entities_and_on
         before = first.metric("loopline_events_in_total")
         for record in registry.start_canary("m", 2, 0.5, "ramped"):
             registry.apply(record)
-        publish_versions(kafka, [registry.canary("m")])
+        publish(kafka, [registry.canary("m")])
         wait_for(lambda: first.metric("loopline_canary_traffic") == 0.5, what="the worker to take the new share")
         later = send_entities(kafka, 1000, 200, seed=2)
         predictions = wait_records(kafka, "predictions", "prediction", len(warm) + 3000)
@@ -250,7 +252,7 @@ def test_two_workers_split_the_partitions_give_a_canary_the_same_entities_and_on
 
 def test_at_least_once_a_killed_worker_loses_no_event(setup):
     kafka, store, tmp = setup
-    publish_versions(kafka, [version_of(small_model(), 1, store)])
+    publish(kafka, [version_of(small_model(), 1, store)])
     ids = set(send_features(kafka, 20000))
     at_least_once = {"LOOPLINE_KAFKA_GUARANTEE": "at-least-once", **MODEL}
     with worker("inference", kafka, tmp, LOOPLINE_INFERENCE_MAX_BATCH_SIZE="16", **at_least_once) as first:
@@ -271,9 +273,9 @@ def test_a_worker_starting_on_a_failing_serving_version_falls_back_and_agrees_wi
     v1 = version_of(small_model(0), 1, store)
     v2 = replace(version_of(small_model(1), 2, store), feature_names=[f"y{i}" for i in range(6)])
     v3 = replace(version_of(small_model(2), 3, store), sha256="0" * 64)
-    publish_versions(kafka, [v1])
-    publish_versions(kafka, [v1.with_status(Status.RETIRED, "forced"), v2])
-    publish_versions(kafka, [v2.with_status(Status.RETIRED, "forced"), v3])
+    publish(kafka, [v1])
+    publish(kafka, [v1.with_status(Status.RETIRED, "forced"), v2])
+    publish(kafka, [v2.with_status(Status.RETIRED, "forced"), v3])
     codec = Codec.load("model_version")
     swapped = version_of(small_model(3), 1, store)
     send_all(kafka, kafka.topic("model-versions"), [(swapped.key, codec.encode(swapped.to_record()))])
@@ -284,7 +286,7 @@ def test_a_worker_starting_on_a_failing_serving_version_falls_back_and_agrees_wi
         assert w.metric("loopline_model_fallbacks_total", model="m") == 1
         assert w.metric("loopline_serving_version", model="m", role="serving") == 1
         records, skipped = rollback_records(load_registry(kafka), "m", "by hand", CHECKS, store)
-        publish_versions(kafka, records)
+        publish(kafka, records)
         later = send_features(kafka, 100, seed=2)
         predictions = wait_records(kafka, "predictions", "prediction", 200)
         assert w.metric("loopline_model_swaps_total", model="m", role="serving") == 1  # v1 stayed loaded
@@ -308,7 +310,7 @@ def test_a_worker_with_nothing_to_serve_says_so_and_counts_its_backlog_as_lag(se
     the unread features as consumer lag; once a version serves, every held event is predicted."""
     kafka, store, tmp = setup
     candidate = version_of(small_model(), 1, store, status=Status.CANDIDATE)
-    publish_versions(kafka, [candidate])
+    publish(kafka, [candidate])
     ids = send_features(kafka, 50)
     with worker("inference", kafka, tmp, **MODEL) as w:
         group = f"{kafka.topic_prefix}inference"
@@ -316,7 +318,7 @@ def test_a_worker_with_nothing_to_serve_says_so_and_counts_its_backlog_as_lag(se
         assert "nothing to serve: model 'm' has no serving version (versions: 1 candidate)" in w.log.read_text()
         assert w.metric("loopline_serving_version", model="m", role="serving") == 0
         assert decoded(kafka, "predictions", "prediction") == []
-        publish_versions(kafka, [candidate.with_status(Status.SERVING, "go")])
+        publish(kafka, [candidate.with_status(Status.SERVING, "go")])
         predictions = wait_records(kafka, "predictions", "prediction", 50)
         wait_for(lambda: w.metric("loopline_consumer_lag", group=group) == 0, what="the lag to drain")
     assert sorted(p["event_id"] for p in predictions) == sorted(ids)
@@ -333,17 +335,10 @@ class NoLag:
 def test_the_follower_says_that_nothing_serves_only_once_it_has_read_the_topic_to_its_end(setup, caplog):
     """The first polls come before the first fetch: a warning then would name no version."""
     kafka, store, _ = setup
-    publish_versions(kafka, [version_of(small_model(), 1, store, status=Status.CANDIDATE)])
+    publish(kafka, [version_of(small_model(), 1, store, status=Status.CANDIDATE)])
     settings = InferenceSettings(device="cpu", model_name="m")
-    follower = VersionFollower(InferenceCore(), kafka, settings, store, lambda letter: None, NoLag())
-    stop = threading.Event()
-    thread = threading.Thread(target=follower.run, args=(stop,))
-    with caplog.at_level(logging.WARNING, logger="loopline.inference"):
-        thread.start()
-        try:
-            wait_for(lambda: any("nothing to serve" in r.getMessage() for r in caplog.records), what="the warning")
-        finally:
-            stop.set()
-            thread.join()
+    stager = VersionStager(InferenceCore(), settings, store, lambda letter: None, NoLag())
+    with caplog.at_level(logging.WARNING, logger="loopline.inference"), following(kafka, stager):
+        wait_for(lambda: any("nothing to serve" in r.getMessage() for r in caplog.records), what="the warning")
     said = [r.getMessage() for r in caplog.records if "nothing to serve" in r.getMessage()]
     assert len(said) == 1 and "model 'm' has no serving version (versions: 1 candidate)" in said[0]

@@ -10,10 +10,10 @@ from loopline.codec import Codec
 from loopline.inference.core import InferenceCore
 from loopline.inference.loader import load_model
 from loopline.kafka.loop import BatchLoop
-from loopline.kafka.testing import MemoryOutput, MemorySource
 from loopline.models import ArtifactStore
 from loopline.records import SourceRecord, Topic
 from loopline.settings import InferenceSettings
+from loopline.testing import MemoryOutput, MemorySource
 from tests.helpers import features_record, rows, small_model, version_of
 
 MIB = 1 << 20

@@ -7,8 +7,8 @@ import pytest
 from loopline.codec import Codec
 from loopline.kafka.clients import make_sender, read_to_end, send_all
 from loopline.kafka.topics import create_topics
-from loopline.kafka.versions import publish_versions
 from loopline.models import ArtifactStore
+from loopline.models.registry import publish
 from loopline.records import Topic
 from tests.helpers import features_record, rows, small_model, version_of
 from tests.workers import decoded, wait_for, wait_records, worker
@@ -20,7 +20,7 @@ PREDICTION, LABEL = Codec.load("prediction"), Codec.load("label")
 @pytest.fixture
 def setup(kafka, tmp_path):
     create_topics(kafka)
-    publish_versions(kafka, [version_of(small_model(), 1, ArtifactStore(tmp_path / "artifacts", 1 << 20))])
+    publish(kafka, [version_of(small_model(), 1, ArtifactStore(tmp_path / "artifacts", 1 << 20))])
     return kafka, tmp_path
 
 

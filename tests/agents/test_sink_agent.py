@@ -1,16 +1,24 @@
-"""The sink worker as a real process: every topic into chdb once, queries while it runs, an outage."""
+"""The sink worker as a real process: every topic into chdb once, queries while it runs, an outage; and its
+batch loop on the in-memory doubles: a batch is committed only once its flush succeeded."""
 
 import subprocess
 import sys
+import threading
 
 import pytest
 
+from loopline.agents.sink import writer
 from loopline.analytics.queries import DEFAULTS, QUERIES
 from loopline.codec import Codec
 from loopline.kafka.clients import send_all
+from loopline.kafka.loop import BatchLoop
+from loopline.kafka.retry import Stopped
 from loopline.kafka.topics import create_topics
 from loopline.query_cli import run_query
-from loopline.settings import ClickHouseSettings, SinkSettings
+from loopline.records import SourceRecord
+from loopline.settings import ClickHouseSettings, KafkaSettings, SinkSettings
+from loopline.sink.core import SinkCore
+from loopline.testing import MemoryOutput, MemorySink, MemorySource
 from tests.samples import TOPIC_SCHEMA, analytics_records
 from tests.workers import free_port, wait_for, worker
 
@@ -99,3 +107,47 @@ def test_a_store_held_elsewhere_holds_the_input_and_loses_nothing(kafka, tmp_pat
         wait_for(lambda: w.metric("loopline_events_in_total") == total, timeout_s=90, what="the held input written")
         for topic, rows in records.items():
             assert count(clickhouse, sink, TABLE[topic]) == len(rows), topic
+
+
+def sink_records():
+    """The analytics records, as the sink reads them (topics without a prefix)."""
+    return [
+        SourceRecord(row["event_id"].encode(), Codec.load(TOPIC_SCHEMA[topic]).encode(row), topic, 0, offset, 0)
+        for topic, rows in analytics_records().items()
+        for offset, row in enumerate(rows)
+    ]
+
+
+def sink_loop(sink, stop):
+    """The sink agent's batch loop on the in-memory source and output, writing to ``sink``."""
+    records = sink_records()
+    source = MemorySource(records)
+    output = MemoryOutput(source)
+    process = writer(SinkCore(KafkaSettings(topic_prefix="")), sink, 0.05, stop)
+    return BatchLoop("sink", source, output, process, max_batch=len(records), max_wait_s=0, max_crashes=0), output
+
+
+def test_a_batch_is_committed_once_its_flush_succeeds_and_written_once():
+    sink = MemorySink(failures=2)
+    loop, output = sink_loop(sink, threading.Event())
+    records = loop.take()
+    assert loop.step(records, threading.Event())  # two failed flushes, then one that writes
+    assert sink.flushes == 3 and output.transactions == 1
+    assert {table: len(rows) for table, rows in sink.rows.items()} == {
+        TABLE[topic]: len(rows) for topic, rows in analytics_records().items()
+    }
+    assert {tp: offset for tp, (offset, _) in loop.source.committed.items()} == {
+        (topic, 0): len(rows) for topic, rows in analytics_records().items()
+    }
+
+
+def test_a_worker_stopped_while_its_flush_fails_commits_nothing():
+    stop = threading.Event()
+    sink = MemorySink(failures=1)
+    loop, output = sink_loop(sink, stop)
+    records = loop.take()
+    stop.set()
+    with pytest.raises(Stopped):
+        loop.step(records, stop)
+    assert sink.flushes == 1 and sink.rows == {}
+    assert output.transactions == 0 and loop.source.committed == {}

@@ -15,19 +15,21 @@ from loopline.kafka.clients import read_to_end, send_all
 from loopline.kafka.config import confluent_config
 from loopline.kafka.source import to_source
 from loopline.kafka.topics import create_topics
-from loopline.kafka.versions import load_registry, publish_versions
 from loopline.models import ArtifactStore, Status, TrainConfig, load_backend, make_version
 from loopline.models.datasets import Concept, feature_names, sample
 from loopline.models.families import fit
+from loopline.models.registry import load_registry, publish
 from loopline.records import Topic
-from loopline.settings import RegistrySettings, TrainerSettings
+from loopline.settings import InferenceSettings, RegistrySettings, TrainerSettings
 from loopline.trainer.reproduce import reproduce
 from tests.helpers import N_FEATURES, trained_model, version_of
+from tests.models.test_follower import following
 from tests.samples import SAMPLES
 from tests.workers import decoded, wait_for, worker
 
 CLASSES = ["no", "yes"]
 OUTCOME = Codec.load("outcome")
+CHECKS = InferenceSettings(device="cpu")
 CONCEPT_1, CONCEPT_2 = Concept(seed=1, n_features=N_FEATURES), Concept(seed=2, n_features=N_FEATURES)
 
 
@@ -57,7 +59,7 @@ def outcome_records(x, labels, first=0, predicted=None):
 
 def test_requests_are_gated_coalesced_or_refused_with_a_reason(setup, capsys):
     kafka, store, tmp, env = setup
-    publish_versions(kafka, [version_of(trained_model(concept_seed=1), 1, store),
+    publish(kafka, [version_of(trained_model(concept_seed=1), 1, store),
                              version_of(trained_model(concept_seed=1), 1, store, name="few")])  # fmt: skip
     send_all(kafka, kafka.topic("outcomes"), outcome_records(*sample(CONCEPT_1, 1200, seed=3)))
     for model in ("m", "m", "m", "nope", "few"):
@@ -86,7 +88,7 @@ def test_a_request_written_during_a_rejected_training_gets_a_training_of_its_own
         lineage=slow.lineage | {"hyperparameters": {"hidden": "32", "epochs": "300"}},
         metrics={"holdout_accuracy": 0.9},
     )  # about what it scores on concept 1
-    publish_versions(kafka, [slow])
+    publish(kafka, [slow])
 
     def outcomes(concept, rows, seed, first):
         x, _ = sample(CONCEPT_1, rows, seed=seed)
@@ -112,7 +114,7 @@ def test_a_request_written_during_a_rejected_training_gets_a_training_of_its_own
 def test_while_the_error_stays_high_the_loop_keeps_asking_and_training(setup):
     kafka, store, tmp, env = setup
     model = trained_model(concept_seed=1)
-    publish_versions(kafka, [version_of(model, 1, store)])
+    publish(kafka, [version_of(model, 1, store)])
     rng = np.random.default_rng(8)
     x, y = sample(CONCEPT_1, 2400, seed=8)
     truth = np.where(np.arange(2400) < 800, y, rng.integers(0, 2, 2400))  # from outcome 800 on: coin flips
@@ -166,7 +168,7 @@ def settled(kafka, group, topic):
 def test_a_gradual_drift_ends_with_a_version_that_recovers(setup):
     kafka, store, tmp, env = setup
     model = trained_model(concept_seed=1)
-    publish_versions(kafka, [version_of(model, 1, store)])
+    publish(kafka, [version_of(model, 1, store)])
 
     def steps(x):  # the new world: thresholds, where trees learn more from few rows than the MLP
         return (((x[:, 0] > 0.3) & (x[:, 2] < -0.5)) | (x[:, 4] > 1.0)).astype(np.int64)
@@ -210,7 +212,7 @@ def test_staged_versions_are_promoted_or_rejected_on_the_live_outcomes_of_the_sa
         versions += [version_of(trained_model(concept_seed=1), 1, store, name=name),
                      replace(version_of(trained_model(concept_seed=2), 2, store, Status.SHADOW, name=name),
                              metrics={"staging_outcomes": 200.0})]  # fmt: skip
-    publish_versions(kafka, versions)
+    publish(kafka, versions)
     rng = np.random.default_rng(3)
     records = []
     for i in range(300):  # each event served by version 1 and run by the staged version 2
@@ -251,7 +253,7 @@ def test_a_canary_is_ramped_to_serving_on_good_live_outcomes_and_a_bad_one_is_ab
         registry = load_registry(kafka)
         registry.apply(version_of(trained_model(concept_seed=1), 1, store, name=name))
         registry.apply(challenger := version_of(trained_model(concept_seed=2), 2, store, Status.CANDIDATE, name=name))
-        publish_versions(kafka, [registry.get(name, 1), challenger, *registry.start_canary(name, 2, 0.05, "by hand")])
+        publish(kafka, [registry.get(name, 1), challenger, *registry.start_canary(name, 2, 0.05, "by hand")])
     steps = {"LOOPLINE_TRAINER_CANARY_STEPS": "0.05,0.5", "LOOPLINE_TRAINER_CANARY_OUTCOMES": "100"}
     with worker("trainer", kafka, tmp, **env, **steps, LOOPLINE_TRAINER_DEVICE="cpu"):
         canary_outcomes(kafka, {"good": (0.8, 0.85), "bad": (0.9, 0.5)}, 0, 150, seed=4)
@@ -278,7 +280,7 @@ def ten_classes(kafka, store, rows):
     concept, classes = Concept(seed=1, n_features=8, n_classes=10), [f"class{c}" for c in range(10)]
     x, y = sample(concept, rows, seed=0)
     model = fit(TrainConfig(hidden=(8,), epochs=1, min_steps=0), x, y, 10)
-    publish_versions(kafka, [make_version(model, model_name="m", version=1, feature_names=feature_names(8),
+    publish(kafka, [make_version(model, model_name="m", version=1, feature_names=feature_names(8),
                                           classes=classes, store=store, status=Status.SERVING)])  # fmt: skip
     records = []
     for i, (values, label) in enumerate(zip(x.tolist(), y.tolist(), strict=True)):
@@ -296,7 +298,9 @@ def test_a_trees_candidate_of_megabytes_is_published_inline_or_by_uri_where_the_
     registry = RegistrySettings(artifact_dir=tmp / "artifacts")
     for number, max_bytes in ((2, 1 << 20), (3, kafka.max_message_bytes)):
         records = requested(kafka)
-        out = Requests(kafka.model_copy(update={"max_message_bytes": max_bytes}), settings, registry).handle(records)
+        with following(kafka) as follower:
+            sized = kafka.model_copy(update={"max_message_bytes": max_bytes})
+            out = Requests(sized, settings, registry, CHECKS, follower).handle(records)
         assert out.to(Topic.DEAD_LETTERS) == []
         candidate = load_registry(kafka).get("m", number)
         assert candidate.status == Status.SERVING and candidate.lineage["hyperparameters"]["family"] == "trees"
@@ -310,19 +314,21 @@ def test_a_trainer_stopped_after_publishing_and_before_committing_answers_the_re
     """A worker that stops after publishing a version and before committing the request's offset reads the
     request again at its next start: it answers it with the version published, and trains no second one."""
     kafka, store, tmp, _ = setup
-    publish_versions(kafka, [version_of(trained_model(concept_seed=1), 1, store)])
+    publish(kafka, [version_of(trained_model(concept_seed=1), 1, store)])
     send_all(kafka, kafka.topic("outcomes"), outcome_records(*sample(CONCEPT_1, 1200, seed=3)))
     records = requested(kafka)
     settings = TrainerSettings(device="cpu", families="mlp")
     registry = RegistrySettings(artifact_dir=tmp / "artifacts")
-    Requests(kafka, settings, registry).handle(records)  # published; the loop never commits the batch
+    with following(kafka) as follower:
+        Requests(kafka, settings, registry, CHECKS, follower).handle(records)  # published; the loop never commits
     first = load_registry(kafka).get("m", 2)
     ends = {r["partition"]: r["end"] for r in first.lineage["requests"]}
     assert ends[records[0].partition] == records[0].offset + 1  # the request was read before the training
-    restarted = Requests(kafka, settings, registry)
-    assert restarted.handle(records).to(Topic.DEAD_LETTERS) == []
-    assert [v.version for v in load_registry(kafka).versions("m")] == [1, 2]
-    assert load_registry(kafka).get("m", 2) == first
-    restarted.handle(requested(kafka, "--reason", "later"))  # a request written after it gets its own training
+    with following(kafka) as follower:
+        restarted = Requests(kafka, settings, registry, CHECKS, follower)
+        assert restarted.handle(records).to(Topic.DEAD_LETTERS) == []
+        assert [v.version for v in load_registry(kafka).versions("m")] == [1, 2]
+        assert load_registry(kafka).get("m", 2) == first
+        restarted.handle(requested(kafka, "--reason", "later"))  # a request written after it gets its own training
     assert [v.version for v in load_registry(kafka).versions("m")] == [1, 2, 3]
     assert load_registry(kafka).get("m", 3).reason.endswith("cli: later")

@@ -14,7 +14,7 @@ from loopline.analytics.queries import QueryError
 from loopline.analytics.server import QueryServer, ask, read_token
 from loopline.kafka.broker import free_port
 from loopline.settings import SinkSettings
-from loopline.sink.store import Store
+from loopline.sink.clickhouse import ClickHouseSink
 from loopline.store import connect
 from tests.samples import load_analytics_records
 from tests.workers import wait_for
@@ -27,7 +27,7 @@ def endpoint(clickhouse, tmp_path):
     load_analytics_records(client)
     client.close()
     settings = SinkSettings(query_port=free_port(), query_token_file=tmp_path / "sink" / "token", query_timeout_s=1)
-    store = Store(clickhouse)
+    store = ClickHouseSink(clickhouse)
     server = QueryServer(store, settings)
     server.start()
     yield settings, store
@@ -104,7 +104,7 @@ def test_no_cors_preflight_is_answered(endpoint):
 def test_a_token_given_by_a_setting_is_the_one_required_and_no_file_is_written(clickhouse, tmp_path):
     settings = SinkSettings(query_port=free_port(), query_token=SecretStr("given-token"),
                             query_token_file=tmp_path / "token")  # fmt: skip
-    store = Store(clickhouse)
+    store = ClickHouseSink(clickhouse)
     server = QueryServer(store, settings)
     server.start()
     try:

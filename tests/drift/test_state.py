@@ -8,7 +8,8 @@ import pytest
 from loopline.drift import monitor
 from loopline.drift.core import DriftCore
 from loopline.drift.detectors import BINARY, DETECTORS
-from loopline.drift.monitor import BlockMonitor, ErrorMonitor, load_head
+from loopline.drift.monitor import BlockMonitor, ErrorMonitor
+from loopline.drift.state import History, dump_head, load_head
 from loopline.settings import DriftSettings
 from tests.drift.streams import OUTCOMES, VERSION, Records, drift_core, stream
 from tests.drift.test_core import events, requests
@@ -52,6 +53,30 @@ def cuts(found, warmup, drift, batch):
     first detection (a restart)."""
     detected = next(i for i, detections in enumerate(found) if detections)
     return [(warmup - 1) // batch, warmup // batch + 1, drift // batch, detected + 1]
+
+
+def test_a_history_saves_the_chunks_that_changed_and_a_loaded_one_goes_on_saving_the_same():
+    history = History("<f8", (2,), chunk=3, cap=6)
+    history.extend(np.arange(8.0).reshape(4, 2))
+    first = history.changes()
+    assert sorted(first) == [b"chunk/0", b"chunk/1"] and np.frombuffer(first[b"chunk/1"]).tolist() == [6.0, 7.0]
+    history.extend(np.arange(8.0, 16.0).reshape(4, 2))  # 8 rows, beyond the cap of 6: chunk 0 goes
+    assert (history.first, history.count, history.rows()[:, 0].tolist()) == (1, 8, [6.0, 8.0, 10.0, 12.0, 14.0])
+    second = history.changes()
+    assert second[b"chunk/0"] is None and sorted(second) == [b"chunk/0", b"chunk/1", b"chunk/2"]
+    store = {key: value for key, value in {**first, **second}.items() if value is not None}
+    loaded = History("<f8", (2,), chunk=3, cap=6)
+    loaded.load(history.head(), store)
+    assert loaded.rows().tolist() == history.rows().tolist() and loaded.head() == history.head()
+    assert loaded.changes() == history.changes() == {b"chunk/2": store[b"chunk/2"]}  # the last one, not yet full
+    history.clear()
+    assert history.changes() == {b"chunk/1": None, b"chunk/2": None}
+
+
+def test_a_head_carries_its_format_and_one_in_another_is_refused():
+    assert load_head(dump_head({"samples": 3, "mean": 0.1 + 0.2})) == {"format": 1, "samples": 3, "mean": 0.1 + 0.2}
+    with pytest.raises(ValueError, match="unknown state format 2"):
+        load_head(b'{"format": 2}')
 
 
 @pytest.mark.parametrize("name", sorted(DETECTORS))

@@ -1,4 +1,5 @@
-"""The inference worker's version follower without a broker: fallback, conflicts, nothing to serve."""
+"""The inference worker's version stager on its registry follower, without a broker: fallback, conflicts,
+nothing to serve, and the same answer as ``loopline models list``."""
 
 import logging
 from dataclasses import replace
@@ -7,16 +8,19 @@ from functools import partial
 import pytest
 
 from loopline.agents import inference
-from loopline.agents.inference import VersionFollower
+from loopline.agents.inference import VersionStager
 from loopline.codec import Codec
 from loopline.inference.core import InferenceCore
 from loopline.metrics import CANARY_TRAFFIC, MODEL_FALLBACKS, MODEL_SWAPS, SERVING_VERSION
 from loopline.models import ArtifactStore, Status
+from loopline.models.registry import RegistryFollower
+from loopline.models.registry.admission import on_the_workers
 from loopline.records import SourceRecord
 from loopline.settings import InferenceSettings, KafkaSettings
 from tests.helpers import N_FEATURES, small_model, tampered, version_of
 
 VERSIONS = Codec.load("model_version")
+SETTINGS = InferenceSettings(device="cpu", model_name="m")
 DEAD = Codec.load("dead_letter")
 
 
@@ -37,19 +41,21 @@ def follower(tmp_path):
     letters = []
     lag = CountedLag()
     core = InferenceCore(on_swap=partial(inference.report_swap, "m"))
-    follower = VersionFollower(core, KafkaSettings(), InferenceSettings(device="cpu", model_name="m"),
-                               store, letters.append, lag)  # fmt: skip
-    follower.offset = 0
+    stager = VersionStager(core, SETTINGS, store, letters.append, lag)
+    follower = RegistryFollower(KafkaSettings(), stager)
+    follower.partitions = [0]
+    offset = [0]
 
     def read(*versions, caught_up=True):
+        records = []
         for version in versions:
-            follower.apply(SourceRecord(version.key.encode(), VERSIONS.encode(version.to_record()), "t.model-versions",
-                                        0, follower.offset, 0))  # fmt: skip
-            follower.offset += 1
-        follower.follow(caught_up=caught_up)
+            records.append(SourceRecord(version.key.encode(), VERSIONS.encode(version.to_record()), "t.model-versions",
+                                        0, offset[0], 0))  # fmt: skip
+            offset[0] += 1
+        follower.read(records, {0: offset[0]} if caught_up else {})
         return [(DEAD.decode(v)["source_offset"], DEAD.decode(v)["reason"]) for _, v in letters]
 
-    return follower, store, read, lag
+    return stager, store, read, lag
 
 
 def served(follower):
@@ -141,3 +147,19 @@ def test_a_shadow_version_goes_through_the_same_checks(follower):
     assert read(v1, other) == [(1, "model-rejected")]
     follower.core.swap()
     assert follower.core.shadow is None and len(v1.feature_names) == N_FEATURES
+
+
+@pytest.mark.parametrize("status", [Status.SERVING, Status.RETIRED])
+def test_the_worker_serves_the_one_version_models_list_shows_as_serving(follower, status):
+    """One rule for what serves: the stager's choice is the version ``on_the_workers`` (``loopline models list``)
+    shows as serving, whether that version says serving or is a fallback."""
+    follower, store, read, _ = follower
+    v1 = version_of(small_model(0), 1, store, status=status)
+    v2 = tampered(version_of(small_model(1), 2, store))  # says serving, fails its checks
+    v3 = version_of(small_model(2), 3, store, status=status)
+    v4 = replace(version_of(small_model(3), 4, store), feature_names=list("abcdef"))  # says serving, another contract
+    read(v1, v2, v3, v4)
+    shown = on_the_workers(follower.registry, "m", SETTINGS, store)
+    registry = follower.registry
+    listed = [v.version for v in registry.versions("m") if shown.get(v.version, (v.status.value,))[0] == "serving"]
+    assert listed == [served(follower)] == [3]

@@ -10,10 +10,11 @@ from onnx import TensorProto, helper, numpy_helper
 
 from loopline.codec import Codec
 from loopline.inference.core import InferenceCore
-from loopline.inference.loader import ModelRejected, admit, rollback_records, serving_or_fallback
+from loopline.inference.loader import ModelRejected
 from loopline.models import ArtifactFormat, ArtifactStore, ModelVersion, Registry, RegistryError, Status
 from loopline.models.export import OPSET
 from loopline.models.registry import empty_lineage
+from loopline.models.registry.admission import admit, rollback_records, serving_or_fallback
 from loopline.records import SourceRecord
 from loopline.settings import InferenceSettings
 from tests.helpers import N_FEATURES, features_record, rows, small_model, tampered, version_of

@@ -4,11 +4,11 @@ import math
 import pytest
 
 from loopline.codec import Codec
-from loopline.join.core import SHADOW, Entry, JoinCore, JoinTopics, decode_entry, encode_entry
-from loopline.kafka.testing import MemoryChangelog
+from loopline.join.core import JoinCore, JoinTopics
 from loopline.records import SourceRecord, Topic
 from loopline.state.state import State
 from loopline.state.store import DiskStore, MemoryStore
+from loopline.testing import MemoryChangelog
 
 TOPICS = JoinTopics("f", "p", "sp", "l")
 HOUR = 3_600_000
@@ -327,14 +327,6 @@ def test_changes_of_an_aborted_batch_never_reach_the_store():
     join.state.discard()  # the batch's transaction was aborted
     assert join.held() == [] and join.changelog.log == {}
     assert join.process([stream.record("f", "a", 0)]).duplicates == 0  # read again, taken again
-
-
-def test_entries_round_trip_through_their_stored_layout():
-    label = SourceRecord(b"k", b"label", "l", 3, 42, T0)
-    entry = Entry(T0 + HOUR, b"features", None, b"shadow", label, SHADOW)
-    again = decode_entry(encode_entry(entry), "l", 3)
-    assert again == entry or vars(again) == vars(entry)
-    assert decode_entry(encode_entry(Entry(5)), "l", 0).label is None
 
 
 def test_a_part_that_would_make_an_entry_larger_than_a_changelog_record_is_dead_lettered():

@@ -10,13 +10,15 @@ import pytest
 
 from loopline.codec import Codec
 from loopline.join.core import JoinCore
-from loopline.kafka.loop import BatchLoop, Track, next_offsets
-from loopline.kafka.testing import MemoryChangelog, MemoryOutput, MemorySource
+from loopline.kafka.crashes import Track
+from loopline.kafka.loop import BatchLoop
+from loopline.kafka.offsets import next_offsets
 from loopline.records import Produced, SourceRecord, Topic
 from loopline.settings import KafkaSettings
 from loopline.sink.core import SinkCore
 from loopline.state.state import State
 from loopline.state.store import MemoryStore
+from loopline.testing import MemoryChangelog, MemoryOutput, MemorySource
 from tests.join.test_core import CLASSES, T0, TOPICS, Stream
 
 NEVER = threading.Event()

@@ -6,10 +6,11 @@ from collections import Counter
 
 import pytest
 
+from loopline.kafka.bounded import Unanswered, bounded
 from loopline.kafka.broker import free_port
 from loopline.kafka.clients import read_to_end, send_all
 from loopline.kafka.loop import kafka_loop
-from loopline.kafka.output import KafkaOutput, Unanswered, _bounded
+from loopline.kafka.output import KafkaOutput
 from loopline.kafka.topics import create_topics
 from loopline.records import Produced, Topic
 from loopline.settings import KafkaSettings
@@ -79,7 +80,7 @@ def test_a_call_is_not_waited_for_once_its_producer_lost_a_broker_connection():
     hung = threading.Event()  # a transactional call that never returns (librdkafka issues 5456, 5511)
     try:
         with pytest.raises(Unanswered, match="lost a broker connection"):
-            _bounded(hung.wait, output.producer, output.outage)
+            bounded(hung.wait, output.producer, output.outage)
         assert not hung.is_set()  # left while it still ran
     finally:
         hung.set()

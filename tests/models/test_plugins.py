@@ -6,7 +6,7 @@ from loopline.models import ArtifactStore, Registry
 from loopline.models.datasets import Concept, sample
 from loopline.models.families import config_from_strings, fit, onnx_bytes
 from loopline.models.plugins import PluginConfig, PluginModel, plugin_names, provider
-from loopline.settings import RegistrySettings, TrainerSettings
+from loopline.settings import InferenceSettings, RegistrySettings, TrainerSettings
 from loopline.trainer.core import Trainer
 from loopline.trainer.window import Window
 from tests.helpers import N_FEATURES, trained_model, version_of
@@ -41,7 +41,8 @@ def test_the_trainer_trains_a_plug_in_family_and_records_it_in_the_lineage(acme,
     registry.apply(version_of(trained_model(concept_seed=1), 1, store))
     x, y = sample(Concept(seed=2, n_features=N_FEATURES), 2000, seed=5)
     window = Window(x, [["no", "yes"][c] for c in y], [{"topic": "o", "partition": 0, "start": 0, "end": 1999}])
-    trainer = Trainer(TrainerSettings(device="cpu", families="acme"), store, RegistrySettings())
+    trainer = Trainer(TrainerSettings(device="cpu", families="acme"), store, RegistrySettings(),
+                      InferenceSettings(device="cpu"))  # fmt: skip
     decision = trainer.retrain(registry, "m", window, "drift")
     lineage = decision.candidate.lineage
     assert lineage["hyperparameters"] == {"family": "acme", "seed": "0"}

@@ -2,9 +2,9 @@
 
 import pytest
 
-from loopline.kafka.testing import MemoryChangelog
 from loopline.state.state import OutOfRange, State
 from loopline.state.store import DiskStore, MemoryStore
+from loopline.testing import MemoryChangelog
 
 
 def logged(state, changelog):

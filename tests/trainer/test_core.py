@@ -7,7 +7,7 @@ import pytest
 
 from loopline.models import ArtifactStore, Registry, Status, TrainConfig, TreesConfig
 from loopline.models.datasets import Concept, sample
-from loopline.settings import RegistrySettings, TrainerSettings
+from loopline.settings import InferenceSettings, RegistrySettings, TrainerSettings
 from loopline.trainer.core import Refused, Trainer, training_config
 from loopline.trainer.gate import gate
 from loopline.trainer.guard import RollbackGuard
@@ -34,7 +34,8 @@ def window(concept_seed, rows=1000, seed=5):
 
 
 def trainer(store, registry_settings=None, **settings):
-    return Trainer(TrainerSettings(**({"device": "cpu"} | settings)), store, registry_settings or RegistrySettings())
+    return Trainer(TrainerSettings(**({"device": "cpu"} | settings)), store, registry_settings or RegistrySettings(),
+                   InferenceSettings(device="cpu"))  # fmt: skip
 
 
 def test_a_candidate_for_the_new_concept_passes_the_gate_and_replaces_the_serving_version(registry):

@@ -5,7 +5,7 @@ from dataclasses import replace
 from loopline.agents import trainer as agent
 from loopline.models import ModelVersion, Registry, Status
 from loopline.records import Produced, SourceRecord
-from loopline.settings import KafkaSettings, RegistrySettings, TrainerSettings
+from loopline.settings import InferenceSettings, KafkaSettings, RegistrySettings, TrainerSettings
 from loopline.trainer.core import Decision
 from loopline.trainer.window import Window
 from tests.samples import SAMPLES
@@ -26,11 +26,22 @@ TYPED = registry(BASE.with_status(Status.RETIRED, "replaced"),
                  replace(BASE, version=2, feature_types=["float"] * 3, event_id="v2t"))  # fmt: skip
 
 
+class Follower:
+    """A registry follower whose catch-ups return ``reads`` in turn."""
+
+    def __init__(self, reads):
+        self.reads = [registry.snapshot() for registry in reads]
+
+    def catch_up(self):
+        return self.reads.pop(0)
+
+
 def run(monkeypatch, tmp_path, reads):
     """One request answered while the registry reads as ``reads`` after each training; what was trained
     on and published."""
     requests = agent.Requests(KafkaSettings(bootstrap_servers="127.0.0.1:1"), TrainerSettings(),
-                              RegistrySettings(artifact_dir=tmp_path))  # fmt: skip
+                              RegistrySettings(artifact_dir=tmp_path), InferenceSettings(device="cpu"),
+                              Follower(reads))  # fmt: skip
     trained, published = [], []
 
     def retrain(on, model, window, why, requests_read):
@@ -40,8 +51,7 @@ def run(monkeypatch, tmp_path, reads):
 
     monkeypatch.setattr(requests, "_read_window", lambda model, since: (Window(None, [], []), BEFORE))
     monkeypatch.setattr(requests.trainer, "retrain", retrain)
-    monkeypatch.setattr(agent, "load_registry", lambda kafka: reads.pop(0))
-    monkeypatch.setattr(agent, "publish_versions", lambda kafka, records, producer: published.extend(records))
+    monkeypatch.setattr(agent, "publish", lambda kafka, records, producer: published.extend(records))
     record = SourceRecord(b"m", b"", "retrain-requests", 0, 0, 0)
     requests._retrain(Produced(), "m", [(record, {"requested_by": "drift", "reason": "r", "since": None,
                                                         "evidence": None})])  # fmt: skip

@@ -87,7 +87,8 @@ def test_a_candidate_better_on_recent_data_that_fails_the_set_is_rejected_with_t
     write_set(tmp_path, x, y)
     recent_x, recent_y = sample(Concept(seed=2, n_features=N_FEATURES), 1000, seed=5)
     window = Window(recent_x, [CLASSES[c] for c in recent_y], [{"topic": "o", "partition": 0, "start": 0, "end": 999}])
-    trainer = Trainer(TrainerSettings(device="cpu"), store, RegistrySettings(regression_dir=tmp_path))
+    trainer = Trainer(TrainerSettings(device="cpu"), store, RegistrySettings(regression_dir=tmp_path),
+                      InferenceSettings(device="cpu"))  # fmt: skip
     decision = trainer.retrain(registry, "m", window, "drift")
     assert not decision.promoted and decision.candidate.status == Status.REJECTED
     assert decision.reason.startswith("regression set failed: regression set m.csv")

@@ -1,9 +1,20 @@
-"""In-memory test doubles of the batch loop's source and output: an agent's wiring, tested without a broker.
+"""In-memory test doubles of the batch loop's source, output and changelog and of a sink: an agent's
+wiring, tested without a broker or a store.
 
 A :class:`MemorySource` serves records given up front; a :class:`MemoryOutput` keeps what was
 committed, and can be told to abort chosen commits or to refuse chosen records, so that a test sees
 the batch read again from the committed offsets, as it would be on Kafka. A new source made with
-the committed offsets of an old one is a restarted worker.
+the committed offsets of an old one is a restarted worker. A :class:`MemoryChangelog` keeps the
+state changes a :class:`MemoryOutput` committed; a :class:`MemorySink` the rows a sink agent wrote.
+
+Example:
+    One batch of a relay's loop::
+
+        source = MemorySource(records)
+        output = MemoryOutput(source)
+        loop = BatchLoop("relay", source, output, relay, max_batch=100, max_wait_s=0)
+        loop.step(loop.take(), threading.Event())
+        output.to(Topic.PREDICTIONS)  # what the batch committed
 """
 
 from __future__ import annotations
@@ -16,9 +27,10 @@ from confluent_kafka import TopicPartition
 from loopline.kafka.output import Refused
 from loopline.kafka.source import Partition
 from loopline.records import KeyValue, SourceRecord, Topic
+from loopline.sink.tables import Row, Table
 from loopline.state.store import Changes
 
-__all__ = ["MemoryChangelog", "MemoryOutput", "MemorySource"]
+__all__ = ["MemoryChangelog", "MemoryOutput", "MemorySink", "MemorySource"]
 
 
 class MemorySource:
@@ -177,3 +189,36 @@ class MemoryChangelog:
 
     def end(self, partition: int) -> int:
         return len(self.log.get(partition, []))
+
+
+class MemorySink:
+    """A :class:`~loopline.sink.base.Sink` kept in memory: the rows each successful flush wrote, by table.
+
+    Args:
+        failures: how many flushes fail (raise ``ConnectionError``, keeping their rows) before they succeed.
+    """
+
+    def __init__(self, failures: int = 0) -> None:
+        self.failures = failures
+        self.flushes = 0
+        """Flushes tried, failed ones included."""
+        self.pending: dict[str, list[Row]] = {}
+        self.rows: dict[str, list[Row]] = {}
+        """Table name → the rows written, in the order they were."""
+
+    def add(self, table: Table, rows: Sequence[Row]) -> None:
+        """Buffer ``rows`` of ``table`` until the next flush."""
+        self.pending.setdefault(table.table, []).extend(rows)
+
+    def flush(self) -> None:
+        """Write the buffered rows, unless this is one of the first ``failures`` flushes.
+
+        Raises:
+            ConnectionError: a flush told to fail.
+        """
+        self.flushes += 1
+        if self.flushes <= self.failures:
+            raise ConnectionError(f"flush {self.flushes} of the {self.failures} told to fail")
+        for name, rows in self.pending.items():
+            self.rows.setdefault(name, []).extend(rows)
+        self.pending = {}
